@@ -1,0 +1,42 @@
+"""Typed errors: each names what failed (report, location, page) and how to fix it, never a secret."""
+
+from __future__ import annotations
+
+
+class BookerError(Exception):
+    """Base class. ``where`` says which call failed; ``fix`` tells the user what to do."""
+
+    def __init__(self, cause: str, *, where: str = "", fix: str = "") -> None:
+        self.cause, self.where, self.fix = cause, where, fix
+        parts = [f"{where}: {cause}" if where else cause]
+        if fix:
+            parts.append(f"Fix: {fix}")
+        super().__init__(" ".join(parts))
+
+
+class BookerCredentialsError(BookerError):
+    """Booker rejected a credential. ``credential`` names which one (e.g. ``subscription_key``)."""
+
+    def __init__(self, cause: str, *, credential: str, where: str = "", fix: str = "") -> None:
+        self.credential = credential
+        super().__init__(cause, where=where, fix=fix)
+
+
+class BookerRequestError(BookerError):
+    """Booker refused the request itself (400, 403, argument errors): retrying will not help."""
+
+
+class BookerTransientError(BookerError):
+    """429, 503/504, ``{}`` bodies, connection errors and timeouts: retried, then raised."""
+
+
+class BookerResponseError(BookerError):
+    """A reply that is not what the contract says (HTML, truncated JSON, wrong shape)."""
+
+
+class BookerCountMismatch(BookerError):
+    """Rows read differ from the ``TotalResultsCount`` Booker announced: never a short table."""
+
+
+class BookerConfigError(BookerError):
+    """A bad setting (location ids, dates, paths): raised at load or launch time."""
