@@ -1,0 +1,110 @@
+"""Deployment settings read from the environment once, at code-location load.
+
+Everything that shapes the asset graph (partitions, locations) must be known when Dagster
+imports the code, so it lives here rather than in run config. Credentials do not: they are
+`EnvVar`s on the resource, resolved only when a run starts (see definitions.py).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import date
+from pathlib import Path
+
+from booker_assets.errors import BookerConfigError
+
+CREDENTIAL_VARS = (
+    "BOOKER_CLIENT_ID",
+    "BOOKER_CLIENT_SECRET",
+    "BOOKER_SUBSCRIPTION_KEY",
+    "BOOKER_PERSONAL_ACCESS_TOKEN",
+)
+# The locations the embedded sandbox serves with its default settings.
+SANDBOX_LOCATION_IDS = ("1001", "1002", "1003", "1004")
+PII_MODES = ("keep", "hash", "drop")
+
+
+@dataclass(frozen=True)
+class Settings:
+    use_sandbox: bool  # no credentials in the environment: run against the embedded sandbox
+    location_ids: tuple[str, ...]
+    start_date: date
+    duckdb_path: str
+    lookback_days: int
+    grace_hours: float
+    catch_up_days: int
+    pii: str
+
+
+def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
+    raw = env.get(name, "").strip() or str(default)
+    try:
+        value = int(raw)
+    except ValueError:
+        msg = f"{name}={raw!r} is not a whole number"
+        raise BookerConfigError(msg, fix=f"set {name}={default}") from None
+    if value < minimum:
+        raise BookerConfigError(f"{name}={value} is below {minimum}", fix=f"set {name}>={minimum}")
+    return value
+
+
+def _location_ids(env: Mapping[str, str], use_sandbox: bool) -> tuple[str, ...]:
+    raw = env.get("BOOKER_LOCATION_IDS", "").strip()
+    source = "BOOKER_LOCATION_IDS"
+    if not raw:
+        path = Path(env.get("BOOKER_LOCATIONS_FILE", "booker_locations.txt"))
+        if path.exists():
+            raw, source = path.read_text().replace("\n", ","), str(path)
+        elif use_sandbox:
+            return SANDBOX_LOCATION_IDS
+    ids = tuple(dict.fromkeys(part.strip() for part in raw.split(",") if part.strip()))
+    if not ids:
+        raise BookerConfigError(
+            "no Booker locations are configured",
+            fix="set BOOKER_LOCATION_IDS=1001,1002 or run `booker-assets discover-locations` "
+            "to write booker_locations.txt with every location your token sees",
+        )
+    bad = [i for i in ids if not i.isdigit()]
+    if bad:
+        raise BookerConfigError(
+            f"location ids must be Booker's numeric ids, got {bad} from {source}",
+            fix="list numeric ids separated by commas, e.g. BOOKER_LOCATION_IDS=1001,1002",
+        )
+    return ids
+
+
+def _start_date(env: Mapping[str, str]) -> date:
+    raw = env.get("BOOKER_START_DATE", "").strip() or "2025-01-01"
+    try:
+        start = date.fromisoformat(raw)
+    except ValueError:
+        raise BookerConfigError(
+            f"BOOKER_START_DATE={raw!r} is not a date", fix="use YYYY-MM-DD, e.g. 2025-01-01"
+        ) from None
+    if start > date.today():
+        raise BookerConfigError(
+            f"BOOKER_START_DATE={raw} is in the future: there would be no partitions",
+            fix="set BOOKER_START_DATE to the first day you want loaded, today or earlier",
+        )
+    return start
+
+
+def load_settings(env: Mapping[str, str] | None = None) -> Settings:
+    """Read and validate every setting; a bad one raises BookerConfigError naming the fix."""
+    env = os.environ if env is None else env
+    use_sandbox = not any(env.get(name) for name in (*CREDENTIAL_VARS, "BOOKER_BASE_URL"))
+    pii = env.get("BOOKER_PII", "keep").strip().lower() or "keep"
+    if pii not in PII_MODES:
+        raise BookerConfigError(f"BOOKER_PII={pii!r} is not one of {PII_MODES}", fix="keep")
+    return Settings(
+        use_sandbox=use_sandbox,
+        location_ids=_location_ids(env, use_sandbox),
+        start_date=_start_date(env),
+        duckdb_path=env.get("BOOKER_DUCKDB_PATH", "").strip() or "data/booker.duckdb",
+        lookback_days=_int(env, "BOOKER_LOOKBACK_DAYS", 7),
+        grace_hours=float(env.get("BOOKER_GRACE_HOURS", "").strip() or 2),
+        catch_up_days=_int(env, "BOOKER_CATCH_UP_DAYS", 3, minimum=1),
+        pii=pii,
+    )
