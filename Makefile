@@ -1,0 +1,43 @@
+# The README's commands. Everything installs into .venv from PyPI; nothing is global.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+
+.PHONY: install demo test dev bench lint sandbox clean
+
+$(BIN)/python:
+	@$(PYTHON) -c 'import ensurepip, venv' 2>/dev/null || { \
+	  echo "python3-venv is missing: installing it (Debian)"; \
+	  apt-get update -qq && apt-get install -y -qq python3-venv; }
+	$(PYTHON) -m venv $(VENV)
+
+$(VENV)/.installed: $(BIN)/python pyproject.toml
+	$(BIN)/python -m pip install -q --upgrade pip
+	$(BIN)/python -m pip install -q -e '.[dev]'
+	@touch $@
+
+install: $(VENV)/.installed
+	@mkdir -p $(DAGSTER_HOME) data
+	@cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+
+demo: install  ## backfill every report for the last 7 days from the sandbox into data/booker.duckdb
+	$(BIN)/python -m booker_assets.demo
+
+test: install  ## the whole test suite
+	$(BIN)/python -m pytest -q
+
+dev: install  ## the Dagster UI and daemon on http://127.0.0.1:3000
+	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+bench: install  ## benchmarks/backfill.py with its defaults
+	$(BIN)/python benchmarks/backfill.py
+
+sandbox: install  ## the Booker sandbox in the foreground
+	$(BIN)/python -m booker_assets.sandbox --port 8765
+
+lint: install
+	$(BIN)/ruff check .
+
+clean:
+	rm -rf $(VENV) .dagster_home data *.egg-info
