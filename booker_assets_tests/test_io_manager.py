@@ -1,0 +1,303 @@
+"""BookerDuckDBIOManager: every test asserts on what DuckDB holds after the write."""
+
+import fcntl
+import multiprocessing
+from datetime import date
+from multiprocessing.synchronize import Event
+from pathlib import Path
+
+import dagster as dg
+import pandas as pd
+import pytest
+
+from booker_assets.io_manager import (
+    BookerDuckDBIOManager,
+    BookerStorageError,
+    PartitionLoad,
+    ReportFrame,
+    connect_locked,
+)
+
+D1, D2, D3 = date(2025, 3, 1), date(2025, 3, 2), date(2025, 3, 3)
+LOADED = pd.Timestamp("2025-03-04 12:00", tz="UTC")
+
+
+def report(rows: list[dict], partitions: list[tuple[date, str | None]]) -> ReportFrame:
+    """A ReportFrame whose loads count the rows of each partition."""
+    columns = None if rows else ["report_date", "location_id", "order_id", "amount"]
+    frame = pd.DataFrame(rows, columns=columns).assign(_loaded_at=LOADED)
+    counts = {p: sum((r["report_date"], r["location_id"]) == p for r in rows) for p in partitions}
+    loads = [
+        PartitionLoad(d, loc, n, reported_total=n, pages=1, requests=1)
+        for (d, loc), n in counts.items()
+    ]
+    return ReportFrame(frame, partitions, loads)
+
+
+def row(day: date, loc: str | None, order_id: int, amount: float) -> dict:
+    return {"report_date": day, "location_id": loc, "order_id": order_id, "amount": amount}
+
+
+def write(db: Path, obj: ReportFrame | pd.DataFrame, table: str = "orders", **metadata) -> dict:
+    """handle_output for asset booker/<table>; returns the output metadata it logged."""
+    context = dg.build_output_context(asset_key=["booker", table], definition_metadata=metadata)
+    BookerDuckDBIOManager(database=str(db)).handle_output(context, obj)
+    return context.consume_logged_metadata()
+
+
+def query(db: Path, sql: str) -> list[tuple]:
+    with connect_locked(str(db), read_only=True) as conn:
+        return conn.execute(sql).fetchall()
+
+
+@pytest.fixture
+def db(tmp_path: Path) -> Path:
+    return tmp_path / "t.duckdb"
+
+
+def test_rematerializing_a_partition_replaces_it(db: Path) -> None:
+    write(db, report([row(D1, "1002", 1, 1.0), row(D1, "1002", 2, 2.0)], [(D1, "1002")]))
+    write(db, report([row(D2, "1002", 9, 9.0)], [(D2, "1002")]))
+    meta = write(db, report([row(D1, "1002", 1, 10.0), row(D1, "1002", 2, 20.0)], [(D1, "1002")]))
+
+    assert query(db, "SELECT report_date, order_id, amount FROM booker.orders ORDER BY ALL") == [
+        (D1, 1, 10.0),
+        (D1, 2, 20.0),
+        (D2, 9, 9.0),
+    ]
+    assert meta["dagster/row_count"].value == 2
+    assert meta["dagster/table_name"].value == "booker.orders"
+    assert meta["booker/partitions_written"].value == 1
+    assert [c.name for c in meta["dagster/column_schema"].schema.columns] == [
+        "report_date",
+        "location_id",
+        "order_id",
+        "amount",
+        "_loaded_at",
+    ]
+    assert meta["preview"].value.splitlines()[2].startswith("| 2025-03-01 | 1002 | 1 | 10.0 |")
+
+
+def test_empty_frame_creates_table_and_records_zero_rows(db: Path) -> None:
+    empty = pd.DataFrame(
+        {
+            "report_date": pd.Series([], dtype=object),
+            "location_id": pd.Series([], dtype=object),
+            "order_id": pd.Series([], dtype="int64"),
+            "note": pd.Series([], dtype=object),
+            "_loaded_at": pd.Series([], dtype="datetime64[us, UTC]"),
+        }
+    )
+    write(db, ReportFrame(empty, [(D1, "1002")], [PartitionLoad(D1, "1002", 0, 0, 1, 1)]))
+
+    assert query(db, "SELECT count(*) FROM booker.orders") == [(0,)]
+    assert query(
+        db, "SELECT column_name, data_type FROM duckdb_columns() WHERE table_name = 'orders'"
+    ) == [
+        ("report_date", "DATE"),
+        ("location_id", "VARCHAR"),
+        ("order_id", "BIGINT"),
+        ("note", "VARCHAR"),
+        ("_loaded_at", "TIMESTAMP WITH TIME ZONE"),
+    ]
+    assert query(
+        db,
+        "SELECT table_name, report_date, location_id, row_count, reported_total FROM booker._loads",
+    ) == [("orders", D1, "1002", 0, 0)]
+
+    # "note" never held a value, so it takes the type of its first real values
+    write(db, report([{**row(D2, "1002", 1, 1.0), "note": 7}], [(D2, "1002")]))
+    assert query(db, "SELECT data_type FROM duckdb_columns() WHERE column_name = 'note'") == [
+        ("BIGINT",)
+    ]
+
+
+def test_empty_frame_replaces_existing_rows(db: Path) -> None:
+    write(db, report([row(D1, "1002", 1, 1.0)], [(D1, "1002")]))
+    write(db, report([], [(D1, "1002")]))
+
+    assert query(db, "SELECT count(*) FROM booker.orders") == [(0,)]
+    assert query(db, "SELECT row_count FROM booker._loads") == [(0,)]
+
+
+def test_new_column_is_added_and_older_rows_get_null(db: Path) -> None:
+    write(db, report([row(D1, "1002", 1, 1.0)], [(D1, "1002")]))
+    write(db, report([{**row(D2, "1002", 2, 2.0), "tip": 0.5}], [(D2, "1002")]))
+
+    assert query(db, "SELECT order_id, tip FROM booker.orders ORDER BY 1") == [(1, None), (2, 0.5)]
+
+
+def test_reordered_columns_land_by_name(db: Path) -> None:
+    write(db, report([{**row(D1, "1002", 1, 1.0), "a": 1, "b": 2}], [(D1, "1002")]))
+    reordered = report([{"b": 20, "a": 10, **row(D2, "1002", 2, 2.0)}], [(D2, "1002")])
+    reordered.frame = reordered.frame[list(reversed(reordered.frame.columns))]
+    write(db, reordered)
+
+    assert query(db, "SELECT order_id, a, b FROM booker.orders ORDER BY 1") == [
+        (1, 1, 2),
+        (2, 10, 20),
+    ]
+
+
+def test_failed_write_keeps_old_rows_and_names_table_and_column(db: Path) -> None:
+    write(db, report([row(D1, "1002", 1, 1.0), row(D1, "1002", 2, 2.0)], [(D1, "1002")]))
+    before = query(db, "SELECT * FROM booker.orders ORDER BY order_id")
+
+    # "x" cannot be cast to the BIGINT column: the INSERT fails after the DELETE ran
+    bad = report([row(D1, "1002", "x", 3.0)], [(D1, "1002")])
+    with pytest.raises(BookerStorageError, match=r'"booker"\."orders".*2025-03-01.*order_id'):
+        write(db, bad)
+
+    assert query(db, "SELECT * FROM booker.orders ORDER BY order_id") == before
+    assert query(db, "SELECT row_count FROM booker._loads") == [(2,)]
+
+
+def test_rows_outside_the_declared_slice_are_rejected(db: Path) -> None:
+    stray = report([row(D1, "1002", 1, 1.0), row(D2, "1002", 2, 2.0)], [(D1, "1002")])
+    with pytest.raises(BookerStorageError, match="2025-03-02/1002: declared None"):
+        write(db, stray)
+
+    assert query(db, "SELECT count(*) FROM duckdb_tables()") == [(0,)]
+
+
+def test_slice_of_three_dates_by_two_locations_then_a_non_rectangular_slice(db: Path) -> None:
+    grid = [(d, loc) for d in (D1, D2, D3) for loc in ("1002", "1003")]
+    write(db, report([row(d, loc, 1, 1.0) for d, loc in grid], grid))
+    write(db, report([row(D1, "1004", 1, 1.0)], [(D1, "1004")]))
+    meta = write(db, report([row(d, loc, 1, 2.0) for d, loc in grid], grid))
+    assert meta["booker/partitions_written"].value == 6
+    assert query(db, "SELECT amount, count(*) FROM booker.orders GROUP BY 1 ORDER BY 1") == [
+        (1.0, 1),
+        (2.0, 6),
+    ]
+
+    diagonal = [(D1, "1002"), (D2, "1003")]
+    write(db, report([row(d, loc, 1, 3.0) for d, loc in diagonal], diagonal))
+    assert (
+        query(db, "SELECT report_date, location_id FROM booker.orders WHERE amount = 3 ORDER BY 1")
+        == diagonal
+    )
+    assert query(db, "SELECT count(*) FROM booker.orders") == [(7,)]
+
+
+def test_brand_level_partitions_have_null_location(db: Path) -> None:
+    write(db, report([row(D1, None, 1, 1.0), row(D1, None, 2, 1.0)], [(D1, None)]))
+    write(db, report([row(D1, "1002", 3, 1.0)], [(D1, "1002")]))
+    write(db, report([row(D1, None, 1, 5.0)], [(D1, None)]))
+
+    assert query(db, "SELECT location_id, order_id, amount FROM booker.orders ORDER BY 2") == [
+        (None, 1, 5.0),
+        ("1002", 3, 1.0),
+    ]
+    assert query(db, "SELECT location_id, row_count FROM booker._loads ORDER BY 1") == [
+        ("1002", 1),
+        (None, 1),
+    ]
+
+
+def test_plain_dataframe_slice_comes_from_its_rows(db: Path) -> None:
+    write(db, report([row(D1, "1002", 1, 1.0), row(D2, None, 2, 1.0)], [(D1, "1002"), (D2, None)]))
+    write(db, pd.DataFrame([row(D1, "1002", 1, 4.0), row(D2, None, 2, 4.0)]))
+
+    assert query(db, "SELECT amount, count(*) FROM booker.orders GROUP BY 1") == [(4.0, 2)]
+    assert query(db, "SELECT count(*) FROM booker._loads WHERE row_count = 1") == [(2,)]
+
+
+def test_current_view_keeps_latest_version_per_entity(db: Path) -> None:
+    write(
+        db,
+        report([row(D1, "1002", 1, 1.0), row(D1, "1002", 2, 1.0)], [(D1, "1002")]),
+        **{"booker/entity_key": ["order_id"]},
+    )
+    write(
+        db, report([row(D2, "1002", 1, 2.0)], [(D2, "1002")]), **{"booker/entity_key": ["order_id"]}
+    )
+
+    assert query(
+        db, "SELECT order_id, report_date, amount FROM booker.orders_current ORDER BY 1"
+    ) == [(1, D2, 2.0), (2, D1, 1.0)]
+
+
+def test_timestamptz_stores_the_correct_utc_instant(db: Path) -> None:
+    created = pd.Timestamp("2025-03-01 22:00", tz="America/New_York")
+    write(db, report([{**row(D1, "1002", 1, 1.0), "created": created}], [(D1, "1002")]))
+
+    assert query(
+        db,
+        "SELECT typeof(created), strftime(timezone('UTC', created), '%Y-%m-%d %H:%M')"
+        " FROM booker.orders",
+    ) == [("TIMESTAMP WITH TIME ZONE", "2025-03-02 03:00")]
+
+
+def test_load_input_returns_exactly_the_upstream_slice(db: Path) -> None:
+    days = dg.DailyPartitionsDefinition(start_date="2025-03-01", end_offset=1)
+    by_location = dg.MultiPartitionsDefinition(
+        {"date": days, "location": dg.StaticPartitionsDefinition(["1002", "1003"])}
+    )
+    io_manager = BookerDuckDBIOManager(database=str(db))
+
+    @dg.asset(key_prefix=["booker"], partitions_def=by_location)
+    def orders(context: dg.AssetExecutionContext) -> ReportFrame:
+        key = context.partition_key.keys_by_dimension
+        day, loc = date.fromisoformat(key["date"]), key["location"]
+        return report([row(day, loc, 1, 1.0)], [(day, loc)])
+
+    for key in ("2025-03-01|1002", "2025-03-01|1003", "2025-03-02|1002"):
+        result = dg.materialize([orders], partition_key=key, resources={"io_manager": io_manager})
+        assert result.success
+    assert query(db, "SELECT count(*) FROM booker._loads") == [(3,)]
+
+    def load(partition_key: str, partitions_def: dg.PartitionsDefinition) -> list[tuple]:
+        context = dg.build_input_context(
+            asset_key=["booker", "orders"],
+            partition_key=partition_key,
+            asset_partitions_def=partitions_def,
+        )
+        frame = io_manager.load_input(context)
+        return list(zip(frame.report_date, frame.location_id, strict=True))
+
+    assert load("2025-03-01|1003", by_location) == [(D1, "1003")]
+    assert load("2025-03-01", days) == [(D1, "1002"), (D1, "1003")]
+    assert len(io_manager.load_input(dg.build_input_context(asset_key=["booker", "orders"]))) == 3
+
+
+def _write_in_child(database: str, location: str, ready: Event) -> None:
+    ready.set()
+    write(Path(database), report([row(D1, location, 1, 1.0)], [(D1, location)]))
+
+
+def test_two_processes_writing_the_same_file_queue_instead_of_failing(db: Path) -> None:
+    spawn = multiprocessing.get_context("spawn")
+    ready = [spawn.Event(), spawn.Event()]
+    children = [
+        spawn.Process(target=_write_in_child, args=(str(db), loc, event))
+        for loc, event in zip(("1002", "1003"), ready, strict=True)
+    ]
+    with connect_locked(str(db)) as conn:  # both children start while the file is held
+        conn.execute("CREATE TABLE held (x INTEGER)")
+        for child in children:
+            child.start()
+        assert all(event.wait(30) for event in ready)
+    for child in children:
+        child.join(60)
+
+    assert [child.exitcode for child in children] == [0, 0]
+    assert query(db, "SELECT location_id FROM booker.orders ORDER BY 1") == [("1002",), ("1003",)]
+
+
+def test_lock_timeout_says_another_process_holds_the_file(db: Path) -> None:
+    # a separate open file description: flock treats it as another holder
+    with open(f"{db}.lock", "a") as other:
+        fcntl.flock(other, fcntl.LOCK_EX)
+        with (
+            pytest.raises(BookerStorageError, match="another process holds the DuckDB file"),
+            connect_locked(str(db), timeout_seconds=0.2),
+        ):
+            pass
+
+
+def test_unwritable_database_path_is_named(tmp_path: Path) -> None:
+    (tmp_path / "file").write_text("not a directory")
+    database = tmp_path / "file" / "t.duckdb"
+    with pytest.raises(BookerStorageError, match=str(database)):
+        write(database, report([row(D1, "1002", 1, 1.0)], [(D1, "1002")]))
