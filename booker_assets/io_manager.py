@@ -27,6 +27,7 @@ import fcntl
 import os
 import threading
 import time
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -239,12 +240,9 @@ def _wanted_partitions(context: dg.InputContext) -> list[Partition]:
         return [(date.fromisoformat(key), None) for key in context.asset_partition_keys]
     wanted = []
     for key in context.asset_partition_keys:
-        multi = (
-            key
-            if isinstance(key, dg.MultiPartitionKey)
-            else (partitions_def.get_partition_key_from_str(key))
-        )
-        dims = multi.keys_by_dimension
+        if not isinstance(key, dg.MultiPartitionKey):  # a plain "2025-03-01|1002" string
+            key = partitions_def.get_partition_key_from_str(key)
+        dims = key.keys_by_dimension
         wanted.append((date.fromisoformat(dims[DATE_DIMENSION]), dims[LOCATION_DIMENSION]))
     return wanted
 
@@ -312,10 +310,8 @@ def _with_loaded_at(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def _register_slice(conn: duckdb.DuckDBPyConnection, report: ReportFrame) -> None:
-    by_partition = {(ld.report_date, ld.location_id): ld for ld in report.loads}
-    if len(set(report.partitions)) != len(report.partitions) or (
-        set(report.partitions) != set(by_partition) or len(by_partition) != len(report.loads)
-    ):
+    keys = [(ld.report_date, ld.location_id) for ld in report.loads]
+    if len(set(keys)) != len(keys) or Counter(keys) != Counter(report.partitions):
         raise ValueError("ReportFrame.loads must hold exactly one PartitionLoad per partition")
     loads = pd.DataFrame(
         [vars(ld) for ld in report.loads], columns=list(PartitionLoad.__dataclass_fields__)

@@ -301,3 +301,12 @@ def test_unwritable_database_path_is_named(tmp_path: Path) -> None:
     database = tmp_path / "file" / "t.duckdb"
     with pytest.raises(BookerStorageError, match=str(database)):
         write(database, report([row(D1, "1002", 1, 1.0)], [(D1, "1002")]))
+
+
+def test_loads_must_cover_every_partition(db: Path) -> None:
+    short = report([row(D1, "1002", 1, 1.0)], [(D1, "1002")])
+    short.partitions.append((D2, "1002"))
+    with pytest.raises(BookerStorageError, match="one PartitionLoad per partition"):
+        write(db, short)
+
+    assert query(db, "SELECT count(*) FROM duckdb_tables()") == [(0,)]
