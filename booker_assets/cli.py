@@ -1,0 +1,76 @@
+"""booker-assets: check the credentials, and list the locations the token can see."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+from booker_assets.client import BookerResource
+from booker_assets.errors import BookerConfigError, BookerError
+
+_CREDENTIAL_VARS = {
+    "client_id": "BOOKER_CLIENT_ID",
+    "client_secret": "BOOKER_CLIENT_SECRET",
+    "subscription_key": "BOOKER_SUBSCRIPTION_KEY",
+    "personal_access_token": "BOOKER_PERSONAL_ACCESS_TOKEN",
+}
+DEFAULT_LOCATIONS_FILE = "booker_locations.txt"
+
+
+def resource_from_env() -> BookerResource:
+    """A ``BookerResource`` from the BOOKER_* environment variables (credentials required)."""
+    missing = [var for var in _CREDENTIAL_VARS.values() if not os.environ.get(var)]
+    if missing:
+        raise BookerConfigError(f"missing environment variables: {', '.join(missing)}",
+                                fix="export them (see the README) and try again")
+    credentials = {field: os.environ[var] for field, var in _CREDENTIAL_VARS.items()}
+    base_url = os.environ.get("BOOKER_BASE_URL") or "https://api.booker.com"
+    return BookerResource(base_url=base_url, **credentials)
+
+
+def check_connection() -> int:
+    checks = resource_from_env().get_client().check_connection()
+    for check in checks:
+        print(f"{'OK' if check.ok else 'FAILED':<7}{check.name}: {check.message}")
+    return 0 if all(check.ok for check in checks) else 1
+
+
+def discover_locations(file: str) -> int:
+    """Domo's "all locations": every location the brand token sees, saved for the assets."""
+    locations = resource_from_env().get_client().locations()
+    ids = [str(location["ID"]) for location in locations]
+    Path(file).write_text("".join(f"{location_id}\n" for location_id in ids))
+    for location in locations:
+        name = location.get("BusinessName") or location.get("AccountName") or ""
+        zone = (location.get("TimeZone") or {}).get("Name") or ""
+        print(f"{location['ID']}\t{name}\t{zone}")
+    print(f"wrote {len(ids)} location ids to {file}", file=sys.stderr)
+    return 0
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="booker-assets", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    commands.add_parser("check-connection", help="test the base URL and each credential")
+    discover = commands.add_parser("discover-locations",
+                                   help="list every location the token sees and save their ids")
+    discover.add_argument(
+        "--file", default=os.environ.get("BOOKER_LOCATIONS_FILE") or DEFAULT_LOCATIONS_FILE,
+        help="where to write the ids, one per line (default: $BOOKER_LOCATIONS_FILE or "
+             f"{DEFAULT_LOCATIONS_FILE})",
+    )
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "check-connection":
+            return check_connection()
+        return discover_locations(args.file)
+    except BookerError as exc:
+        print(f"booker-assets: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,595 @@
+"""BookerClient against `responses`: auth, envelope, retries, paging, results keys, limits."""
+
+from __future__ import annotations
+
+import base64
+import json
+import random
+import threading
+import time
+from urllib.parse import parse_qs
+
+import pytest
+import requests
+import responses
+from responses import matchers
+
+from booker_assets.client import (
+    CONTEXT_PATH,
+    LOCATIONS_PATH,
+    TOKEN_PATH,
+    BookerClient,
+    BookerResource,
+)
+from booker_assets.errors import (
+    BookerCountMismatch,
+    BookerCredentialsError,
+    BookerRequestError,
+    BookerResponseError,
+    BookerTransientError,
+)
+from booker_assets.ratelimit import TokenBucket
+
+BASE = "https://booker.test"
+ORDERS = "/v4.1/merchant/orders"
+START = 1_750_000_000.0
+
+
+def jwt(exp: float, tag: str = "brand") -> str:
+    """A JWT-shaped token whose unverified payload carries ``exp``."""
+    def part(obj: dict) -> str:
+        return base64.urlsafe_b64encode(json.dumps(obj).encode()).decode().rstrip("=")
+
+    return f"{part({'alg': 'none'})}.{part({'exp': exp, 'scope': 'merchant', 'tag': tag})}.sig"
+
+
+class FakeTime:
+    """Wall clock, monotonic clock and sleep in one: sleeping advances both clocks."""
+
+    def __init__(self) -> None:
+        self.now = START
+        self.waits: list[float] = []
+
+    def time(self) -> float:
+        return self.now
+
+    def monotonic(self) -> float:
+        return self.now - START
+
+    def sleep(self, seconds: float) -> None:
+        self.waits.append(seconds)
+        self.now += seconds
+
+
+def make_client(**overrides) -> tuple[BookerClient, FakeTime]:
+    settings = {"requests_per_second": 1000.0, "burst": 1000, "max_retries": 6, **overrides}
+    resource = BookerResource(
+        client_id="cid", client_secret="csecret", subscription_key="skey",
+        personal_access_token="pat", base_url=BASE, **settings,
+    )
+    fake = FakeTime()
+    client = BookerClient(resource, clock=fake.time, monotonic=fake.monotonic, sleep=fake.sleep,
+                          rng=random.Random(7))
+    return client, fake
+
+
+def envelope(rows: list | None = None, total: int | None = None, key: str = "Results") -> dict:
+    body = {"IsSuccess": True, "ErrorCode": 0, "ErrorMessage": None, "ArgumentErrors": None}
+    if rows is not None:
+        body[key] = rows
+    if total is not None:
+        body["TotalResultsCount"] = total
+    return body
+
+
+def add_token(token: str | None = None, expires_in: int = 1800) -> None:
+    responses.post(BASE + TOKEN_PATH, json={"access_token": token or jwt(START + 1800),
+                                            "token_type": "Bearer", "expires_in": expires_in})
+
+
+def calls_to(path: str) -> list[responses.Call]:
+    return [call for call in responses.calls if call.request.path_url.split("?")[0] == path]
+
+
+def bearer(call: responses.Call) -> str:
+    return call.request.headers["Authorization"].removeprefix("Bearer ")
+
+
+def body_of(call: responses.Call) -> dict:
+    return json.loads(call.request.body)
+
+
+# ----- authentication ----------------------------------------------------------------------------
+
+@responses.activate
+def test_token_request_is_a_form_with_the_subscription_key():
+    brand = jwt(START + 1800)
+    add_token(brand)
+    responses.post(BASE + LOCATIONS_PATH, json=envelope([{"ID": 1}], 1))
+    client, _ = make_client()
+
+    assert client.locations() == [{"ID": 1}]
+
+    token_call, data_call = responses.calls
+    assert token_call.request.headers["Content-Type"] == "application/x-www-form-urlencoded"
+    assert parse_qs(token_call.request.body) == {
+        "grant_type": ["personal_access_token"], "client_id": ["cid"],
+        "client_secret": ["csecret"], "personal_access_token": ["pat"], "scope": ["merchant"],
+    }
+    assert token_call.request.headers["Ocp-Apim-Subscription-Key"] == "skey"
+    assert "Authorization" not in token_call.request.headers
+    assert data_call.request.headers["Ocp-Apim-Subscription-Key"] == "skey"
+    assert bearer(data_call) == brand
+    assert brand not in data_call.request.url and brand not in data_call.request.body.decode()
+    assert body_of(data_call) == {"UsePaging": True, "PageNumber": 1, "PageSize": 100}
+
+
+@pytest.mark.parametrize("reply", ["bare", "object"])
+@responses.activate
+def test_location_token_exchange_accepts_both_reply_shapes(reply):
+    brand, location = jwt(START + 1800), jwt(START + 1800, "loc")
+    add_token(brand)
+    responses.post(
+        BASE + CONTEXT_PATH, json=location if reply == "bare" else {"access_token": location},
+        match=[matchers.query_param_matcher({"locationId": "1002"})],
+    )
+    responses.post(BASE + ORDERS, json=envelope([{"ID": 5}], 1))
+    client, _ = make_client()
+
+    result = client.find(ORDERS, "Results", {"FromDateCreatedOffset": "x"}, location_id="1002")
+
+    assert result.rows == [{"ID": 5}]
+    context_call = calls_to(CONTEXT_PATH)[0]
+    assert bearer(context_call) == brand
+    assert context_call.request.body is None
+    assert "Content-Type" not in context_call.request.headers
+    data_call = calls_to(ORDERS)[0]
+    assert bearer(data_call) == location
+    assert body_of(data_call)["LocationID"] == 1002
+    assert body_of(data_call)["FromDateCreatedOffset"] == "x"
+    assert client.stats.snapshot()["tokens"] == 2
+
+
+@responses.activate
+def test_token_renewed_about_60_seconds_before_exp():
+    add_token(jwt(START + 600), expires_in=99999)  # exp wins over expires_in
+    responses.post(BASE + LOCATIONS_PATH, json=envelope([], 0))
+    client, fake = make_client()
+
+    client.locations()
+    fake.now = START + 600 - 61
+    client.locations()
+    assert len(calls_to(TOKEN_PATH)) == 1
+    fake.now = START + 600 - 59
+    client.locations()
+    assert len(calls_to(TOKEN_PATH)) == 2
+
+
+@responses.activate
+def test_expires_in_used_when_the_token_is_not_a_jwt():
+    add_token("opaque-token", expires_in=300)
+    responses.post(BASE + LOCATIONS_PATH, json=envelope([], 0))
+    client, fake = make_client()
+
+    client.locations()
+    fake.now = START + 239
+    client.locations()
+    assert len(calls_to(TOKEN_PATH)) == 1
+    fake.now = START + 241
+    client.locations()
+    assert len(calls_to(TOKEN_PATH)) == 2
+
+
+@pytest.mark.parametrize(
+    "expired",
+    [{"status": 401, "json": {"Message": "expired"}},
+     {"json": {"IsSuccess": False, "ErrorCode": 1000, "ErrorMessage": "Invalid access token"}}],
+    ids=["http-401", "error-code-1000"],
+)
+@responses.activate
+def test_token_renewed_once_and_call_replayed(expired):
+    first, second = jwt(START + 1800, "one"), jwt(START + 1800, "two")
+    add_token(first)
+    add_token(second)
+    responses.post(BASE + LOCATIONS_PATH, **expired)
+    responses.post(BASE + LOCATIONS_PATH, json=envelope([{"ID": 1}], 1))
+    client, _ = make_client()
+
+    assert client.locations() == [{"ID": 1}]
+    assert [bearer(call) for call in calls_to(LOCATIONS_PATH)] == [first, second]
+    assert len(calls_to(TOKEN_PATH)) == 2
+
+
+@responses.activate
+def test_second_401_is_a_credentials_error():
+    add_token()
+    responses.post(BASE + LOCATIONS_PATH, status=401, json={"Message": "nope"})
+    client, _ = make_client()
+
+    with pytest.raises(BookerCredentialsError) as info:
+        client.locations()
+    assert info.value.credential == "personal_access_token"
+    assert "BOOKER_PERSONAL_ACCESS_TOKEN" in str(info.value)
+    assert len(calls_to(LOCATIONS_PATH)) == 2
+    assert len(calls_to(TOKEN_PATH)) == 2
+
+
+@pytest.mark.parametrize(
+    ("reply", "credential", "env_var"),
+    [
+        ({"status": 400, "json": {"error": "invalid_client"}}, "client_id/client_secret",
+         "BOOKER_CLIENT_SECRET"),
+        ({"status": 400, "json": {"error": "invalid_grant"}}, "personal_access_token",
+         "BOOKER_PERSONAL_ACCESS_TOKEN"),
+        ({"status": 401, "json": {"statusCode": 401, "message": "Access denied due to invalid "
+                                  "subscription key. Make sure to provide a valid key."}},
+         "subscription_key", "BOOKER_SUBSCRIPTION_KEY"),
+    ],
+    ids=["invalid_client", "invalid_grant", "subscription-key"],
+)
+@responses.activate
+def test_token_errors_name_the_credential_and_are_not_retried(reply, credential, env_var):
+    responses.post(BASE + TOKEN_PATH, **reply)
+    client, fake = make_client()
+
+    with pytest.raises(BookerCredentialsError) as info:
+        client.locations()
+    assert info.value.credential == credential
+    assert env_var in str(info.value)
+    assert len(responses.calls) == 1
+    assert fake.waits == []
+
+
+@responses.activate
+def test_token_stampede_prevented_across_threads():
+    def slow_token(request):
+        time.sleep(0.05)
+        return 200, {}, json.dumps({"access_token": jwt(START + 1800), "expires_in": 1800})
+
+    responses.add_callback(responses.POST, BASE + TOKEN_PATH, callback=slow_token)
+    responses.post(BASE + LOCATIONS_PATH, json=envelope([{"ID": 1}], 1))
+    client, _ = make_client()
+
+    assert client.map(lambda _: client.locations(), range(8)) == [[{"ID": 1}]] * 8
+    assert len(calls_to(TOKEN_PATH)) == 1
+
+
+# ----- retries -----------------------------------------------------------------------------------
+
+RETRYABLE = {
+    "503": ({"status": 503, "body": "<html>busy</html>"}, "http_503"),
+    "504": ({"status": 504}, "http_504"),
+    "500": ({"status": 500}, "http_500"),
+    "empty-object": ({"json": {}}, "empty_body"),
+    "connection-error": ({"body": requests.ConnectionError("reset")}, "connection"),
+    "read-timeout": ({"body": requests.ReadTimeout("slow")}, "timeout"),
+    "html": ({"body": "<html>gateway</html>", "content_type": "text/html"}, "malformed"),
+    "truncated-json": ({"body": '{"IsSuccess": true, "Results": [', "content_type":
+                        "application/json"}, "malformed"),
+}
+
+
+@pytest.mark.parametrize("name", list(RETRYABLE))
+@responses.activate
+def test_transient_fault_is_retried_with_jittered_backoff(name):
+    fault, kind = RETRYABLE[name]
+    add_token()
+    responses.post(BASE + ORDERS, **fault)
+    responses.post(BASE + ORDERS, json=envelope([{"ID": 1}], 1))
+    client, fake = make_client()
+
+    assert client.find(ORDERS, "Results").rows == [{"ID": 1}]
+    assert len(calls_to(ORDERS)) == 2
+    assert len(fake.waits) == 1 and 0 <= fake.waits[0] <= 0.5
+    assert client.stats.snapshot()["retries"] == {kind: 1}
+
+
+@responses.activate
+def test_429_honours_retry_after():
+    add_token()
+    responses.post(BASE + ORDERS, status=429, headers={"Retry-After": "7"},
+                   json={"statusCode": 429, "message": "Rate limit is exceeded."})
+    responses.post(BASE + ORDERS, json=envelope([{"ID": 1}], 1))
+    client, fake = make_client()
+
+    assert client.find(ORDERS, "Results").rows == [{"ID": 1}]
+    assert fake.waits == [7.0]
+
+
+@responses.activate
+def test_retries_exhausted_error_names_report_location_page_and_cause():
+    add_token()
+    responses.post(BASE + CONTEXT_PATH, json=jwt(START + 1800, "loc"))
+    responses.post(BASE + ORDERS, json=envelope([{"ID": 1}, {"ID": 2}], 6))
+    responses.post(BASE + ORDERS, json=envelope([{"ID": 3}, {"ID": 4}], 6))
+    responses.post(BASE + ORDERS, status=503)
+    client, fake = make_client(page_size=2, max_in_flight=1)
+
+    with pytest.raises(BookerTransientError) as info:
+        client.find(ORDERS, "Results", location_id=1002, report="orders")
+    assert str(info.value) == "orders, location 1002, page 3: HTTP 503 after 7 attempts"
+    assert len(calls_to(ORDERS)) == 2 + 7
+    caps = [min(30.0, 0.5 * 2**n) for n in range(6)]
+    assert len(fake.waits) == 6
+    assert all(0 <= wait <= cap for wait, cap in zip(fake.waits, caps, strict=True))
+
+
+@responses.activate
+def test_malformed_body_becomes_a_response_error_after_retries():
+    add_token()
+    responses.post(BASE + ORDERS, body="<html>oops</html>", status=200)
+    client, _ = make_client(max_retries=2)
+
+    with pytest.raises(BookerResponseError, match="malformed JSON body after 3 attempts"):
+        client.find(ORDERS, "Results", report="orders")
+    assert len(calls_to(ORDERS)) == 3
+
+
+FATAL = {
+    "400": ({"status": 400, "json": {"IsSuccess": False, "ErrorCode": 200, "ArgumentErrors": [
+        {"ArgumentName": "PageSize", "ErrorMessage": "must be at most 100"}]}},
+        BookerRequestError, "argument PageSize: must be at most 100"),
+    "403": ({"status": 403, "json": {"IsSuccess": False, "ErrorMessage": "no access"}},
+            BookerRequestError, "HTTP 403: no access"),
+    "argument-errors": ({"json": {"IsSuccess": False, "ErrorCode": 200, "ArgumentErrors": [
+        {"ArgumentName": "FromDateCreatedOffset", "ErrorMessage": "is required"}]}},
+        BookerRequestError, "argument FromDateCreatedOffset: is required"),
+    "wrong-shape": ({"json": envelope(5, 5)}, BookerResponseError, "'Results' is int, not a list"),
+    "missing-key": ({"json": envelope([], 0, key="Orders")}, BookerResponseError,
+                    "reply has no 'Results'"),
+}
+
+
+@pytest.mark.parametrize("name", list(FATAL))
+@responses.activate
+def test_fatal_reply_is_not_retried(name):
+    reply, error, text = FATAL[name]
+    add_token()
+    responses.post(BASE + ORDERS, **reply)
+    client, fake = make_client()
+
+    with pytest.raises(error) as info:
+        client.find(ORDERS, "Results", report="orders")
+    assert text in str(info.value)
+    assert str(info.value).startswith("orders, page 1: ")
+    assert len(calls_to(ORDERS)) == 1
+    assert fake.waits == []
+
+
+@responses.activate
+def test_403_for_a_location_says_how_to_fix_the_location_list():
+    add_token()
+    responses.post(BASE + CONTEXT_PATH, status=403,
+                   json={"IsSuccess": False, "ErrorMessage": "Location 77 not in brand"})
+    client, _ = make_client()
+
+    with pytest.raises(BookerRequestError) as info:
+        client.find(ORDERS, "Results", location_id=77, report="orders")
+    message = str(info.value)
+    assert "location 77 is not visible to this token" in message
+    assert "BOOKER_LOCATION_IDS" in message and "booker-assets discover-locations" in message
+    assert len(calls_to(CONTEXT_PATH)) == 1
+
+
+# ----- paging ------------------------------------------------------------------------------------
+
+def paged(pages: dict[int, list[dict]], total: int | None, key: str = "Results"):
+    """A Find endpoint serving ``pages`` by PageNumber (missing pages are empty)."""
+    def reply(request):
+        number = json.loads(request.body)["PageNumber"]
+        return 200, {}, json.dumps(envelope(pages.get(number, []), total, key))
+
+    return reply
+
+
+def rows(*ids: int) -> list[dict]:
+    return [{"ID": i} for i in ids]
+
+
+@responses.activate
+def test_short_pages_are_read_until_total_results_count():
+    add_token()
+    pages = {1: rows(1, 2), 2: rows(3, 4), 3: rows(5, 6), 4: rows(7)}
+    responses.add_callback(responses.POST, BASE + ORDERS, callback=paged(pages, 7))
+    client, _ = make_client(page_size=3)
+
+    result = client.find(ORDERS, "Results")
+
+    assert [row["ID"] for row in result.rows] == [1, 2, 3, 4, 5, 6, 7]
+    assert (result.total, result.pages, result.requests) == (7, 4, 4)
+    assert sorted(body_of(call)["PageNumber"] for call in calls_to(ORDERS)) == [1, 2, 3, 4]
+    assert all(body_of(call)["PageSize"] == 3 for call in calls_to(ORDERS))
+
+
+@responses.activate
+def test_without_a_count_pages_are_read_until_an_empty_page():
+    add_token()
+    pages = {1: rows(1, 2, 3), 2: rows(4), 3: rows(5, 6)}
+    responses.add_callback(responses.POST, BASE + ORDERS, callback=paged(pages, None))
+    client, _ = make_client(page_size=3)
+
+    result = client.find(ORDERS, "Results")
+
+    assert [row["ID"] for row in result.rows] == [1, 2, 3, 4, 5, 6]
+    assert (result.total, result.pages, result.requests) == (None, 4, 4)
+
+
+@responses.activate
+def test_remaining_pages_fetched_concurrently_in_server_order():
+    add_token()
+    in_flight, peak, lock = [0], [0], threading.Lock()
+
+    def reply(request):
+        with lock:
+            in_flight[0] += 1
+            peak[0] = max(peak[0], in_flight[0])
+        time.sleep(0.03)
+        with lock:
+            in_flight[0] -= 1
+        number = json.loads(request.body)["PageNumber"]
+        return 200, {}, json.dumps(envelope(rows(2 * number - 1, 2 * number), 20))
+
+    responses.add_callback(responses.POST, BASE + ORDERS, callback=reply)
+    client, _ = make_client(page_size=2, max_in_flight=3)
+
+    result = client.find(ORDERS, "Results")
+
+    assert [row["ID"] for row in result.rows] == list(range(1, 21))
+    assert (result.pages, result.requests) == (10, 10)
+    assert peak[0] == 3
+
+
+@pytest.mark.parametrize(("pages", "total", "read"), [
+    ({1: rows(1, 2), 2: rows(3)}, 5, 3),
+    ({1: rows(1, 2), 2: rows(3, 4)}, 3, 4),
+    ({}, 2, 0),
+], ids=["fewer", "more", "empty-first-page"])
+@responses.activate
+def test_count_mismatch_raises(pages, total, read):
+    add_token()
+    responses.add_callback(responses.POST, BASE + ORDERS, callback=paged(pages, total))
+    client, _ = make_client(page_size=2)
+
+    with pytest.raises(BookerCountMismatch, match=f"read {read} rows .* TotalResultsCount {total}"):
+        client.find(ORDERS, "Results", report="orders")
+
+
+# ----- results keys ------------------------------------------------------------------------------
+
+@pytest.mark.parametrize("key", ["Results", "Customers", "Treatments"])
+@responses.activate
+def test_find_reads_the_configured_results_key(key):
+    add_token()
+    data = [{"CustomerID": 1, "Customer": {"ID": 1}}]
+    responses.post(BASE + "/v4.1/merchant/things", json=envelope(data, 1, key))
+    client, _ = make_client()
+
+    assert client.find("/v4.1/merchant/things", key).rows == data
+
+
+@pytest.mark.parametrize("key", ["LocationDaySchedules", "EmployeeDaySchedules"])
+@responses.activate
+def test_get_reads_schedules_with_location_id_and_location_token(key):
+    add_token()
+    location = jwt(START + 1800, "loc")
+    responses.post(BASE + CONTEXT_PATH, json={"access_token": location})
+    schedule = [{"Weekday": "Monday", "StartTime": "09:00:00", "EndTime": "17:00:00"}]
+    responses.get(BASE + "/v4.1/merchant/location/9/schedule", json=envelope(schedule, key=key),
+                  match=[matchers.query_param_matcher({"LocationID": "9", "fromDate":
+                                                       "2025-03-01"})])
+    client, _ = make_client()
+
+    got = client.get("/v4.1/merchant/location/9/schedule", key, {"fromDate": "2025-03-01"},
+                     location_id=9)
+
+    assert got == schedule
+    assert bearer(calls_to("/v4.1/merchant/location/9/schedule")[0]) == location
+
+
+@pytest.mark.parametrize("wrapped", [False, True], ids=["flat", "wrapped"])
+@responses.activate
+def test_location_body_flat_or_wrapped_and_cached(wrapped):
+    brand = jwt(START + 1800)
+    add_token(brand)
+    record = {"ID": 9, "BusinessName": "Spa", "TimeZone": {"Name": "Arizona"}}
+    reply = {"IsSuccess": True, "Location": record} if wrapped else {"IsSuccess": True, **record}
+    responses.get(BASE + "/v4.1/merchant/location/9", json=reply)
+    client, _ = make_client()
+
+    got = client.location(9)
+    assert client.location("9") is got
+    assert got["BusinessName"] == "Spa" and got["TimeZone"] == {"Name": "Arizona"}
+    assert len(calls_to("/v4.1/merchant/location/9")) == 1
+    assert bearer(calls_to("/v4.1/merchant/location/9")[0]) == brand
+    assert calls_to(CONTEXT_PATH) == []
+
+
+# ----- concurrency and limits --------------------------------------------------------------------
+
+def test_map_bounds_threads_keeps_order_and_reraises_first_error():
+    client, _ = make_client(max_in_flight=3)
+    running, peak, lock = [0], [0], threading.Lock()
+
+    def work(item: int) -> int:
+        with lock:
+            running[0] += 1
+            peak[0] = max(peak[0], running[0])
+        time.sleep(0.02)
+        with lock:
+            running[0] -= 1
+        if item in (4, 7):
+            raise ValueError(f"bad {item}")
+        return item * 10
+
+    assert client.map(work, range(4)) == [0, 10, 20, 30]
+    assert peak[0] == 3
+    with pytest.raises(ValueError, match="bad 4"):
+        client.map(work, range(10))
+
+
+def test_token_bucket_never_exceeds_its_rate():
+    fake = FakeTime()
+    bucket = TokenBucket(5.0, 3, clock=fake.monotonic, sleep=fake.sleep)
+    granted = []
+    for _ in range(23):
+        bucket.acquire()
+        granted.append(fake.monotonic())
+
+    assert granted[:3] == [0.0, 0.0, 0.0]
+    assert granted[-1] == pytest.approx(4.0)
+    for i, start in enumerate(granted):
+        for window in (0.5, 1.0, 2.0):
+            inside = sum(1 for t in granted[i:] if t < start + window - 1e-9)
+            assert inside <= 3 + 5.0 * window
+
+
+def test_token_bucket_refills_only_up_to_burst():
+    fake = FakeTime()
+    bucket = TokenBucket(2.0, 2, clock=fake.monotonic, sleep=fake.sleep)
+    bucket.acquire()
+    fake.now += 100
+    waits = [bucket.acquire() for _ in range(3)]
+    assert waits == [0.0, 0.0, 0.5]
+
+
+# ----- connection check --------------------------------------------------------------------------
+
+@responses.activate
+def test_check_connection_all_ok():
+    responses.get(BASE + "/", status=404)
+    add_token()
+    responses.post(BASE + LOCATIONS_PATH, json=envelope(rows(1, 2), 2))
+    client, _ = make_client()
+
+    checks = client.check_connection()
+
+    assert [(c.name, c.ok) for c in checks] == [
+        ("base URL", True), ("subscription key", True), ("client id/secret", True),
+        ("personal access token", True), ("locations", True)]
+    assert checks[-1].message == "the brand token sees 2 locations"
+
+
+@responses.activate
+def test_check_connection_names_the_wrong_credential():
+    responses.get(BASE + "/", status=404)
+    responses.post(BASE + TOKEN_PATH, status=400, json={"error": "invalid_client"})
+    client, _ = make_client()
+
+    checks = client.check_connection()
+
+    assert [(c.name, c.ok) for c in checks] == [
+        ("base URL", True), ("subscription key", True), ("client id/secret", False),
+        ("personal access token", False)]
+    assert "BOOKER_CLIENT_ID" in checks[2].message
+    assert checks[3].message == "not checked: fix the client id/secret first"
+
+
+@responses.activate
+def test_check_connection_unreachable_base_url():
+    responses.get(BASE + "/", body=requests.ConnectionError("refused"))
+    client, _ = make_client()
+
+    (check,) = client.check_connection()
+
+    assert not check.ok
+    assert "BOOKER_BASE_URL" in check.message and BASE in check.message
