@@ -286,10 +286,8 @@ class BookerClient:
         query = dict(params or {})
         if location_id is not None:
             query["LocationID"] = _location_value(location_id)
-        body = self._request("GET", path, where=where, location_id=location_id, params=query)
-        if not isinstance(body, dict):
-            raise BookerResponseError(f"expected a JSON object, got {type(body).__name__}",
-                                      where=where)
+        body = _object(self._request("GET", path, where=where, location_id=location_id,
+                                     params=query), where)
         if results_key is None:
             return _unwrap(body)
         return _results(body, results_key, where, allow_object=True)
@@ -305,12 +303,9 @@ class BookerClient:
             cached = self._locations.get(key)
         if cached is None:
             where = _where("location", location_id)
-            body = self._request("GET", LOCATION_PATH.format(id=key), where=where,
-                                 location_id=location_id, token_key=_BRAND)
-            if not isinstance(body, dict):
-                raise BookerResponseError(f"expected a location object, got {type(body).__name__}",
-                                          where=where)
-            cached = _unwrap(body)
+            cached = _unwrap(_object(self._request(
+                "GET", LOCATION_PATH.format(id=key), where=where, location_id=location_id,
+                token_key=_BRAND), where))
             with self._locations_lock:
                 self._locations[key] = cached
         return cached
@@ -391,11 +386,8 @@ class BookerClient:
                    "PageSize": self._settings.page_size}
         if location_id is not None:
             payload["LocationID"] = _location_value(location_id)
-        reply = self._request("POST", path, where=where, location_id=location_id,
-                              json_body=payload, tally=tally)
-        if not isinstance(reply, dict):
-            raise BookerResponseError(f"expected a JSON object, got {type(reply).__name__}",
-                                      where=where)
+        reply = _object(self._request("POST", path, where=where, location_id=location_id,
+                                      json_body=payload, tally=tally), where)
         rows = _results(reply, results_key, where, allow_object=False)
         total = reply.get("TotalResultsCount")
         if total is not None and not isinstance(total, int):
@@ -657,6 +649,13 @@ def _describe(body: Any) -> str:
     if body.get("ErrorCode"):
         parts.append(f"ErrorCode {body['ErrorCode']}")
     return "; ".join(parts) or "no error message"
+
+
+def _object(body: Any, where: str) -> dict:
+    if not isinstance(body, dict):
+        raise BookerResponseError(f"expected a JSON object, got {type(body).__name__}",
+                                  where=where)
+    return body
 
 
 def _results(body: dict, key: str, where: str, *, allow_object: bool) -> Any:

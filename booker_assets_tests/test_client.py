@@ -14,6 +14,7 @@ import requests
 import responses
 from responses import matchers
 
+from booker_assets import cli
 from booker_assets.client import (
     CONTEXT_PATH,
     LOCATIONS_PATH,
@@ -22,6 +23,7 @@ from booker_assets.client import (
     BookerResource,
 )
 from booker_assets.errors import (
+    BookerConfigError,
     BookerCountMismatch,
     BookerCredentialsError,
     BookerRequestError,
@@ -439,6 +441,32 @@ def test_remaining_pages_fetched_concurrently_in_server_order():
     assert peak[0] == 3
 
 
+@responses.activate
+def test_requests_in_flight_bounded_across_caller_threads():
+    add_token()
+    in_flight, peak, lock = [0], [0], threading.Lock()
+
+    def reply(request):
+        with lock:
+            in_flight[0] += 1
+            peak[0] = max(peak[0], in_flight[0])
+        time.sleep(0.03)
+        with lock:
+            in_flight[0] -= 1
+        return 200, {}, json.dumps(envelope(rows(1), 1))
+
+    responses.add_callback(responses.POST, BASE + LOCATIONS_PATH, callback=reply)
+    client, _ = make_client(max_in_flight=2)
+    callers = [threading.Thread(target=client.locations) for _ in range(6)]
+    for caller in callers:
+        caller.start()
+    for caller in callers:
+        caller.join()
+
+    assert len(calls_to(LOCATIONS_PATH)) == 6
+    assert peak[0] == 2
+
+
 @pytest.mark.parametrize(("pages", "total", "read"), [
     ({1: rows(1, 2), 2: rows(3)}, 5, 3),
     ({1: rows(1, 2), 2: rows(3, 4)}, 3, 4),
@@ -593,3 +621,54 @@ def test_check_connection_unreachable_base_url():
 
     assert not check.ok
     assert "BOOKER_BASE_URL" in check.message and BASE in check.message
+
+
+# ----- command line ------------------------------------------------------------------------------
+
+@pytest.fixture
+def booker_env(monkeypatch):
+    for var, value in {"BOOKER_BASE_URL": BASE, "BOOKER_CLIENT_ID": "cid",
+                       "BOOKER_CLIENT_SECRET": "csecret", "BOOKER_SUBSCRIPTION_KEY": "skey",
+                       "BOOKER_PERSONAL_ACCESS_TOKEN": "pat"}.items():
+        monkeypatch.setenv(var, value)
+
+
+@responses.activate
+def test_cli_discover_locations_writes_ids(booker_env, tmp_path, capsys):
+    add_token()
+    responses.post(BASE + LOCATIONS_PATH, json=envelope([
+        {"ID": 1001, "BusinessName": "Downtown Spa",
+         "TimeZone": {"Name": "(GMT-06:00) Central Time (US & Canada)"}},
+        {"ID": 1002, "AccountName": "westside", "TimeZone": {"Name": "(GMT-07:00) Arizona"}},
+    ], 2))
+    target = tmp_path / "ids.txt"
+
+    assert cli.main(["discover-locations", "--file", str(target)]) == 0
+
+    assert target.read_text() == "1001\n1002\n"
+    assert capsys.readouterr().out.splitlines() == [
+        "1001\tDowntown Spa\t(GMT-06:00) Central Time (US & Canada)",
+        "1002\twestside\t(GMT-07:00) Arizona"]
+
+
+@responses.activate
+def test_cli_check_connection_fails_on_a_bad_personal_access_token(booker_env, capsys):
+    responses.get(BASE + "/", status=404)
+    responses.post(BASE + TOKEN_PATH, status=400, json={"error": "invalid_grant"})
+
+    assert cli.main(["check-connection"]) == 1
+
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0].startswith("OK     base URL")
+    assert lines[3].startswith("FAILED personal access token: ")
+    assert "BOOKER_PERSONAL_ACCESS_TOKEN" in lines[3]
+
+
+def test_resource_from_env_names_missing_variables(monkeypatch):
+    monkeypatch.setenv("BOOKER_CLIENT_ID", "cid")
+    for var in ("BOOKER_CLIENT_SECRET", "BOOKER_SUBSCRIPTION_KEY", "BOOKER_PERSONAL_ACCESS_TOKEN"):
+        monkeypatch.delenv(var, raising=False)
+
+    with pytest.raises(BookerConfigError, match="BOOKER_CLIENT_SECRET, BOOKER_SUBSCRIPTION_KEY, "
+                                                "BOOKER_PERSONAL_ACCESS_TOKEN"):
+        cli.resource_from_env()
