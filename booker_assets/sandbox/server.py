@@ -108,7 +108,8 @@ class BookerSandbox:
         if self._server is None:
             self._server = _Server(("127.0.0.1", self._port), _Handler)
             self._server.sandbox = self
-            self._thread = threading.Thread(target=self._server.serve_forever,
+            # A short poll interval lets stop() return promptly.
+            self._thread = threading.Thread(target=self._server.serve_forever, args=(0.05,),
                                             name=f"booker-sandbox-{self.url}", daemon=True)
             self._thread.start()
         return self
@@ -193,7 +194,10 @@ class _Handler(BaseHTTPRequestHandler):
         parts = urlsplit(self.path)
         query = {k.lower(): v[0] for k, v in parse_qs(parts.query, keep_blank_values=True).items()}
         request = Request(self.command, parts.path, query, self.headers, body)
-        reply = self.server.sandbox.respond(request)
+        try:
+            reply = self.server.sandbox.respond(request)
+        except Exception as exc:  # a sandbox bug: say so plainly instead of dropping the socket
+            reply = failure(500, 500, f"Sandbox error: {exc!r}")
         if reply is None:
             self._reset()
         else:
