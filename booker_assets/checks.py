@@ -1,0 +1,297 @@
+"""Asset checks over the DuckDB tables: whole table each time, offending partitions in metadata.
+
+They read through ``connect_locked`` (read-only), so they queue behind a writing run instead
+of failing on DuckDB's file lock. Each check is one SQL query returning the offending rows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date, timedelta
+
+import dagster as dg
+import duckdb
+import pandas as pd
+
+from booker_assets.io_manager import BookerStorageError, connect_locked, markdown_table
+from booker_assets.reports import TABLES
+from booker_assets.settings import Settings
+
+SCHEMA = "booker"
+LOCATIONS_KEY = dg.AssetKey([SCHEMA, "locations"])
+FRESH_DAYS = 2  # the newest loaded day of a location may be this many days old, no more
+SHOWN = 20  # offending rows listed in a check's metadata
+
+
+def _key(table: str) -> dg.AssetKey:
+    return dg.AssetKey([SCHEMA, table])
+
+
+def _t(table: str) -> str:
+    return f'{SCHEMA}."{table}"'
+
+
+def _query(database: str, sql: str, params: Sequence = ()) -> list[tuple]:
+    with connect_locked(database, read_only=True) as conn:
+        return conn.execute(sql, list(params)).fetchall()
+
+
+def _result(
+    database: str,
+    sql: str,
+    columns: Sequence[str],
+    what: str,
+    params: Sequence = (),
+    severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR,
+) -> dg.AssetCheckResult:
+    """Pass when ``sql`` returns no rows; otherwise list the first of them."""
+    try:
+        rows = _query(database, sql, params)
+    except (duckdb.CatalogException, BookerStorageError) as exc:
+        return _cannot_check(exc, severity)
+    if not rows:
+        return dg.AssetCheckResult(passed=True, metadata={"offending": 0})
+    shown = [dict(zip(columns, map(str, row), strict=True)) for row in rows[:SHOWN]]
+    return dg.AssetCheckResult(
+        passed=False,
+        severity=severity,
+        description=f"{len(rows)} {what}",
+        metadata={
+            "offending": len(rows),
+            "offending_partitions": dg.MetadataValue.md(_markdown(columns, shown)),
+        },
+    )
+
+
+def _cannot_check(exc: Exception, severity: dg.AssetCheckSeverity) -> dg.AssetCheckResult:
+    # e.g. the table is not loaded yet; DuckDB's first line names it
+    first_line = str(exc).splitlines()[0]
+    return dg.AssetCheckResult(
+        passed=False, severity=severity, description=f"cannot check: {first_line}"
+    )
+
+
+def _markdown(columns: Sequence[str], rows: list[dict]) -> str:
+    return markdown_table(pd.DataFrame(rows, columns=list(columns)))
+
+
+# ---------------------------------------------------------------- checks on every table
+
+
+def _not_null(table: str) -> str:
+    return " OR ".join(f'"{c}" IS NULL' for c in TABLES[table].key)
+
+
+def key_checks(database: str, table: str) -> list[dg.AssetChecksDefinition]:
+    key = TABLES[table].key
+    cols = ", ".join(f'"{c}"' for c in dict.fromkeys(("report_date", "location_id", *key)))
+
+    @dg.asset_check(asset=_key(table), name="key_unique",
+                    description=f"({', '.join(key)}) is unique within each partition.")
+    def key_unique() -> dg.AssetCheckResult:
+        return _result(
+            database,
+            f"SELECT report_date, location_id, count(*) AS duplicated_keys FROM (SELECT"
+            f" {cols} FROM {_t(table)} GROUP BY ALL HAVING count(*) > 1)"
+            f" GROUP BY ALL ORDER BY ALL",
+            ["report_date", "location_id", "duplicated_keys"],
+            "partitions hold duplicate keys",
+        )
+
+    @dg.asset_check(asset=_key(table), name="key_not_null",
+                    description=f"No row has a null in ({', '.join(key)}).")
+    def key_not_null() -> dg.AssetCheckResult:
+        return _result(
+            database,
+            f"SELECT report_date, location_id, count(*) FROM {_t(table)}"
+            f" WHERE {_not_null(table)} GROUP BY ALL ORDER BY ALL",
+            ["report_date", "location_id", "rows_with_null_key"],
+            "partitions have rows with a null key",
+        )
+
+    return [key_unique, key_not_null]
+
+
+def reported_total_check(database: str, table: str) -> dg.AssetChecksDefinition:
+    @dg.asset_check(asset=_key(table), name="rows_match_reported_total",
+                    description="Rows stored per partition equal the TotalResultsCount Booker "
+                    "reported for it (where it reported one; see booker._loads).")
+    def rows_match_reported_total() -> dg.AssetCheckResult:
+        return _result(
+            database,
+            f"SELECT l.report_date, l.location_id, l.reported_total, count(t.report_date)"
+            f" FROM {_t('_loads')} l LEFT JOIN {_t(table)} t ON t.report_date = l.report_date"
+            f" AND t.location_id IS NOT DISTINCT FROM l.location_id"
+            f" WHERE l.table_name = ? AND l.reported_total IS NOT NULL GROUP BY ALL"
+            f" HAVING count(t.report_date) <> l.reported_total ORDER BY ALL",
+            ["report_date", "location_id", "reported_total", "rows"],
+            "partitions differ from Booker's TotalResultsCount",
+            params=[table],
+        )
+
+    return rows_match_reported_total
+
+
+# ---------------------------------------------------------------- orders
+
+
+def order_exists_check(database: str, table: str) -> dg.AssetChecksDefinition:
+    @dg.asset_check(asset=_key(table), name="order_exists",
+                    additional_deps=[_key("orders")],
+                    description="Every row's order_id is an order of booker.orders in the "
+                    "same partition.")
+    def order_exists() -> dg.AssetCheckResult:
+        return _result(
+            database,
+            f"SELECT c.report_date, c.location_id, count(*) FROM {_t(table)} c"
+            f" ANTI JOIN {_t('orders')} o ON o.report_date = c.report_date"
+            f" AND o.location_id = c.location_id AND o.id = c.order_id GROUP BY ALL ORDER BY ALL",
+            ["report_date", "location_id", "rows_without_order"],
+            "partitions have rows whose order is missing",
+        )
+
+    return order_exists
+
+
+def refunds_within_total(database: str) -> dg.AssetChecksDefinition:
+    @dg.asset_check(asset=_key("orders_refunds"), name="refunds_within_order_total",
+                    additional_deps=[_key("orders")],
+                    description="The refunds of an order never add up to more than its "
+                    "final total.")
+    def refunds_within_order_total() -> dg.AssetCheckResult:
+        return _result(
+            database,
+            f"SELECT r.report_date, r.location_id, r.order_id, sum(r.amount_amount),"
+            f" any_value(o.final_total_amount) FROM {_t('orders_refunds')} r"
+            f" JOIN {_t('orders')} o ON o.report_date = r.report_date"
+            f" AND o.location_id = r.location_id AND o.id = r.order_id GROUP BY ALL"
+            f" HAVING sum(r.amount_amount) > any_value(o.final_total_amount) ORDER BY ALL",
+            ["report_date", "location_id", "order_id", "refunded", "final_total"],
+            "orders are refunded more than their final total",
+        )
+
+    return refunds_within_order_total
+
+
+def open_days_have_orders(database: str) -> dg.AssetChecksDefinition:
+    @dg.asset_check(asset=_key("orders"), name="open_days_have_orders",
+                    additional_deps=[_key("location_schedules")],
+                    description="A location-day loaded with 0 orders while location_schedules "
+                    "says it was open (warning: a quiet day happens, a broken feed too).")
+    def open_days_with_orders() -> dg.AssetCheckResult:
+        return _result(
+            database,
+            f"SELECT l.report_date, l.location_id FROM {_t('_loads')} l"
+            f" JOIN {_t('location_schedules')} s ON s.report_date = l.report_date"
+            f" AND s.location_id = l.location_id AND s.date = l.report_date"
+            f" WHERE l.table_name = 'orders' AND l.row_count = 0"
+            f" AND NOT coalesce(s.is_closed, false) ORDER BY ALL",
+            ["report_date", "location_id"],
+            "open location-days have no orders",
+            severity=dg.AssetCheckSeverity.WARN,
+        )
+
+    return open_days_with_orders
+
+
+def freshness_check(database: str, location_ids: Sequence[str]) -> dg.AssetChecksDefinition:
+    @dg.asset_check(asset=_key("orders"), name="fresh",
+                    description=f"The newest loaded day of each configured location is at most "
+                    f"{FRESH_DAYS} days old (UTC today).")
+    def fresh() -> dg.AssetCheckResult:
+        oldest_ok = date.today() - timedelta(days=FRESH_DAYS)
+        return _result(
+            database,
+            f"SELECT c.location_id, max(o.report_date) FROM (SELECT unnest(?::VARCHAR[])"
+            f" AS location_id) c LEFT JOIN {_t('orders')} o USING (location_id) GROUP BY ALL"
+            f" HAVING max(o.report_date) IS NULL OR max(o.report_date) < ?::DATE ORDER BY ALL",
+            ["location_id", "newest_day"],
+            f"locations have no orders loaded since {oldest_ok}",
+            params=[list(location_ids), oldest_ok],
+        )
+
+    return fresh
+
+
+# ---------------------------------------------------------------- locations
+
+
+@dataclass(frozen=True)
+class LocationDrift:
+    """Booker's newest locations snapshot vs the configured ids."""
+
+    unconfigured: tuple[str, ...]  # Booker returns them, BOOKER_LOCATION_IDS lacks them
+    not_returned: tuple[str, ...]  # configured, but Booker no longer returns them
+    settings_line: str
+
+    @property
+    def ok(self) -> bool:
+        return not (self.unconfigured or self.not_returned)
+
+    @property
+    def message(self) -> str:
+        parts = []
+        if self.unconfigured:
+            parts.append(f"Booker returns locations not configured: {', '.join(self.unconfigured)}")
+        if self.not_returned:
+            parts.append(f"configured locations Booker no longer returns: "
+                         f"{', '.join(self.not_returned)}")
+        return "; ".join(parts) + f". To match Booker, set {self.settings_line}"
+
+
+def location_drift(database: str, configured: Sequence[str]) -> LocationDrift:
+    returned = [
+        row[0]
+        for row in _query(
+            database,
+            f"SELECT DISTINCT id::VARCHAR FROM {_t('locations')} WHERE report_date ="
+            f" (SELECT max(report_date) FROM {_t('locations')}) ORDER BY id::BIGINT",
+        )
+    ]
+    kept = [loc for loc in configured if loc in returned]
+    unconfigured = tuple(loc for loc in returned if loc not in configured)
+    # configured order first: appending keeps existing partition ranges contiguous
+    return LocationDrift(
+        unconfigured=unconfigured,
+        not_returned=tuple(loc for loc in configured if loc not in returned),
+        settings_line="BOOKER_LOCATION_IDS=" + ",".join([*kept, *unconfigured]),
+    )
+
+
+def locations_match_check(database: str, location_ids: Sequence[str]) -> dg.AssetChecksDefinition:
+    @dg.asset_check(asset=LOCATIONS_KEY, name="configured_locations_match",
+                    description="The locations of Booker's newest snapshot are exactly the "
+                    "configured BOOKER_LOCATION_IDS.")
+    def configured_locations_match() -> dg.AssetCheckResult:
+        try:
+            drift = location_drift(database, location_ids)
+        except (duckdb.CatalogException, BookerStorageError) as exc:
+            return _cannot_check(exc, dg.AssetCheckSeverity.ERROR)
+        return dg.AssetCheckResult(
+            passed=drift.ok,
+            description=None if drift.ok else drift.message,
+            metadata={
+                "unconfigured": ", ".join(drift.unconfigured),
+                "not_returned": ", ".join(drift.not_returned),
+                "settings_line": drift.settings_line,
+            },
+        )
+
+    return configured_locations_match
+
+
+def build_checks(settings: Settings) -> list[dg.AssetChecksDefinition]:
+    """Every check, for ``dg.Definitions(asset_checks=...)``."""
+    db = settings.duckdb_path
+    return [
+        *(check for table in TABLES for check in key_checks(db, table)),
+        *(reported_total_check(db, t) for t, spec in TABLES.items()
+          if spec.sources[0].kind == "root"),  # the tables extract counts against Booker
+        order_exists_check(db, "orders_items"),
+        order_exists_check(db, "orders_refunds"),
+        refunds_within_total(db),
+        open_days_have_orders(db),
+        freshness_check(db, settings.location_ids),
+        locations_match_check(db, settings.location_ids),
+    ]

@@ -1,0 +1,51 @@
+"""The code location: every Booker report asset, the Booker resource and the DuckDB IO manager.
+
+With no Booker credentials in the environment, everything runs against the embedded sandbox.
+"""
+
+from __future__ import annotations
+
+import os
+
+import dagster as dg
+
+from booker_assets.assets import build_report_assets
+from booker_assets.automation import build_automation
+from booker_assets.checks import build_checks
+from booker_assets.client import BookerResource
+from booker_assets.io_manager import BookerDuckDBIOManager
+from booker_assets.partitions import build_partitions
+from booker_assets.settings import Settings, load_settings
+
+
+def booker_resource(settings: Settings) -> BookerResource:
+    """Credentials are EnvVars: resolved when a run starts, never shown in the UI."""
+    if settings.use_sandbox:
+        from booker_assets.sandbox import DEMO_CREDENTIALS
+
+        return BookerResource(base_url="sandbox", **DEMO_CREDENTIALS)
+    return BookerResource(
+        client_id=dg.EnvVar("BOOKER_CLIENT_ID"),
+        client_secret=dg.EnvVar("BOOKER_CLIENT_SECRET"),
+        subscription_key=dg.EnvVar("BOOKER_SUBSCRIPTION_KEY"),
+        personal_access_token=dg.EnvVar("BOOKER_PERSONAL_ACCESS_TOKEN"),
+        base_url=os.environ.get("BOOKER_BASE_URL", "https://api.booker.com"),
+    )
+
+
+def build_definitions(settings: Settings, booker: BookerResource | None = None) -> dg.Definitions:
+    """The code location for ``settings``; tests and benchmarks pass their own ``booker``."""
+    partitions = build_partitions(settings)
+    assets = build_report_assets(settings, partitions)
+    return dg.Definitions(
+        assets=assets,
+        asset_checks=build_checks(settings),
+        **build_automation(settings, partitions, assets),
+        resources={
+            "booker": booker or booker_resource(settings),
+            "io_manager": BookerDuckDBIOManager(database=settings.duckdb_path),
+        },
+    )
+
+
+defs = build_definitions(load_settings())

@@ -1,0 +1,248 @@
+"""The daily-load sensor, the locations schedule and the days-back job, on frozen clocks.
+
+Sandbox locations: 1001 New York, 1002 Chicago, 1003 Phoenix (no DST), 1004 Los Angeles.
+US DST began 2025-03-09 (a 23-hour day) and ended 2025-11-02 (a 25-hour day).
+"""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import dagster as dg
+import pytest
+
+from booker_assets.assets import build_report_assets
+from booker_assets.automation import (
+    RANGE_END,
+    RANGE_START,
+    DaysBackConfig,
+    LoadKeys,
+    build_automation,
+    days_back_keys,
+    plan_loads,
+)
+from booker_assets.client import BookerResource
+from booker_assets.partitions import build_partitions
+from booker_assets.sandbox import BookerSandbox
+from booker_assets.settings import Settings
+from booker_assets_tests.conftest import make_settings
+
+UTC = timezone.utc
+ALL = ("1001", "1002", "1003", "1004")
+KEYS = LoadKeys(changing=(dg.AssetKey(["booker", "orders"]),),
+                snapshot=(dg.AssetKey(["booker", "rooms"]),))
+
+
+def at(text: str) -> datetime:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC)
+
+
+class Ticker:
+    """The sensor's clock, moved by the test, and the sensor's cursor between ticks."""
+
+    def __init__(
+        self, sandbox: BookerSandbox, settings: Settings, now: datetime,
+        instance: dg.DagsterInstance,
+    ) -> None:
+        self.now, self.cursor, self.instance = now, None, instance
+        partitions = build_partitions(settings)
+        assets = build_report_assets(settings, partitions)
+        automation = build_automation(settings, partitions, assets, clock=lambda: self.now)
+        booker = BookerResource(base_url=sandbox.url, **sandbox.credentials)
+        self.resources = {"booker": booker}
+        self.defs = dg.Definitions(assets=assets, resources=self.resources, **automation)
+        self.sensor = self.defs.get_sensor_def("booker_daily_loads")
+
+    def tick(self, now: datetime | None = None) -> list[dg.RunRequest]:
+        self.now = now or self.now
+        with dg.build_sensor_context(
+            cursor=self.cursor, definitions=self.defs, resources=self.resources,
+            instance=self.instance,  # one instance: building one per tick costs 0.1 s
+        ) as context:
+            data = self.sensor.evaluate_tick(context)
+        self.cursor = data.cursor or self.cursor
+        return list(data.run_requests or [])
+
+
+def spans(requests: list[dg.RunRequest]) -> list[tuple[str, str, str]]:
+    """(load kind, range start, range end) per run, e.g. ("snapshot", "2025-03-04|1001", ...)."""
+    return [(r.tags["booker/load"], r.tags[RANGE_START], r.tags[RANGE_END]) for r in requests]
+
+
+@pytest.fixture(scope="module")
+def instance():
+    with dg.instance_for_test() as instance:
+        yield instance
+
+
+@pytest.fixture
+def ticker_for(sandbox: BookerSandbox, tmp_path: Path, instance: dg.DagsterInstance):
+    def make(now: datetime, locations=ALL, **overrides) -> Ticker:
+        return Ticker(sandbox, make_settings(tmp_path, locations, **overrides), now, instance)
+
+    return make
+
+
+def test_each_location_loads_after_its_own_midnight_plus_grace(ticker_for):
+    ticker = ticker_for(at("2025-03-05T04:00"))
+    ticker.cursor = json.dumps({loc: "2025-03-03" for loc in ALL})
+    # 2025-03-04 ends at 05:00 UTC in New York (EST), 06:00 Chicago, 07:00 Phoenix, 08:00 LA
+    assert ticker.tick(at("2025-03-05T06:59")) == []
+    assert spans(ticker.tick(at("2025-03-05T07:00"))) == [
+        ("lookback", "2025-02-25|1001", "2025-03-04|1001"),
+        ("snapshot", "2025-03-04|1001", "2025-03-04|1001"),
+    ]
+    assert ticker.tick(at("2025-03-05T07:59")) == []
+    assert [s[1] for s in spans(ticker.tick(at("2025-03-05T08:00")))] == [
+        "2025-02-25|1002", "2025-03-04|1002"]
+    assert [s[1] for s in spans(ticker.tick(at("2025-03-05T09:00")))] == [
+        "2025-02-25|1003", "2025-03-04|1003"]
+    assert [s[1] for s in spans(ticker.tick(at("2025-03-05T10:00")))] == [
+        "2025-02-25|1004", "2025-03-04|1004"]
+    assert json.loads(ticker.cursor) == {loc: "2025-03-04" for loc in ALL}
+
+
+def test_run_requests_select_the_right_assets(ticker_for):
+    ticker = ticker_for(at("2025-03-05T07:00"), locations=("1001",))
+    lookback, snapshot = ticker.tick()
+    changing = {"orders", "orders_items", "orders_refunds", "customers",
+                "customer_memberships", "notes"}
+    assert {k.path[-1] for k in lookback.asset_selection} == changing
+    snapshots = {k.path[-1] for k in snapshot.asset_selection}
+    assert "employees" in snapshots and "locations" not in snapshots and not snapshots & changing
+    assert lookback.run_key != snapshot.run_key
+
+
+def test_spring_forward_merges_phoenix_and_los_angeles(ticker_for):
+    """Before DST LA is an hour behind Phoenix: two separate runs; after, they share one."""
+    ticker = ticker_for(at("2025-03-09T09:00"), locations=("1001", "1003", "1004"),
+                        lookback_days=0)
+    ticker.cursor = json.dumps({"1001": "2025-03-08", "1003": "2025-03-07", "1004": "2025-03-07"})
+    assert spans(ticker.tick()) == [("day", "2025-03-08|1003", "2025-03-08|1003")]
+    assert spans(ticker.tick(at("2025-03-09T10:00"))) == [
+        ("day", "2025-03-08|1004", "2025-03-08|1004")]
+    # 2025-03-09 is 23 hours in New York: over at 04:00 UTC (EDT), so due at 06:00
+    assert ticker.tick(at("2025-03-10T05:59")) == []
+    assert spans(ticker.tick(at("2025-03-10T06:00"))) == [
+        ("day", "2025-03-09|1001", "2025-03-09|1001")]
+    assert spans(ticker.tick(at("2025-03-10T09:00"))) == [
+        ("day", "2025-03-09|1003", "2025-03-09|1004")]
+
+
+def test_fall_back_day_is_25_hours(ticker_for):
+    ticker = ticker_for(at("2025-11-03T06:59"), locations=("1001",), lookback_days=0)
+    ticker.cursor = json.dumps({"1001": "2025-11-01"})
+    assert ticker.tick() == []  # 2025-11-02 ends at 05:00 UTC (EST) + 2 h grace
+    assert spans(ticker.tick(at("2025-11-03T07:00"))) == [
+        ("day", "2025-11-02|1001", "2025-11-02|1001")]
+
+
+def test_a_simulated_week_requests_every_day_once(ticker_for):
+    ticker = ticker_for(at("2025-03-06T00:00"))
+    seen_keys: Counter[str] = Counter()
+    snapshot_days: Counter[str] = Counter()
+    for hour in range(7 * 24):
+        for request in ticker.tick(ticker.now + timedelta(hours=1) if hour else None):
+            seen_keys[request.run_key] += 1
+            if request.tags["booker/load"] == "snapshot":
+                first, last = request.tags[RANGE_START], request.tags[RANGE_END]
+                assert first.split("|")[0] == last.split("|")[0]
+                for loc in ALL:
+                    if first.split("|")[1] <= loc <= last.split("|")[1]:
+                        snapshot_days[f"{first.split('|')[0]}|{loc}"] += 1
+    assert max(seen_keys.values()) == 1
+    # no cursor at the start: only the last day over everywhere (03-04) is loaded, then each
+    # day up to 03-11, the last one over in every zone by 03-12 23:00 UTC
+    expected = {f"{date(2025, 3, 4) + timedelta(days=d)}|{loc}" for d in range(8) for loc in ALL}
+    assert set(snapshot_days) == expected and set(snapshot_days.values()) == {1}
+
+
+def test_catch_up_after_downtime_is_bounded(ticker_for):
+    ticker = ticker_for(at("2025-03-12T12:00"), locations=("1001",), catch_up_days=3)
+    ticker.cursor = json.dumps({"1001": "2025-03-04"})  # down since 03-05
+    assert spans(ticker.tick()) == [
+        ("lookback", "2025-03-02|1001", "2025-03-11|1001"),
+        ("snapshot", "2025-03-09|1001", "2025-03-11|1001"),
+    ]
+    assert ticker.tick(at("2025-03-12T23:00")) == []
+
+
+def test_restart_resumes_from_the_cursor(ticker_for):
+    first = ticker_for(at("2025-03-05T12:00"), locations=("1001",))
+    first.tick()
+    restarted = ticker_for(at("2025-03-06T12:00"), locations=("1001",))
+    restarted.cursor = first.cursor
+    assert spans(restarted.tick()) == [
+        ("lookback", "2025-02-26|1001", "2025-03-05|1001"),
+        ("snapshot", "2025-03-05|1001", "2025-03-05|1001"),
+    ]
+
+
+def test_a_location_booker_does_not_know_is_skipped(ticker_for):
+    ticker = ticker_for(at("2025-03-05T12:00"), locations=("1001", "1099"))
+    assert [s[1] for s in spans(ticker.tick())] == ["2025-02-25|1001", "2025-03-04|1001"]
+    assert set(json.loads(ticker.cursor)) == {"1001"}
+
+
+def test_zone_east_of_utc_waits_for_the_partition(tmp_path: Path):
+    settings = make_settings(tmp_path, ("1001",), lookback_days=0)
+    sydney = {"1001": ZoneInfo("Australia/Sydney")}
+    # 2025-03-04 ended in Sydney at 03-03 13:00 UTC, but the UTC partition exists at 03-05 00:00
+    launches, _ = plan_loads(at("2025-03-04T20:00"), sydney, {"1001": "2025-03-03"},
+                             settings, date(2025, 3, 3), KEYS)
+    assert launches == []
+    launches, cursor = plan_loads(at("2025-03-05T00:00"), sydney, {"1001": "2025-03-03"},
+                                  settings, date(2025, 3, 4), KEYS)
+    assert [launch.work.last_day for launch in launches] == [date(2025, 3, 4)]
+    assert cursor == {"1001": "2025-03-04"}
+
+
+def test_lookback_never_reaches_before_start_date(tmp_path: Path):
+    settings = make_settings(tmp_path, ("1001",), start_date=date(2025, 3, 1))
+    launches, _ = plan_loads(at("2025-03-03T12:00"), {"1001": ZoneInfo("America/New_York")}, {},
+                             settings, date(2025, 3, 2), KEYS)
+    assert [(launch.work.kind, launch.work.first_day) for launch in launches] == [
+        ("lookback", date(2025, 3, 1)), ("snapshot", date(2025, 3, 2))]
+
+
+def test_locations_schedule_requests_yesterday_utc(ticker_for):
+    defs = ticker_for(at("2025-03-05T00:30")).defs
+    schedule = defs.get_schedule_def("booker_locations_daily")
+    assert schedule.default_status == dg.DefaultScheduleStatus.RUNNING
+    context = dg.build_schedule_context(scheduled_execution_time=at("2025-03-05T00:30"))
+    (request,) = schedule.evaluate_tick(context).run_requests
+    assert request.partition_key == "2025-03-04"
+
+
+def test_days_back_keys_per_location_zone(tmp_path: Path):
+    settings = make_settings(tmp_path, ("1001", "1004"))
+    zones = {"1001": ZoneInfo("America/New_York"), "1004": ZoneInfo("America/Los_Angeles")}
+    # 2025-03-05 06:00 UTC: already 03-05 in New York, still 03-04 in Los Angeles
+    keys = days_back_keys(DaysBackConfig(days_back_start=2, days_back_end=1), zones,
+                          at("2025-03-05T06:00"), settings, date(2025, 3, 4))
+    assert keys == ["2025-03-03|1001", "2025-03-04|1001", "2025-03-02|1004", "2025-03-03|1004"]
+    with pytest.raises(dg.Failure, match="days_back_end <= days_back_start"):
+        days_back_keys(DaysBackConfig(days_back_start=1, days_back_end=3), zones,
+                       at("2025-03-05T06:00"), settings, date(2025, 3, 4))
+
+
+def test_days_back_job_files_a_backfill(ticker_for):
+    ticker = ticker_for(at("2025-03-05T12:00"), locations=("1001", "1002"))
+    job = ticker.defs.get_job_def("booker_days_back")
+    with dg.instance_for_test() as instance:
+        result = job.execute_in_process(
+            run_config={"ops": {"file_days_back_backfill": {"config": {
+                "days_back_start": 3, "days_back_end": 1, "tables": ["orders"]}}}},
+            instance=instance,
+        )
+        (backfill,) = instance.get_backfills()
+        assert backfill.backfill_id == result.output_for_node("file_days_back_backfill")
+        subset = backfill.asset_backfill_data.target_subset
+        (key,) = subset.asset_keys
+        assert key == dg.AssetKey(["booker", "orders"])
+        assert sorted(subset.get_partitions_subset(key).get_partition_keys()) == [
+            f"2025-03-0{d}|{loc}" for d in (2, 3, 4) for loc in ("1001", "1002")]
