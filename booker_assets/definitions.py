@@ -23,7 +23,9 @@ def booker_resource(settings: Settings) -> BookerResource:
     if settings.use_sandbox:
         from booker_assets.sandbox import DEMO_CREDENTIALS
 
-        return BookerResource(base_url="sandbox", **DEMO_CREDENTIALS)
+        # The embedded sandbox has no rate limit: don't pace it like the real gateway.
+        return BookerResource(base_url="sandbox", requests_per_second=200, burst=50,
+                              **DEMO_CREDENTIALS)
     return BookerResource(
         client_id=dg.EnvVar("BOOKER_CLIENT_ID"),
         client_secret=dg.EnvVar("BOOKER_CLIENT_SECRET"),
