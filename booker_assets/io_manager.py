@@ -212,11 +212,11 @@ class BookerDuckDBIOManager(dg.ConfigurableIOManager):
         )
 
     def load_input(self, context: dg.InputContext) -> pd.DataFrame:
-        table = _qualified(self.schema_name, context.asset_key.path[-1])
         wanted = _wanted_partitions(context) if context.has_asset_partitions else None
         with connect_locked(
             self.database, read_only=True, timeout_seconds=self.lock_timeout_seconds
         ) as conn:
+            table = _qualified(conn, self.schema_name, context.asset_key.path[-1])
             try:
                 return _read(conn, table, wanted)
             except duckdb.CatalogException as exc:
@@ -274,14 +274,14 @@ def _write_slice(
     entity_key: list[str],
 ) -> list[tuple[str, str]]:
     """Replace the slice in one transaction; return the table's (column, type) afterwards."""
-    target = _qualified(schema, table)
+    target = _qualified(conn, schema, table)
     conn.begin()
     try:
         frame = _with_loaded_at(report.frame)
         _require_columns(frame, list(KEY_TYPES))
         conn.register("_frame", frame)
         _register_slice(conn, report)
-        conn.execute(f"CREATE SCHEMA IF NOT EXISTS {_quote(schema)}")
+        conn.execute(f"CREATE SCHEMA IF NOT EXISTS {_qualified(conn, schema)}")
         _ensure_columns(conn, schema, table, conn.execute("DESCRIBE _frame").fetchall())
         _check_frame_matches_slice(conn)
         conn.execute(
@@ -338,7 +338,7 @@ def _ensure_columns(
     existing = {
         name.casefold(): (name, dtype) for name, dtype in _table_columns(conn, schema, table)
     }
-    target = _qualified(schema, table)
+    target = _qualified(conn, schema, table)
     if not existing:
         columns = ", ".join(f"{_quote(name)} {dtype}" for name, dtype in incoming.items())
         conn.execute(f"CREATE TABLE {target} ({columns})")
@@ -362,7 +362,7 @@ def _retype_empty_columns(
         return
     counts = conn.execute(
         "SELECT " + ", ".join(f"count({_quote(name)})" for name, _ in drifted) + f" FROM {target}"
-    ).fetchone()
+    ).fetchall()[0]
     for (name, dtype), count in zip(drifted, counts, strict=True):
         if count == 0:
             conn.execute(f"ALTER TABLE {target} ALTER COLUMN {_quote(name)} SET DATA TYPE {dtype}")
@@ -390,7 +390,7 @@ def _check_frame_matches_slice(conn: duckdb.DuckDBPyConnection) -> None:
 
 
 def _record_loads(conn: duckdb.DuckDBPyConnection, schema: str, table: str) -> None:
-    loads = _qualified(schema, "_loads")
+    loads = _qualified(conn, schema, "_loads")
     conn.execute(
         f"CREATE TABLE IF NOT EXISTS {loads} (table_name VARCHAR, report_date DATE,"
         " location_id VARCHAR, row_count BIGINT, reported_total BIGINT, pages INTEGER,"
@@ -417,8 +417,8 @@ def _create_current_view(
     if missing:
         raise ValueError(f"{ENTITY_KEY_METADATA} names columns the table lacks: {missing}")
     conn.execute(
-        f"CREATE OR REPLACE VIEW {_qualified(schema, table + '_current')} AS"
-        f" SELECT * FROM {_qualified(schema, table)} QUALIFY row_number() OVER (PARTITION BY"
+        f"CREATE OR REPLACE VIEW {_qualified(conn, schema, table + '_current')} AS"
+        f" SELECT * FROM {_quote(table)} QUALIFY row_number() OVER (PARTITION BY"
         f" {', '.join(map(_quote, entity_key))} ORDER BY report_date DESC, _loaded_at DESC) = 1"
     )
 
@@ -459,8 +459,12 @@ def _quote(identifier: str) -> str:
     return '"' + identifier.replace('"', '""') + '"'
 
 
-def _qualified(schema: str, table: str) -> str:
-    return f"{_quote(schema)}.{_quote(table)}"
+def _qualified(conn: duckdb.DuckDBPyConnection, *names: str) -> str:
+    """catalog.schema[.table]: DuckDB names the catalog after the file, so in a file named
+    ``booker.duckdb`` a bare ``booker.orders`` is rejected as ambiguous."""
+    # fetchall, not fetchone: DuckDB 2 refuses the next statement while a result is unfinished
+    ((catalog,),) = conn.execute("SELECT current_database()").fetchall()
+    return ".".join(map(_quote, (catalog, *names)))
 
 
 def markdown_table(frame: pd.DataFrame) -> str:
