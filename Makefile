@@ -21,7 +21,7 @@ install: $(VENV)/.installed
 	@mkdir -p $(DAGSTER_HOME) data
 	@cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
 
-demo: install  ## backfill every report for the last 7 days from the sandbox into data/booker.duckdb
+demo: install  ## backfill every report for the last 7 days from the sandbox into data/booker_assets.duckdb
 	$(BIN)/python -m booker_assets.demo
 
 test: install  ## the whole test suite

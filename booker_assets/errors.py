@@ -1,4 +1,4 @@
-"""Typed errors: each names what failed (report, location, page) and how to fix it, never a secret."""
+"""Typed errors: each names what failed (report, location, page) and the fix, never a secret."""
 
 from __future__ import annotations
 

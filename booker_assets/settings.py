@@ -102,7 +102,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         use_sandbox=use_sandbox,
         location_ids=_location_ids(env, use_sandbox),
         start_date=_start_date(env),
-        duckdb_path=env.get("BOOKER_DUCKDB_PATH", "").strip() or "data/booker.duckdb",
+        duckdb_path=env.get("BOOKER_DUCKDB_PATH", "").strip() or "data/booker_assets.duckdb",
         lookback_days=_int(env, "BOOKER_LOOKBACK_DAYS", 7),
         grace_hours=float(env.get("BOOKER_GRACE_HOURS", "").strip() or 2),
         catch_up_days=_int(env, "BOOKER_CATCH_UP_DAYS", 3, minimum=1),
