@@ -1,0 +1,198 @@
+"""Every asset materialized with Dagster APIs against the sandbox over HTTP, read from DuckDB."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from datetime import date, timedelta
+from zoneinfo import ZoneInfo
+
+import dagster as dg
+import pytest
+
+from booker_assets.demo import materialize_range
+from booker_assets.io_manager import connect_locked
+from booker_assets.reports import TABLES
+from booker_assets.sandbox import BookerSandbox, FaultProfile
+from booker_assets_tests.conftest import SANDBOX_SETTINGS, make_defs, make_settings
+
+LOCS = ("1001", "1004")  # Eastern and Pacific
+DAYS = (date(2025, 3, 8), date(2025, 3, 9))  # 2025-03-09: the spring-forward 23-hour day
+
+
+def _materialize(defs: dg.Definitions, days, locs, *, selection=None, run_config=None,
+                 raise_on_error: bool = True) -> dg.ExecuteInProcessResult:
+    (result,) = materialize_range(defs, locs, days[0], days[-1], selection=selection,
+                                  run_config=run_config, raise_on_error=raise_on_error)
+    return result
+
+
+def _count(db: str, sql: str) -> int:
+    with connect_locked(db, read_only=True) as conn:
+        return conn.execute(sql).fetchone()[0]
+
+
+def _days(first: date, last: date) -> list[date]:
+    return [first + timedelta(days=i) for i in range((last - first).days + 1)]
+
+
+@pytest.fixture(scope="module")
+def loaded(sandbox: BookerSandbox, tmp_path_factory) -> tuple[str, BookerSandbox]:
+    """Every location-scoped asset for DAYS × LOCS (a single run), shared by the grain tests."""
+    settings = make_settings(tmp_path_factory.mktemp("all"), LOCS)
+    results = materialize_range(make_defs(sandbox, settings, page_size=10), LOCS, *DAYS)
+    assert len(results) == 2 and all(r.success for r in results)
+    return settings.duckdb_path, sandbox
+
+
+def test_definitions_load_and_validate(tmp_path):
+    from booker_assets.definitions import build_definitions
+
+    defs = build_definitions(make_settings(tmp_path, LOCS))
+    dg.Definitions.validate_loadable(defs)
+    keys = {key.path[-1] for a in defs.assets for key in a.keys}
+    assert keys == set(TABLES)
+
+
+def test_orders_items_refunds_match_the_api(loaded):
+    db, sb = loaded
+    ds = sb.dataset
+    orders = [o for loc in LOCS for d in DAYS for o in ds.orders(int(loc), d)]
+    assert orders, "the sandbox should have orders on these days"
+    assert _count(db, "select count(*) from booker.orders") == len(orders)
+    assert _count(db, "select count(*) from booker.orders_items") == sum(
+        len(o["Items"]) for o in orders)
+    assert _count(db, "select count(*) from booker.orders_refunds") == sum(
+        len(o.get("Refunds") or []) for o in orders)
+    # Items and refunds join back to their order in the same partition.
+    assert _count(db, """select count(*) from booker.orders_items i left join booker.orders o
+        on o.id = i.order_id and o.report_date = i.report_date and o.location_id = i.location_id
+        where o.id is null""") == 0
+
+
+def test_created_instant_falls_on_the_partition_day_in_local_time(loaded):
+    db, _ = loaded
+    with connect_locked(db, read_only=True) as conn:
+        kind = conn.execute("""select data_type from information_schema.columns
+            where table_schema='booker' and table_name='orders'
+            and column_name='date_created'""").fetchone()[0]
+        rows = conn.execute("""select location_id, report_date, min(date_created),
+            max(date_created) from booker.orders group by all""").fetchall()
+    assert kind == "TIMESTAMP WITH TIME ZONE"
+    zones = {"1001": "America/New_York", "1004": "America/Los_Angeles"}
+    for loc, day, first, last in rows:
+        zone = ZoneInfo(zones[loc])
+        assert first.astimezone(zone).date() == day
+        assert last.astimezone(zone).date() == day
+
+
+@pytest.mark.parametrize("table", sorted(TABLES))
+def test_key_unique_per_partition_and_not_null(loaded, table):
+    db, _ = loaded
+    key = ", ".join(TABLES[table].key)
+    dup = _count(db, f"""select count(*) from (select report_date, {key}, count(*) n
+        from booker.{table} group by all having n > 1)""")
+    assert dup == 0
+    assert _count(db, f"select count(*) from booker.{table}") > 0, f"{table} is empty"
+
+
+def test_grain_of_snapshots_and_schedules(loaded):
+    db, sb = loaded
+    ds = sb.dataset
+    employees = sum(len(ds.employees(int(loc), False, False)) for loc in LOCS)
+    assert _count(db, "select count(*) from booker.employees") == employees * len(DAYS)
+    assert _count(db, "select count(*) from booker.employee_schedules") == employees * len(DAYS)
+    assert _count(db, "select count(*) from booker.location_schedules") == len(LOCS) * len(DAYS)
+    variants = sum(len(p["ProductVariants"]) for loc in LOCS for p in ds.products(int(loc)))
+    assert _count(db, "select count(*) from booker.products") == variants * len(DAYS)
+    customers = sum(len(ds.customers(int(loc), d)) for loc in LOCS for d in DAYS)
+    assert _count(db, "select count(*) from booker.customers") == customers
+    notes = _count(db, "select count(*) from booker.notes where note_type='customer'")
+    assert notes == sum(len(c["Customer"].get("Notes") or []) for loc in LOCS for d in DAYS
+                        for c in ds.customers(int(loc), d))
+    assert _count(db, "select count(*) from booker.notes where note_type='progress'") > 0
+    assert _count(db, "select count(*) from booker.customer_memberships") > 0
+
+
+def test_current_views_hold_one_row_per_entity(loaded):
+    db, _ = loaded
+    assert _count(db, "select count(*) from booker.employees_current") == _count(
+        db, "select count(distinct (location_id, id)) from booker.employees")
+
+
+def test_options_change_what_comes_back(sandbox, tmp_path):
+    settings = make_settings(tmp_path, ("1001",))
+    defs = make_defs(sandbox, settings)
+    db = settings.duckdb_path
+
+    def rows_with(table: str, group: str, **options) -> int:
+        _materialize(defs, [DAYS[0]], ("1001",), selection=[f"booker/{table}"],
+                     run_config={"ops": {f"booker_{group}": {"config": options}}})
+        return _count(db, f"select count(*) from booker.{table}")
+
+    assert rows_with("memberships", "memberships", include_expired=True) > rows_with(
+        "memberships", "memberships")
+    everyone = rows_with("employees", "employees")
+    assert rows_with("employees", "employees", ignore_freelancers=True) < everyone
+    assert rows_with("employees", "employees", only_active_employees=True) < everyone
+    assert rows_with("location_schedules", "location_schedules", schedule_defaults=True) == 7
+    assert _count(db, "select count(*) from booker.location_schedules where date is null") == 7
+
+
+def test_rematerializing_replaces_and_empty_day_is_recorded(sandbox, tmp_path):
+    settings = make_settings(tmp_path, ("1001",))
+    defs = make_defs(sandbox, settings)
+    closed = next(d for d in _days(date(2025, 3, 1), date(2025, 3, 14))
+                  if not sandbox.dataset.orders(1001, d))
+    for _ in range(2):
+        _materialize(defs, [closed - timedelta(days=1), closed], ("1001",),
+                     selection=["booker/orders"])
+    db = settings.duckdb_path
+    expected = len(sandbox.dataset.orders(1001, closed - timedelta(days=1)))
+    assert expected > 0
+    assert _count(db, "select count(*) from booker.orders") == expected
+    assert _count(db, f"select count(*) from booker.orders where report_date='{closed}'") == 0
+    assert _count(db, f"""select count(*) from booker._loads where table_name='orders'
+        and report_date='{closed}' and row_count=0""") == 1
+
+
+def _columns(db: str, table: str) -> set[str]:
+    with connect_locked(db, read_only=True) as conn:
+        return {c[0] for c in conn.execute(f"select * from booker.{table} limit 0").description}
+
+
+def test_new_api_field_becomes_a_new_column(tmp_path):
+    settings = make_settings(tmp_path, ("1001",))
+    db = settings.duckdb_path
+    first, second = date(2025, 3, 7), date(2025, 3, 8)  # two open days
+    with BookerSandbox(SANDBOX_SETTINGS) as clean:
+        _materialize(make_defs(clean, settings), [first], ("1001",), selection=["booker/orders"])
+    before = _columns(db, "orders")
+    noisy_settings = replace(SANDBOX_SETTINGS, faults=FaultProfile(extra_fields=True))
+    with BookerSandbox(noisy_settings) as noisy:
+        _materialize(make_defs(noisy, settings), [second], ("1001",), selection=["booker/orders"])
+    added = _columns(db, "orders") - before
+    assert "loyalty_tier2027" in added and "flags2027_is_vip" in added
+    assert _count(db, f"select count(*) from booker.orders where report_date='{first}'") > 0
+    assert _count(db, f"""select count(*) from booker.orders
+        where report_date='{first}' and loyalty_tier2027 is not null""") == 0
+    assert _count(db, f"""select count(*) from booker.orders
+        where report_date='{second}' and loyalty_tier2027 = 'Gold'""") > 0
+
+
+def test_failed_run_keeps_rows_and_names_the_credential(sandbox, tmp_path):
+    from booker_assets.client import BookerResource
+    from booker_assets.definitions import build_definitions
+
+    settings = make_settings(tmp_path, ("1001",))
+    _materialize(make_defs(sandbox, settings), [DAYS[0]], ("1001",), selection=["booker/orders"])
+    db = settings.duckdb_path
+    before = _count(db, "select count(*) from booker.orders")
+    wrong = BookerResource(base_url=sandbox.url, **{**sandbox.credentials,
+                                                    "client_secret": "not-the-secret"})
+    result = _materialize(build_definitions(settings, wrong), [DAYS[0]], ("1001",),
+                          selection=["booker/orders"], raise_on_error=False)
+    assert not result.success
+    failure = next(e for e in result.all_events if e.is_step_failure)
+    message = failure.step_failure_data.error.message
+    assert "BOOKER_CLIENT_SECRET" in message and "not-the-secret" not in message
+    assert _count(db, "select count(*) from booker.orders") == before > 0
