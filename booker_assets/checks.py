@@ -2,11 +2,11 @@
 
 They read through ``connect_locked`` (read-only), so they queue behind a writing run instead
 of failing on DuckDB's file lock. Each check is one SQL query returning the offending rows.
+(No ``from __future__ import annotations``: Dagster validates the ``context`` annotation.)
 """
 
-from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -22,6 +22,12 @@ SCHEMA = "booker"
 LOCATIONS_KEY = dg.AssetKey([SCHEMA, "locations"])
 FRESH_DAYS = 2  # the newest loaded day of a location may be this many days old, no more
 SHOWN = 20  # offending rows listed in a check's metadata
+
+
+@dataclass(frozen=True)
+class BookerCheck:
+    spec: dg.AssetCheckSpec
+    evaluate: Callable[[], dg.AssetCheckResult]
 
 
 def _key(table: str) -> dg.AssetKey:
@@ -83,12 +89,13 @@ def _not_null(table: str) -> str:
     return " OR ".join(f'"{c}" IS NULL' for c in TABLES[table].key)
 
 
-def key_checks(database: str, table: str) -> list[dg.AssetChecksDefinition]:
+def key_checks(database: str, table: str) -> list[BookerCheck]:
     key = TABLES[table].key
     cols = ", ".join(f'"{c}"' for c in dict.fromkeys(("report_date", "location_id", *key)))
 
-    @dg.asset_check(asset=_key(table), name="key_unique",
+    unique_spec = dg.AssetCheckSpec(asset=_key(table), name="key_unique",
                     description=f"({', '.join(key)}) is unique within each partition.")
+
     def key_unique() -> dg.AssetCheckResult:
         return _result(
             database,
@@ -99,8 +106,9 @@ def key_checks(database: str, table: str) -> list[dg.AssetChecksDefinition]:
             "partitions hold duplicate keys",
         )
 
-    @dg.asset_check(asset=_key(table), name="key_not_null",
+    not_null_spec = dg.AssetCheckSpec(asset=_key(table), name="key_not_null",
                     description=f"No row has a null in ({', '.join(key)}).")
+
     def key_not_null() -> dg.AssetCheckResult:
         return _result(
             database,
@@ -110,13 +118,14 @@ def key_checks(database: str, table: str) -> list[dg.AssetChecksDefinition]:
             "partitions have rows with a null key",
         )
 
-    return [key_unique, key_not_null]
+    return [BookerCheck(unique_spec, key_unique), BookerCheck(not_null_spec, key_not_null)]
 
 
-def reported_total_check(database: str, table: str) -> dg.AssetChecksDefinition:
-    @dg.asset_check(asset=_key(table), name="rows_match_reported_total",
+def reported_total_check(database: str, table: str) -> BookerCheck:
+    spec = dg.AssetCheckSpec(asset=_key(table), name="rows_match_reported_total",
                     description="Rows stored per partition equal the TotalResultsCount Booker "
                     "reported for it (where it reported one; see booker._loads).")
+
     def rows_match_reported_total() -> dg.AssetCheckResult:
         return _result(
             database,
@@ -130,17 +139,18 @@ def reported_total_check(database: str, table: str) -> dg.AssetChecksDefinition:
             params=[table],
         )
 
-    return rows_match_reported_total
+    return BookerCheck(spec, rows_match_reported_total)
 
 
 # ---------------------------------------------------------------- orders
 
 
-def order_exists_check(database: str, table: str) -> dg.AssetChecksDefinition:
-    @dg.asset_check(asset=_key(table), name="order_exists",
+def order_exists_check(database: str, table: str) -> BookerCheck:
+    spec = dg.AssetCheckSpec(asset=_key(table), name="order_exists",
                     additional_deps=[_key("orders")],
                     description="Every row's order_id is an order of booker.orders in the "
                     "same partition.")
+
     def order_exists() -> dg.AssetCheckResult:
         return _result(
             database,
@@ -151,14 +161,15 @@ def order_exists_check(database: str, table: str) -> dg.AssetChecksDefinition:
             "partitions have rows whose order is missing",
         )
 
-    return order_exists
+    return BookerCheck(spec, order_exists)
 
 
-def refunds_within_total(database: str) -> dg.AssetChecksDefinition:
-    @dg.asset_check(asset=_key("orders_refunds"), name="refunds_within_order_total",
+def refunds_within_total(database: str) -> BookerCheck:
+    spec = dg.AssetCheckSpec(asset=_key("orders_refunds"), name="refunds_within_order_total",
                     additional_deps=[_key("orders")],
                     description="The refunds of an order never add up to more than its "
                     "final total.")
+
     def refunds_within_order_total() -> dg.AssetCheckResult:
         return _result(
             database,
@@ -171,14 +182,15 @@ def refunds_within_total(database: str) -> dg.AssetChecksDefinition:
             "orders are refunded more than their final total",
         )
 
-    return refunds_within_order_total
+    return BookerCheck(spec, refunds_within_order_total)
 
 
-def open_days_have_orders(database: str) -> dg.AssetChecksDefinition:
-    @dg.asset_check(asset=_key("orders"), name="open_days_have_orders",
+def open_days_have_orders(database: str) -> BookerCheck:
+    spec = dg.AssetCheckSpec(asset=_key("orders"), name="open_days_have_orders",
                     additional_deps=[_key("location_schedules")],
                     description="A location-day loaded with 0 orders while location_schedules "
                     "says it was open (warning: a quiet day happens, a broken feed too).")
+
     def open_days_with_orders() -> dg.AssetCheckResult:
         return _result(
             database,
@@ -192,13 +204,14 @@ def open_days_have_orders(database: str) -> dg.AssetChecksDefinition:
             severity=dg.AssetCheckSeverity.WARN,
         )
 
-    return open_days_with_orders
+    return BookerCheck(spec, open_days_with_orders)
 
 
-def freshness_check(database: str, location_ids: Sequence[str]) -> dg.AssetChecksDefinition:
-    @dg.asset_check(asset=_key("orders"), name="fresh",
+def freshness_check(database: str, location_ids: Sequence[str]) -> BookerCheck:
+    spec = dg.AssetCheckSpec(asset=_key("orders"), name="fresh",
                     description=f"The newest loaded day of each configured location is at most "
                     f"{FRESH_DAYS} days old (UTC today).")
+
     def fresh() -> dg.AssetCheckResult:
         oldest_ok = date.today() - timedelta(days=FRESH_DAYS)
         return _result(
@@ -211,7 +224,7 @@ def freshness_check(database: str, location_ids: Sequence[str]) -> dg.AssetCheck
             params=[list(location_ids), oldest_ok],
         )
 
-    return fresh
+    return BookerCheck(spec, fresh)
 
 
 # ---------------------------------------------------------------- locations
@@ -259,10 +272,11 @@ def location_drift(database: str, configured: Sequence[str]) -> LocationDrift:
     )
 
 
-def locations_match_check(database: str, location_ids: Sequence[str]) -> dg.AssetChecksDefinition:
-    @dg.asset_check(asset=LOCATIONS_KEY, name="configured_locations_match",
+def locations_match_check(database: str, location_ids: Sequence[str]) -> BookerCheck:
+    spec = dg.AssetCheckSpec(asset=LOCATIONS_KEY, name="configured_locations_match",
                     description="The locations of Booker's newest snapshot are exactly the "
                     "configured BOOKER_LOCATION_IDS.")
+
     def configured_locations_match() -> dg.AssetCheckResult:
         try:
             drift = location_drift(database, location_ids)
@@ -278,13 +292,13 @@ def locations_match_check(database: str, location_ids: Sequence[str]) -> dg.Asse
             },
         )
 
-    return configured_locations_match
+    return BookerCheck(spec, configured_locations_match)
 
 
-def build_checks(settings: Settings) -> list[dg.AssetChecksDefinition]:
-    """Every check, for ``dg.Definitions(asset_checks=...)``."""
+def check_evaluators(settings: Settings) -> dict[dg.AssetCheckKey, BookerCheck]:
+    """Every check by key."""
     db = settings.duckdb_path
-    return [
+    checks = [
         *(check for table in TABLES for check in key_checks(db, table)),
         *(reported_total_check(db, t) for t, spec in TABLES.items()
           if spec.sources[0].kind == "root"),  # the tables extract counts against Booker
@@ -295,3 +309,24 @@ def build_checks(settings: Settings) -> list[dg.AssetChecksDefinition]:
         freshness_check(db, settings.location_ids),
         locations_match_check(db, settings.location_ids),
     ]
+    return {check.spec.key: check for check in checks}
+
+
+def build_checks(settings: Settings) -> list[dg.AssetChecksDefinition]:
+    """All checks as ONE subsettable multi-check: a run evaluates the checks of the assets it
+    materialized in a single step, not one step (and process) per check."""
+    evaluators = check_evaluators(settings)
+
+    @dg.multi_asset_check(
+        name="booker_checks", specs=[c.spec for c in evaluators.values()], can_subset=True
+    )
+    def booker_checks(context: dg.AssetCheckExecutionContext) -> Iterator[dg.AssetCheckResult]:
+        for key in sorted(context.selected_asset_check_keys, key=str):
+            result = evaluators[key].evaluate()
+            yield dg.AssetCheckResult(
+                asset_key=key.asset_key, check_name=key.name, passed=result.passed,
+                severity=result.severity, description=result.description,
+                metadata=result.metadata,
+            )
+
+    return [booker_checks]

@@ -8,7 +8,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from booker_assets.checks import build_checks, location_drift
+from booker_assets.checks import build_checks, check_evaluators, location_drift
 from booker_assets.io_manager import connect_locked
 from booker_assets.reports import TABLES
 from booker_assets_tests.conftest import make_settings
@@ -81,8 +81,7 @@ def database(tmp_path: Path) -> str:
 def _run(database: str, asset: str, name: str) -> dg.AssetCheckResult:
     settings = make_settings(Path(database).parent, LOCS, duckdb_path=database)
     key = dg.AssetCheckKey(dg.AssetKey(["booker", asset]), name)
-    (check,) = [c for c in build_checks(settings) if key in c.check_keys]
-    return check()
+    return check_evaluators(settings)[key].evaluate()
 
 
 @pytest.mark.parametrize(("asset", "name"), [(a, n) for a, n, *_ in BROKEN])
