@@ -23,15 +23,13 @@ from booker_assets.checks import LOCATIONS_KEY, location_drift
 from booker_assets.client import BookerClient, BookerResource
 from booker_assets.dates import local_day, zone_for
 from booker_assets.errors import BookerError
-from booker_assets.partitions import BookerPartitions
+from booker_assets.partitions import RANGE_END, RANGE_START, BookerPartitions
 from booker_assets.settings import Settings
 
 # Reports Booker changes after the day (refunds, edited customers): re-loaded over the lookback.
 CHANGING_TABLES = (
     "orders", "orders_items", "orders_refunds", "customers", "customer_memberships", "notes",
 )
-RANGE_START = "dagster/asset_partition_range_start"
-RANGE_END = "dagster/asset_partition_range_end"
 LOAD_TAG = "booker/load"
 SENSOR_INTERVAL_SECONDS = 300
 

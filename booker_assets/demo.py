@@ -15,10 +15,9 @@ import dagster as dg
 
 from booker_assets.definitions import defs
 from booker_assets.io_manager import connect_locked
+from booker_assets.partitions import RANGE_END, RANGE_START
 from booker_assets.reports import TABLES
 from booker_assets.settings import load_settings
-
-RANGE_START, RANGE_END = "dagster/asset_partition_range_start", "dagster/asset_partition_range_end"
 
 
 def materialize_range(

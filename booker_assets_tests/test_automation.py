@@ -17,8 +17,6 @@ import pytest
 
 from booker_assets.assets import build_report_assets
 from booker_assets.automation import (
-    RANGE_END,
-    RANGE_START,
     DaysBackConfig,
     LoadKeys,
     build_automation,
@@ -26,7 +24,7 @@ from booker_assets.automation import (
     plan_loads,
 )
 from booker_assets.client import BookerResource
-from booker_assets.partitions import build_partitions
+from booker_assets.partitions import RANGE_END, RANGE_START, build_partitions
 from booker_assets.sandbox import BookerSandbox
 from booker_assets.settings import Settings
 from booker_assets_tests.conftest import make_settings
