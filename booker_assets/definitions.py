@@ -13,6 +13,7 @@ from booker_assets.assets import build_report_assets
 from booker_assets.automation import build_automation
 from booker_assets.checks import build_checks
 from booker_assets.client import BookerResource
+from booker_assets.connection import booker_check_connection
 from booker_assets.io_manager import BookerDuckDBIOManager
 from booker_assets.partitions import build_partitions
 from booker_assets.settings import Settings, load_settings
@@ -39,10 +40,13 @@ def build_definitions(settings: Settings, booker: BookerResource | None = None) 
     """The code location for ``settings``; tests and benchmarks pass their own ``booker``."""
     partitions = build_partitions(settings)
     assets = build_report_assets(settings, partitions)
+    automation = build_automation(settings, partitions, assets)
     return dg.Definitions(
         assets=assets,
         asset_checks=build_checks(settings),
-        **build_automation(settings, partitions, assets),
+        jobs=[*automation["jobs"], booker_check_connection],
+        schedules=automation["schedules"],
+        sensors=automation["sensors"],
         resources={
             "booker": booker or booker_resource(settings),
             "io_manager": BookerDuckDBIOManager(database=settings.duckdb_path),
