@@ -1,8 +1,9 @@
 """The Booker API client (contract: /work/shared/booker-api.md) and its Dagster resource.
 
 One ``BookerClient`` per resource instance owns one pooled ``requests.Session``, the token
-cache (one brand token, one token per location), a token-bucket limiter and a semaphore that
-bound the load on the gateway, and the retry loop. Secrets travel only in headers and form
+cache (one brand token, one token per location), a semaphore bounding requests in flight and the
+retry loop; every client of the process with the same base URL and subscription key shares one
+token bucket, as the gateway does. Secrets travel only in headers and form
 bodies and are scrubbed from every message that quotes the server.
 """
 
@@ -35,7 +36,7 @@ from booker_assets.errors import (
     BookerResponseError,
     BookerTransientError,
 )
-from booker_assets.ratelimit import TokenBucket
+from booker_assets.ratelimit import shared_bucket
 
 log = logging.getLogger("booker_assets.client")
 
@@ -232,8 +233,9 @@ class BookerClient:
         self._clock, self._monotonic, self._sleep = clock, monotonic, sleep
         self._rng = rng or random.Random()
         self._session = _session(settings.subscription_key, settings.max_in_flight)
-        self._limiter = TokenBucket(
-            settings.requests_per_second, settings.burst, clock=monotonic, sleep=sleep
+        self._limiter = shared_bucket(
+            f"{self.base_url} {settings.subscription_key}", settings.requests_per_second,
+            settings.burst, clock=monotonic, sleep=sleep,
         )
         self._in_flight = threading.BoundedSemaphore(settings.max_in_flight)
         self._tokens = _TokenCache(self._issue_token, clock)

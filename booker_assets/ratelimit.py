@@ -42,3 +42,26 @@ class TokenBucket:
         if wait > 0:
             self._sleep(wait)
         return wait
+
+
+_shared: dict[tuple, TokenBucket] = {}
+_shared_lock = threading.Lock()
+
+
+def shared_bucket(
+    key: str,
+    rate: float,
+    burst: int,
+    *,
+    clock: Callable[[], float] = time.monotonic,
+    sleep: Callable[[float], None] = time.sleep,
+) -> TokenBucket:
+    """The process's one bucket for ``key`` (e.g. base URL + subscription key) at this rate.
+
+    The gateway keeps one bucket per subscription key: clients created one after the other (a
+    run per location) must inherit its state, or each new client bursts into an empty bucket
+    and gets HTTP 429 (Retry-After: at least 1 s).
+    """
+    with _shared_lock:
+        return _shared.setdefault((key, rate, burst, clock, sleep),
+                                  TokenBucket(rate, burst, clock=clock, sleep=sleep))

@@ -1,0 +1,357 @@
+"""``make bench``: a single-run backfill of every Booker report against a rate-limited sandbox.
+
+Backfills D days × L locations the way Dagster's single-run backfill policy does it (one run for
+the brand-level ``locations``, one run per location for the rest: the policy groups multi-partition
+ranges by the dimension with fewer keys), into a fresh DuckDB file and a temporary instance, and
+prints one table: wall time, requests, rows, the rate-limit and latency bounds, the naive way
+(one run per partition, one request in flight) and where the time went.
+
+The runs go one after the other: dagster.yaml's ``booker_api`` pool (limit 1) lets one step at a
+time call Booker, and that step's client paces itself at the whole budget. The sandbox runs in a
+child process, like a remote API, so its CPU and memory are not counted as ours.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import multiprocessing
+import resource
+import sys
+import tempfile
+import threading
+import time
+from collections import defaultdict
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from datetime import date, datetime, timedelta, timezone
+from multiprocessing.connection import Connection
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+
+from booker_assets import assets as assets_module
+from booker_assets import extract as extract_module
+from booker_assets import io_manager as io_module
+from booker_assets.client import BookerClient, BookerResource
+from booker_assets.definitions import build_definitions
+from booker_assets.demo import materialize_range
+from booker_assets.io_manager import connect_locked
+from booker_assets.reports import TABLES
+from booker_assets.sandbox import BookerSandbox, SandboxSettings
+from booker_assets.settings import Settings
+
+FIRST_DAY = date(2025, 1, 1)
+BRAND_ASSETS = ["booker/locations"]
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
+
+
+# ----- the sandbox, in a child process -----------------------------------------------------------
+
+def _serve(settings: SandboxSettings, conn: Connection) -> None:
+    with BookerSandbox(settings) as sandbox:
+        conn.send((sandbox.url, sandbox.credentials, sandbox.location_ids))
+        while conn.recv() == "stats":
+            stats = sandbox.stats
+            conn.send({"requests": stats.requests, "throttled": stats.throttled,
+                       "per_second": dict(stats.per_second)})
+
+
+class RemoteSandbox:
+    """A ``BookerSandbox`` in a child process, asked for its request counters over a pipe."""
+
+    def __init__(self, settings: SandboxSettings) -> None:
+        self._conn, child = multiprocessing.get_context("spawn").Pipe()
+        self._process = multiprocessing.get_context("spawn").Process(
+            target=_serve, args=(settings, child), daemon=True)
+        self._process.start()
+        self.url, self.credentials, location_ids = self._conn.recv()
+        self.locations = [str(loc) for loc in location_ids]
+
+    def stats(self) -> dict[str, Any]:
+        self._conn.send("stats")
+        return self._conn.recv()
+
+    def stop(self) -> None:
+        self._conn.send("stop")
+        self._process.join(timeout=10)
+
+
+# ----- cheap instrumentation: intervals of our own code, everything else is Dagster's -----------
+
+@dataclass
+class Timeline:
+    """Thread-safe (kind, start, end) intervals, and rows written per table."""
+
+    spans: dict[str, list[tuple[float, float]]] = field(default_factory=lambda: defaultdict(list))
+    written: dict[str, list[tuple[int, float]]] = field(default_factory=lambda: defaultdict(list))
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def wrap(self, owner: Any, name: str, kind: str) -> Callable[[], None]:
+        """Time every call of ``owner.name``; returns the undo."""
+        original = getattr(owner, name)
+
+        def timed(*args: Any, **kwargs: Any) -> Any:
+            started = time.perf_counter()
+            try:
+                return original(*args, **kwargs)
+            finally:
+                with self.lock:
+                    self.spans[kind].append((started, time.perf_counter()))
+
+        setattr(owner, name, timed)
+        return lambda: setattr(owner, name, original)
+
+    def wrap_writes(self) -> Callable[[], None]:
+        original = io_module._write_slice
+
+        def timed(conn: Any, schema: str, table: str, report: Any, entity_key: list) -> Any:
+            started = time.perf_counter()
+            result = original(conn, schema, table, report, entity_key)
+            with self.lock:
+                self.written[table].append((len(report.frame), time.perf_counter() - started))
+            return result
+
+        io_module._write_slice = timed
+        return lambda: setattr(io_module, "_write_slice", original)
+
+    def busy(self, *kinds: str, start: float = 0.0) -> float:
+        """Wall seconds during which at least one span of ``kinds`` was running."""
+        spans = sorted(s for kind in kinds for s in self.spans[kind] if s[0] >= start)
+        total, reach = 0.0, 0.0
+        for begin, end in spans:
+            if end > reach:
+                total += end - max(begin, reach)
+                reach = end
+        return total
+
+    def summed(self, kind: str) -> float:
+        return sum(end - begin for begin, end in self.spans[kind])
+
+
+@contextmanager
+def instrumented(timeline: Timeline) -> Iterator[Timeline]:
+    undo = [
+        timeline.wrap(BookerClient, "_send", "http"),
+        timeline.wrap(assets_module, "extract", "extract"),
+        timeline.wrap(extract_module, "flatten_record", "flatten"),
+        timeline.wrap(extract_module, "_frame", "flatten"),
+        timeline.wrap(io_module.BookerDuckDBIOManager, "handle_output", "duckdb"),
+        timeline.wrap_writes(),
+    ]
+    try:
+        yield timeline
+    finally:
+        for restore in reversed(undo):
+            restore()
+
+
+def peak_rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024  # Linux: kilobytes
+
+
+# ----- the backfill --------------------------------------------------------------------------
+
+@dataclass(frozen=True)
+class Plan:
+    days: int
+    locations: int
+    latency_ms: float
+    rate: float
+    burst: int
+    in_flight: int
+
+    @property
+    def last_day(self) -> date:
+        return FIRST_DAY + timedelta(days=self.days - 1)
+
+
+def sandbox_settings(plan: Plan) -> SandboxSettings:
+    now = datetime.combine(plan.last_day + timedelta(days=2), datetime.min.time(), timezone.utc)
+    return SandboxSettings(location_count=plan.locations, start_date=FIRST_DAY,
+                           end_date=plan.last_day, now=now, latency_ms=plan.latency_ms,
+                           rate_per_second=plan.rate, burst=plan.burst)
+
+
+def definitions(sandbox: RemoteSandbox, plan: Plan, database: Path, in_flight: int
+                ) -> dg.Definitions:
+    settings = Settings(use_sandbox=False, location_ids=tuple(sandbox.locations),
+                        start_date=FIRST_DAY, duckdb_path=str(database), lookback_days=7,
+                        grace_hours=2.0, catch_up_days=3, pii="keep")
+    booker = BookerResource(base_url=sandbox.url, **sandbox.credentials,
+                            requests_per_second=plan.rate, burst=plan.burst,
+                            max_in_flight=in_flight)
+    return build_definitions(settings, booker)
+
+
+def location_assets(defs: dg.Definitions) -> list[str]:
+    return [key.to_user_string() for a in defs.assets
+            if isinstance(a.partitions_def, dg.MultiPartitionsDefinition) for key in a.keys]
+
+
+def single_run_backfill(defs: dg.Definitions, plan: Plan, locations: list[str],
+                        instance: dg.DagsterInstance) -> None:
+    """One run for the brand-level assets, then one run per location."""
+    ranges = [(locations, BRAND_ASSETS)] + [([loc], location_assets(defs)) for loc in locations]
+    for run_locations, selection in ranges:
+        materialize_range(defs, run_locations, FIRST_DAY, plan.last_day, instance=instance,
+                          selection=selection, run_config=QUIET)
+
+
+def naive_runs(defs: dg.Definitions, locations: list[str], instance: dg.DagsterInstance,
+               sample: list[date]) -> None:
+    """One run per partition: every brand-level day, then every (day, location) of ``sample``."""
+    brand = [a for a in defs.assets if not isinstance(a.partitions_def,
+                                                      dg.MultiPartitionsDefinition)]
+    located = [a for a in defs.assets if a not in brand]
+    for day in sample:
+        dg.materialize(brand, partition_key=day.isoformat(), resources=defs.resources,
+                       instance=instance, run_config=QUIET)
+        for loc in locations:
+            dg.materialize(located, partition_key=f"{day}|{loc}", resources=defs.resources,
+                           instance=instance, run_config=QUIET)
+
+
+def rows_loaded(database: Path) -> dict[str, int]:
+    with connect_locked(str(database), read_only=True) as conn:
+        return {name: conn.execute(f"select count(*) from booker.{name}").fetchall()[0][0]
+                for name in TABLES}
+
+
+# ----- measuring -----------------------------------------------------------------------------
+
+def measure_backfill(sandbox: RemoteSandbox, plan: Plan, work: Path) -> dict[str, Any]:
+    defs = definitions(sandbox, plan, work / "backfill.duckdb", plan.in_flight)
+    before = sandbox.stats()
+    timeline = Timeline()
+    with dg.DagsterInstance.ephemeral() as instance, instrumented(timeline):
+        started = time.perf_counter()
+        single_run_backfill(defs, plan, sandbox.locations, instance)
+        wall = time.perf_counter() - started
+    after = sandbox.stats()
+    requests = after["requests"] - before["requests"]
+    rows = rows_loaded(work / "backfill.duckdb")
+    ours = timeline.busy("extract", "duckdb", start=started)
+    items = timeline.written["orders_items"]
+    rate_bound = requests / plan.rate
+    latency_bound = requests * plan.latency_ms / 1000 / plan.in_flight
+    window = {s: n for s, n in after["per_second"].items()
+              if s >= int(time.time() - wall) and s not in before["per_second"]}
+    return {
+        "wall_s": wall,
+        "requests": requests,
+        "throttled": after["throttled"] - before["throttled"],
+        "max_requests_in_a_second": max(window.values(), default=0),
+        "rows": sum(rows.values()),
+        "rows_by_table": rows,
+        "rows_per_s": sum(rows.values()) / wall,
+        "peak_rss_mb": peak_rss_mb(),
+        "bound_rate_s": rate_bound,
+        "bound_latency_s": latency_bound,
+        "wall_over_bound": wall / max(rate_bound, latency_bound),
+        "http_busy_s": timeline.busy("http", start=started),
+        "http_request_s": timeline.summed("http"),
+        "flatten_s": timeline.summed("flatten"),
+        "duckdb_s": timeline.summed("duckdb"),
+        "dagster_overhead_s": wall - ours,
+        "orders_items_rows_per_s": sum(n for n, _ in items) / max(sum(s for _, s in items), 1e-9),
+    }
+
+
+def measure_naive(sandbox: RemoteSandbox, plan: Plan, work: Path, sample_days: int
+                  ) -> dict[str, Any]:
+    """The naive way on ``sample_days`` days (all locations), extrapolated to the whole range."""
+    defs = definitions(sandbox, plan, work / "naive.duckdb", in_flight=1)
+    step = max(1, plan.days // sample_days)
+    sample = [FIRST_DAY + timedelta(days=i) for i in range(0, plan.days, step)][:sample_days]
+    before = sandbox.stats()
+    with dg.DagsterInstance.ephemeral() as instance:
+        started = time.perf_counter()
+        naive_runs(defs, sandbox.locations, instance, sample)
+        wall = time.perf_counter() - started
+    requests = sandbox.stats()["requests"] - before["requests"]
+    scale = plan.days / len(sample)
+    return {"sampled_days": len(sample), "sampled_wall_s": wall, "sampled_requests": requests,
+            "wall_s": wall * scale, "requests": round(requests * scale),
+            "runs": plan.days * (plan.locations + 1)}
+
+
+# ----- output --------------------------------------------------------------------------------
+
+def table(plan: Plan, fast: dict[str, Any], naive: dict[str, Any] | None) -> str:
+    wall = fast["wall_s"]
+
+    def share(seconds: float) -> str:
+        return f"{seconds:8.1f} s  ({seconds / wall:4.0%} of wall)"
+
+    lines = [
+        ("range", f"{plan.days} days × {plan.locations} locations, latency {plan.latency_ms:g} ms,"
+                  f" {plan.rate:g} req/s burst {plan.burst}, {plan.in_flight} in flight"),
+        ("wall time", f"{wall:8.1f} s"),
+        ("requests", f"{fast['requests']:8d}  (HTTP 429: {fast['throttled']}, busiest second:"
+                     f" {fast['max_requests_in_a_second']})"),
+        ("rows loaded", f"{fast['rows']:8d}"),
+        ("rows/s", f"{fast['rows_per_s']:8.0f}"),
+        ("peak RSS", f"{fast['peak_rss_mb']:8.0f} MB"),
+        ("bound: requests ÷ rate", f"{fast['bound_rate_s']:8.1f} s"),
+        ("bound: requests × latency ÷ in flight", f"{fast['bound_latency_s']:8.1f} s"),
+        ("wall ÷ bound", f"{fast['wall_over_bound']:8.2f}"),
+    ]
+    if naive:
+        lines += [
+            ("naive: 1 run/partition, 1 in flight",
+             f"{naive['wall_s']:8.1f} s, {naive['requests']} requests, {naive['runs']} runs"
+             f" (extrapolated from {naive['sampled_days']} of {plan.days} days:"
+             f" {naive['sampled_wall_s']:.1f} s)"),
+            ("naive ÷ backfill", f"{naive['wall_s'] / wall:8.1f}×"),
+        ]
+    lines += [
+        ("HTTP: ≥1 request in flight", share(fast["http_busy_s"])),
+        ("HTTP: request-seconds (summed)", f"{fast['http_request_s']:8.1f} s"),
+        ("flattening (summed over threads)", share(fast["flatten_s"])),
+        ("DuckDB (handle_output)", share(fast["duckdb_s"])),
+        ("Dagster overhead (none of ours running)", share(fast["dagster_overhead_s"])),
+        ("DuckDB load, orders_items", f"{fast['orders_items_rows_per_s']:8.0f} rows/s"),
+    ]
+    width = max(len(label) for label, _ in lines)
+    return "\n".join(f"{label:<{width}}  {value}" for label, value in lines)
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--days", type=int, default=30)
+    parser.add_argument("--locations", type=int, default=5)
+    parser.add_argument("--latency-ms", type=float, default=40.0)
+    parser.add_argument("--rate", type=float, default=20.0, help="requests/s (sandbox and client)")
+    parser.add_argument("--burst", type=int, default=20)
+    parser.add_argument("--in-flight", type=int, default=8)
+    parser.add_argument("--naive-days", type=int, default=2,
+                        help="days of the naive way actually run (then extrapolated)")
+    parser.add_argument("--skip-naive", action="store_true")
+    parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    return parser.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    plan = Plan(args.days, args.locations, args.latency_ms, args.rate, args.burst, args.in_flight)
+    sandbox = RemoteSandbox(sandbox_settings(plan))
+    try:
+        with tempfile.TemporaryDirectory(prefix="booker-bench-") as tmp:
+            fast = measure_backfill(sandbox, plan, Path(tmp))
+            naive = None if args.skip_naive else measure_naive(sandbox, plan, Path(tmp),
+                                                               args.naive_days)
+    finally:
+        sandbox.stop()
+    if args.json:
+        json.dump({"plan": vars(plan), "backfill": fast, "naive": naive}, sys.stdout, indent=2,
+                  default=str)
+        print()
+    else:
+        print(table(plan, fast, naive))
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,71 @@
+"""Concurrency is invisible in the data, and never pushes the gateway past its rate."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+from datetime import date
+
+import pytest
+
+from booker_assets.client import BookerResource
+from booker_assets.demo import materialize_range
+from booker_assets.io_manager import connect_locked
+from booker_assets.reports import TABLES
+from booker_assets.sandbox import BookerSandbox
+from booker_assets_tests.conftest import SANDBOX_SETTINGS, make_defs, make_settings
+
+LOCS = ("1001", "1003")
+FIRST, LAST = date(2025, 3, 1), date(2025, 3, 3)
+RATE, BURST = 20, 5
+
+
+def _load(sandbox: BookerSandbox, tmp_path, in_flight: int) -> str:
+    settings = make_settings(tmp_path / f"in_flight_{in_flight}", LOCS)
+    # page_size 10: orders and customers span several pages, fetched concurrently
+    defs = make_defs(sandbox, settings, page_size=10, max_in_flight=in_flight,
+                     requests_per_second=1000, burst=100)
+    assert all(r.success for r in materialize_range(defs, LOCS, FIRST, LAST))
+    return settings.duckdb_path
+
+
+def _contents(database: str) -> dict[str, list[tuple]]:
+    with connect_locked(database, read_only=True) as conn:
+        tables = {name: conn.execute(f"SELECT * EXCLUDE (_loaded_at) FROM booker.{name}"
+                                     " ORDER BY ALL").fetchall() for name in TABLES}
+        tables["_loads"] = conn.execute("SELECT * EXCLUDE (loaded_at) FROM booker._loads"
+                                        " ORDER BY ALL").fetchall()
+    return tables
+
+
+def test_rows_identical_with_1_and_8_requests_in_flight(sandbox, tmp_path):
+    serial = _contents(_load(sandbox, tmp_path, in_flight=1))
+    concurrent = _contents(_load(sandbox, tmp_path, in_flight=8))
+
+    assert all(serial[name] for name in TABLES), "every table should hold rows"
+    for name, rows in serial.items():
+        assert concurrent[name] == rows, f"{name} differs with 8 requests in flight"
+
+
+@pytest.fixture
+def counting_sandbox() -> Iterator[BookerSandbox]:
+    """No server-side limit: the sandbox counts every request the clients send."""
+    with BookerSandbox(replace(SANDBOX_SETTINGS, rate_per_second=0.0)) as sb:
+        yield sb
+
+
+def test_limiter_never_exceeds_the_rate_across_threads_and_clients(counting_sandbox):
+    # Two clients (two runs, one after the other or side by side) share the key's one bucket.
+    clients = [BookerResource(base_url=counting_sandbox.url, **counting_sandbox.credentials,
+                              requests_per_second=RATE, burst=BURST, max_in_flight=8).get_client()
+               for _ in range(2)]
+    calls = 3 * RATE
+    with ThreadPoolExecutor(max_workers=16) as pool:
+        list(pool.map(lambda i: clients[i % 2].locations(), range(calls)))
+
+    per_second = sorted(counting_sandbox.stats.per_second.items())
+    assert sum(n for _, n in per_second) >= calls
+    (_, first), *rest = per_second
+    assert first <= BURST + RATE
+    assert rest and all(n <= RATE + 1 for _, n in rest), per_second
