@@ -156,6 +156,7 @@ class BookerApi:
     def __init__(self, settings: SandboxSettings, dataset: SandboxDataset) -> None:
         self.settings, self.dataset = settings, dataset
         self.signer = TokenSigner(settings.token_lifetime_s)
+        self._newest: dict[int | None, str] = {}  # context (None: brand) -> jti of its newest token
         cap = settings.faults.page_cap
         self.page_cap = min(settings.page_cap, cap) if cap else settings.page_cap
         finds = {
@@ -190,7 +191,7 @@ class BookerApi:
         try:
             if route.scope == "token":
                 return self._token(request)
-            claims = self._claims(request)
+            claims = self.claims(request)
             if claims is None:
                 return failure(401, TOKEN_ERROR, "The access token is missing, invalid or expired.")
             if route.scope == "context":
@@ -222,18 +223,28 @@ class BookerApi:
             return oauth_error("invalid_grant", "The personal access token is invalid or revoked.")
         if form.get("scope", "merchant") != "merchant":
             return oauth_error("invalid_scope", "Only the merchant scope is available.")
-        return Reply(200, {"access_token": self.signer.issue(), "token_type": "Bearer",
+        return Reply(200, {"access_token": self._issue(None), "token_type": "Bearer",
                            "expires_in": self.settings.token_lifetime_s, "scope": "merchant"})
 
     def _context(self, request: Request) -> Reply:
         location_id = Args(request.query).integer("locationId", required=True)
         if location_id not in self.dataset.location_ids:
             return failure(403, 403, f"Location {location_id} is not visible to this token.")
-        token = self.signer.issue(location_id)
+        token = self._issue(location_id)
         return Reply(200, token if self.settings.context_reply == "string"
                      else {"access_token": token})
 
-    def _claims(self, request: Request) -> dict | None:
+    def _issue(self, location_id: int | None) -> str:
+        token = self.signer.issue(location_id)
+        self._newest[location_id] = str(self.signer.verify(token)["jti"])
+        return token
+
+    def is_newest(self, claims: dict) -> bool:
+        """Whether ``claims`` are those of the last token issued for their context."""
+        return self._newest.get(claims.get("location_id")) == claims["jti"]
+
+    def claims(self, request: Request) -> dict | None:
+        """The claims of the request's genuine, unexpired token (header, body or query)."""
         header = request.headers.get("Authorization", "")
         token = header[7:].strip() if header[:7].lower() == "bearer " else None
         if not token and request.method == "POST":

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import random
 import threading
+import time
 from typing import Any
 
 from booker_assets.sandbox.api import TOKEN_ERROR, Reply, failure, gateway_error
@@ -28,17 +29,37 @@ class FaultInjector:
         self.profile = profile
         self._rng = random.Random(profile.seed)
         self._lock = threading.Lock()
+        self._expired_contexts: set[int | None] = set()  # location ids; None: the brand
 
-    def draw(self, auth_call: bool) -> str | None:
-        """The fault kind for this request, if any."""
-        if self.profile.rate <= 0 or not self.profile.kinds:
-            return None
-        if auth_call and not self.profile.auth_faults:
+    @property
+    def active(self) -> bool:
+        return self.profile.rate > 0 and bool(self.profile.kinds)
+
+    def draw(self, auth_call: bool, token: dict | None = None, newest: bool = False) -> str | None:
+        """The fault kind for this request, if any (``token``: its claims, when it has one)."""
+        if not self.active or (auth_call and not self.profile.auth_faults):
             return None
         with self._lock:
             if self._rng.random() >= self.profile.rate:
                 return None
-            return self._rng.choice(self.profile.kinds)
+            kind = self._rng.choice(self.profile.kinds)
+            if kind == "expired_token" and not self._may_expire(token, newest):
+                return None
+            return kind
+
+    def _may_expire(self, token: dict | None, newest: bool) -> bool:
+        """Only as a real token expires: the current token of its context, and, once that
+        context saw an expiry, only tokens past half their life. A token issued to replace an
+        expired one is never refused during the replay (the contract's "renew once, replay":
+        a second refusal is a credentials error)."""
+        if token is None or not newest:
+            return False
+        context = token.get("location_id")
+        half_life = (token["exp"] - token["iat"]) / 2
+        if context in self._expired_contexts and time.time() - token["iat"] < half_life:
+            return False
+        self._expired_contexts.add(context)
+        return True
 
     def replacement(self, kind: str) -> Reply:
         """The reply that stands in for the real one (``REPLACING`` kinds)."""

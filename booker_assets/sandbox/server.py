@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import socket
 import struct
+import sys
 import threading
 import time
 from collections import Counter
@@ -16,7 +17,15 @@ from datetime import datetime, timezone
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
-from booker_assets.sandbox.api import KEY_MESSAGE, BookerApi, Reply, Request, failure, gateway_error
+from booker_assets.sandbox.api import (
+    KEY_MESSAGE,
+    ArgumentProblem,
+    BookerApi,
+    Reply,
+    Request,
+    failure,
+    gateway_error,
+)
 from booker_assets.sandbox.data import SandboxDataset
 from booker_assets.sandbox.faults import REPLACING, FaultInjector
 from booker_assets.sandbox.settings import SandboxSettings
@@ -143,7 +152,7 @@ class BookerSandbox:
         if found is None:
             return failure(404, 404, f"No operation {request.method} {request.path}.")
         route, params = found
-        kind = self.faults.draw(auth_call=route.scope in ("token", "context"))
+        kind = self._draw_fault(request, route.scope)
         if kind in REPLACING or kind == "connection_reset":
             self.stats.fault(kind)
             return None if kind == "connection_reset" else self.faults.replacement(kind)
@@ -163,9 +172,26 @@ class BookerSandbox:
         return reply
 
 
+    def _draw_fault(self, request: Request, scope: str) -> str | None:
+        token = None
+        if self.faults.active and scope != "token":
+            try:
+                token = self.api.claims(request)
+            except ArgumentProblem:  # a body that is not JSON: BookerApi answers it
+                token = None
+        newest = token is not None and self.api.is_newest(token)
+        return self.faults.draw(auth_call=scope in ("token", "context"), token=token,
+                                newest=newest)
+
+
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
     sandbox: BookerSandbox
+
+    def handle_error(self, request: object, client_address: object) -> None:
+        """A client that gave up (read timeout, reset) is routine here, not a traceback."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 class _Handler(BaseHTTPRequestHandler):
