@@ -132,13 +132,13 @@ def _prepare_path(database: str, read_only: bool) -> Path:
         raise BookerStorageError(
             f"cannot create the database or its lock file: {exc}",
             where=f"DuckDB {path}",
-            fix="point `database` at a writable directory",
+            fix="point BOOKER_DUCKDB_PATH (the IO manager's `database`) at a writable directory",
         ) from exc
     if path.exists() and not read_only and not os.access(path, os.W_OK):
         raise BookerStorageError(
             "the database file is not writable",
             where=f"DuckDB {path}",
-            fix="fix its permissions or point `database` elsewhere",
+            fix="fix its permissions or point BOOKER_DUCKDB_PATH (`database`) elsewhere",
         )
     return path
 
@@ -193,6 +193,10 @@ class BookerDuckDBIOManager(dg.ConfigurableIOManager):
     lock_timeout_seconds: float = Field(
         default=600, description="How long to wait for other processes using the file."
     )
+
+    def setup_for_execution(self, context: dg.InitResourceContext) -> None:
+        """An unusable path fails the run at start, before any Booker call or step retry."""
+        _prepare_path(self.database, read_only=False)
 
     def handle_output(self, context: dg.OutputContext, obj: ReportFrame | pd.DataFrame) -> None:
         report = obj if isinstance(obj, ReportFrame) else ReportFrame.from_frame(obj)

@@ -24,6 +24,7 @@ CREDENTIAL_VARS = (
 # The locations the embedded sandbox serves with its default settings.
 SANDBOX_LOCATION_IDS = ("1001", "1002", "1003", "1004")
 PII_MODES = ("keep", "hash", "drop")
+DEFAULT_DUCKDB_PATH = "data/booker_assets.duckdb"
 
 
 @dataclass(frozen=True)
@@ -50,6 +51,18 @@ def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> i
     return value
 
 
+def _float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip() or str(default)
+    try:
+        value = float(raw)
+    except ValueError:
+        raise BookerConfigError(f"{name}={raw!r} is not a number",
+                                fix=f"set {name}={default:g}") from None
+    if value < 0:
+        raise BookerConfigError(f"{name}={raw} is negative", fix=f"set {name}={default:g}")
+    return value
+
+
 def _location_ids(env: Mapping[str, str], use_sandbox: bool) -> tuple[str, ...]:
     raw = env.get("BOOKER_LOCATION_IDS", "").strip()
     source = "BOOKER_LOCATION_IDS"
@@ -62,7 +75,7 @@ def _location_ids(env: Mapping[str, str], use_sandbox: bool) -> tuple[str, ...]:
     ids = tuple(dict.fromkeys(part.strip() for part in raw.split(",") if part.strip()))
     if not ids:
         raise BookerConfigError(
-            "no Booker locations are configured",
+            f"no Booker locations are configured ({source} lists none)",
             fix="set BOOKER_LOCATION_IDS=1001,1002 or run `booker-assets discover-locations` "
             "to write booker_locations.txt with every location your token sees",
         )
@@ -91,20 +104,42 @@ def _start_date(env: Mapping[str, str]) -> date:
     return start
 
 
+def _duckdb_path(env: Mapping[str, str]) -> str:
+    """The database path, if its file (and the lock file beside it) can be written."""
+    raw = env.get("BOOKER_DUCKDB_PATH", "").strip() or DEFAULT_DUCKDB_PATH
+    path = Path(raw).expanduser()
+    folder = next(p for p in path.parents if p.exists())  # missing folders are created later
+    if path.is_dir():
+        cause = "it is a directory"
+    elif not folder.is_dir():
+        cause = f"{folder} is a file, not a directory"
+    elif not os.access(folder, os.W_OK | os.X_OK) or (
+            path.exists() and not os.access(path, os.W_OK)):
+        cause = f"{path if path.exists() else folder} is not writable"
+    else:
+        return raw
+    raise BookerConfigError(
+        f"BOOKER_DUCKDB_PATH={raw} cannot be written: {cause}",
+        fix=f"point BOOKER_DUCKDB_PATH at a file in a writable directory, e.g. "
+            f"{DEFAULT_DUCKDB_PATH}",
+    )
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate every setting; a bad one raises BookerConfigError naming the fix."""
     env = os.environ if env is None else env
     use_sandbox = not any(env.get(name) for name in (*CREDENTIAL_VARS, "BOOKER_BASE_URL"))
     pii = env.get("BOOKER_PII", "keep").strip().lower() or "keep"
     if pii not in PII_MODES:
-        raise BookerConfigError(f"BOOKER_PII={pii!r} is not one of {PII_MODES}", fix="keep")
+        raise BookerConfigError(f"BOOKER_PII={pii!r} is not one of {', '.join(PII_MODES)}",
+                                fix="set BOOKER_PII to keep (default), hash or drop")
     return Settings(
         use_sandbox=use_sandbox,
         location_ids=_location_ids(env, use_sandbox),
         start_date=_start_date(env),
-        duckdb_path=env.get("BOOKER_DUCKDB_PATH", "").strip() or "data/booker_assets.duckdb",
+        duckdb_path=_duckdb_path(env),
         lookback_days=_int(env, "BOOKER_LOOKBACK_DAYS", 7),
-        grace_hours=float(env.get("BOOKER_GRACE_HOURS", "").strip() or 2),
+        grace_hours=_float(env, "BOOKER_GRACE_HOURS", 2),
         catch_up_days=_int(env, "BOOKER_CATCH_UP_DAYS", 3, minimum=1),
         pii=pii,
     )
