@@ -9,26 +9,15 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from booker_assets.client import BookerResource
-from booker_assets.errors import BookerConfigError, BookerError
+from booker_assets.connection import booker_resource_from_env
+from booker_assets.errors import BookerError
 
-_CREDENTIAL_VARS = {
-    "client_id": "BOOKER_CLIENT_ID",
-    "client_secret": "BOOKER_CLIENT_SECRET",
-    "subscription_key": "BOOKER_SUBSCRIPTION_KEY",
-    "personal_access_token": "BOOKER_PERSONAL_ACCESS_TOKEN",
-}
 DEFAULT_LOCATIONS_FILE = "booker_locations.txt"
 
 
 def resource_from_env() -> BookerResource:
     """A ``BookerResource`` from the BOOKER_* environment variables (credentials required)."""
-    missing = [var for var in _CREDENTIAL_VARS.values() if not os.environ.get(var)]
-    if missing:
-        raise BookerConfigError(f"missing environment variables: {', '.join(missing)}",
-                                fix="export them (see the README) and try again")
-    credentials = {field: os.environ[var] for field, var in _CREDENTIAL_VARS.items()}
-    base_url = os.environ.get("BOOKER_BASE_URL") or "https://api.booker.com"
-    return BookerResource(base_url=base_url, **credentials)
+    return booker_resource_from_env(resolve_now=True)
 
 
 def check_connection() -> int:

@@ -1,8 +1,36 @@
-"""The connection check as a Dagster job: the launchpad's way to ask "are my settings right?"."""
+"""Connecting to Booker: the resource built from the BOOKER_* environment, and the connection
+check as a Dagster job (the launchpad's way to ask "are my settings right?")."""
+
+import os
 
 import dagster as dg
 
 from booker_assets.client import BookerResource
+from booker_assets.errors import BookerConfigError
+from booker_assets.settings import CREDENTIAL_VARS
+
+DEFAULT_BASE_URL = "https://api.booker.com"
+# BookerResource field -> its environment variable, e.g. client_id -> BOOKER_CLIENT_ID
+CREDENTIAL_FIELDS = {var.removeprefix("BOOKER_").lower(): var for var in CREDENTIAL_VARS}
+
+
+def booker_resource_from_env(*, resolve_now: bool = False) -> BookerResource:
+    """A ``BookerResource`` for the BOOKER_* environment variables.
+
+    By default the credentials are ``EnvVar``s: resolved when a run starts, never shown in the
+    UI (the code location's way). ``resolve_now`` reads them at once and raises
+    ``BookerConfigError`` naming every missing one (the command line's way).
+    """
+    if resolve_now:
+        missing = [var for var in CREDENTIAL_FIELDS.values() if not os.environ.get(var)]
+        if missing:
+            raise BookerConfigError(f"missing environment variables: {', '.join(missing)}",
+                                    fix="export them (see the README) and try again")
+        credentials = {field: os.environ[var] for field, var in CREDENTIAL_FIELDS.items()}
+    else:
+        credentials = {field: dg.EnvVar(var) for field, var in CREDENTIAL_FIELDS.items()}
+    base_url = os.environ.get("BOOKER_BASE_URL") or DEFAULT_BASE_URL
+    return BookerResource(base_url=base_url, **credentials)
 
 
 @dg.op(description="Checks the base URL and each of the four Booker credentials.")

@@ -1,12 +1,23 @@
-"""The connection-check job names the wrong credential, against the sandbox over HTTP."""
+"""The connection-check job names the wrong credential, against the sandbox over HTTP; the
+resource built from the environment."""
 
 from __future__ import annotations
 
+from dataclasses import replace
+
+import dagster as dg
 import pytest
 
 from booker_assets.client import BookerResource
-from booker_assets.connection import booker_check_connection
-from booker_assets.sandbox import BookerSandbox
+from booker_assets.connection import (
+    CREDENTIAL_FIELDS,
+    DEFAULT_BASE_URL,
+    booker_check_connection,
+    booker_resource_from_env,
+)
+from booker_assets.definitions import booker_resource
+from booker_assets.sandbox import DEMO_CREDENTIALS, BookerSandbox
+from booker_assets_tests.conftest import make_settings
 
 
 def _run(sandbox: BookerSandbox, **wrong: str):
@@ -44,3 +55,44 @@ def test_connection_check_names_an_unreachable_base_url():
                                                         raise_on_error=False)
     failure = next(e for e in result.all_events if e.is_step_failure)
     assert "BOOKER_BASE_URL" in failure.step_failure_data.error.message
+
+
+# ----- the resource from the environment (code location and command line) ------------------
+
+CREDENTIALS = {"BOOKER_CLIENT_ID": "cid", "BOOKER_CLIENT_SECRET": "csecret",
+               "BOOKER_SUBSCRIPTION_KEY": "skey", "BOOKER_PERSONAL_ACCESS_TOKEN": "pat"}
+
+
+@pytest.fixture
+def booker_env(monkeypatch):
+    for var, value in CREDENTIALS.items():
+        monkeypatch.setenv(var, value)
+    monkeypatch.delenv("BOOKER_BASE_URL", raising=False)
+
+
+def test_resource_from_env_defers_credentials_to_run_start(booker_env):
+    booker = booker_resource_from_env()
+    for field, var in CREDENTIAL_FIELDS.items():
+        value = getattr(booker, field)
+        assert isinstance(value, dg.EnvVar) and value.env_var_name == var
+    assert booker.base_url == DEFAULT_BASE_URL
+
+
+def test_resource_from_env_resolved_now_reads_every_variable(booker_env, monkeypatch):
+    monkeypatch.setenv("BOOKER_BASE_URL", "http://booker.test")
+    booker = booker_resource_from_env(resolve_now=True)
+    assert {var: getattr(booker, field) for field, var in CREDENTIAL_FIELDS.items()} == CREDENTIALS
+    assert booker.base_url == "http://booker.test"
+
+
+def test_resource_from_env_treats_an_empty_base_url_as_unset(booker_env, monkeypatch):
+    monkeypatch.setenv("BOOKER_BASE_URL", "")
+    assert booker_resource_from_env().base_url == DEFAULT_BASE_URL
+    assert booker_resource_from_env(resolve_now=True).base_url == DEFAULT_BASE_URL
+
+
+def test_definitions_use_the_environment_unless_in_the_sandbox(booker_env, tmp_path):
+    settings = make_settings(tmp_path, ("1001",))
+    assert isinstance(booker_resource(settings).client_id, dg.EnvVar)
+    sandbox = booker_resource(replace(settings, use_sandbox=True))
+    assert sandbox.base_url == "sandbox" and sandbox.client_id == DEMO_CREDENTIALS["client_id"]
