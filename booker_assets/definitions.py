@@ -5,15 +5,13 @@ With no Booker credentials in the environment, everything runs against the embed
 
 from __future__ import annotations
 
-import os
-
 import dagster as dg
 
 from booker_assets.assets import build_report_assets
 from booker_assets.automation import build_automation
 from booker_assets.checks import build_checks
 from booker_assets.client import BookerResource
-from booker_assets.connection import booker_check_connection
+from booker_assets.connection import booker_check_connection, booker_resource_from_env
 from booker_assets.io_manager import BookerDuckDBIOManager
 from booker_assets.partitions import build_partitions
 from booker_assets.settings import Settings, load_settings
@@ -27,13 +25,7 @@ def booker_resource(settings: Settings) -> BookerResource:
         # The embedded sandbox has no rate limit: don't pace it like the real gateway.
         return BookerResource(base_url="sandbox", requests_per_second=200, burst=50,
                               **DEMO_CREDENTIALS)
-    return BookerResource(
-        client_id=dg.EnvVar("BOOKER_CLIENT_ID"),
-        client_secret=dg.EnvVar("BOOKER_CLIENT_SECRET"),
-        subscription_key=dg.EnvVar("BOOKER_SUBSCRIPTION_KEY"),
-        personal_access_token=dg.EnvVar("BOOKER_PERSONAL_ACCESS_TOKEN"),
-        base_url=os.environ.get("BOOKER_BASE_URL", "https://api.booker.com"),
-    )
+    return booker_resource_from_env()
 
 
 def build_definitions(settings: Settings, booker: BookerResource | None = None) -> dg.Definitions:
