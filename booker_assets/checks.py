@@ -82,6 +82,28 @@ def _markdown(columns: Sequence[str], rows: list[dict]) -> str:
     return markdown_table(pd.DataFrame(rows, columns=list(columns)))
 
 
+@dataclass(frozen=True)
+class SqlCheck:
+    """A check that passes when ``sql`` returns no rows: the offending ones (see ``_result``)."""
+
+    asset: str
+    name: str
+    description: str
+    sql: str
+    columns: tuple[str, ...]
+    what: str  # the failure's description after the count, e.g. "partitions hold ..."
+    deps: tuple[str, ...] = ()  # other tables the query reads
+    params: tuple = ()
+    severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR
+
+    def build(self, database: str) -> BookerCheck:
+        spec = dg.AssetCheckSpec(asset=_key(self.asset), name=self.name,
+                                 additional_deps=[_key(dep) for dep in self.deps],
+                                 description=self.description)
+        return BookerCheck(spec, lambda: _result(database, self.sql, self.columns, self.what,
+                                                 self.params, self.severity))
+
+
 # ---------------------------------------------------------------- checks on every table
 
 
@@ -89,125 +111,88 @@ def _not_null(table: str) -> str:
     return " OR ".join(f'"{c}" IS NULL' for c in TABLES[table].key)
 
 
-def key_checks(database: str, table: str) -> list[BookerCheck]:
+def key_checks(table: str) -> tuple[SqlCheck, SqlCheck]:
     key = TABLES[table].key
     cols = ", ".join(f'"{c}"' for c in dict.fromkeys(("report_date", "location_id", *key)))
-
-    unique_spec = dg.AssetCheckSpec(asset=_key(table), name="key_unique",
-                    description=f"({', '.join(key)}) is unique within each partition.")
-
-    def key_unique() -> dg.AssetCheckResult:
-        return _result(
-            database,
+    return (
+        SqlCheck(
+            table, "key_unique", f"({', '.join(key)}) is unique within each partition.",
             f"SELECT report_date, location_id, count(*) AS duplicated_keys FROM (SELECT"
             f" {cols} FROM {_t(table)} GROUP BY ALL HAVING count(*) > 1)"
             f" GROUP BY ALL ORDER BY ALL",
-            ["report_date", "location_id", "duplicated_keys"],
+            ("report_date", "location_id", "duplicated_keys"),
             "partitions hold duplicate keys",
-        )
-
-    not_null_spec = dg.AssetCheckSpec(asset=_key(table), name="key_not_null",
-                    description=f"No row has a null in ({', '.join(key)}).")
-
-    def key_not_null() -> dg.AssetCheckResult:
-        return _result(
-            database,
+        ),
+        SqlCheck(
+            table, "key_not_null", f"No row has a null in ({', '.join(key)}).",
             f"SELECT report_date, location_id, count(*) FROM {_t(table)}"
             f" WHERE {_not_null(table)} GROUP BY ALL ORDER BY ALL",
-            ["report_date", "location_id", "rows_with_null_key"],
+            ("report_date", "location_id", "rows_with_null_key"),
             "partitions have rows with a null key",
-        )
+        ),
+    )
 
-    return [BookerCheck(unique_spec, key_unique), BookerCheck(not_null_spec, key_not_null)]
 
-
-def reported_total_check(database: str, table: str) -> BookerCheck:
-    spec = dg.AssetCheckSpec(asset=_key(table), name="rows_match_reported_total",
-                    description="Rows stored per partition equal the TotalResultsCount Booker "
-                    "reported for it (where it reported one; see booker._loads).")
-
-    def rows_match_reported_total() -> dg.AssetCheckResult:
-        return _result(
-            database,
-            f"SELECT l.report_date, l.location_id, l.reported_total, count(t.report_date)"
-            f" FROM {_t('_loads')} l LEFT JOIN {_t(table)} t ON t.report_date = l.report_date"
-            f" AND t.location_id IS NOT DISTINCT FROM l.location_id"
-            f" WHERE l.table_name = ? AND l.reported_total IS NOT NULL GROUP BY ALL"
-            f" HAVING count(t.report_date) <> l.reported_total ORDER BY ALL",
-            ["report_date", "location_id", "reported_total", "rows"],
-            "partitions differ from Booker's TotalResultsCount",
-            params=[table],
-        )
-
-    return BookerCheck(spec, rows_match_reported_total)
+def reported_total_check(table: str) -> SqlCheck:
+    return SqlCheck(
+        table, "rows_match_reported_total",
+        "Rows stored per partition equal the TotalResultsCount Booker reported for it (where it"
+        " reported one; see booker._loads).",
+        f"SELECT l.report_date, l.location_id, l.reported_total, count(t.report_date)"
+        f" FROM {_t('_loads')} l LEFT JOIN {_t(table)} t ON t.report_date = l.report_date"
+        f" AND t.location_id IS NOT DISTINCT FROM l.location_id"
+        f" WHERE l.table_name = ? AND l.reported_total IS NOT NULL GROUP BY ALL"
+        f" HAVING count(t.report_date) <> l.reported_total ORDER BY ALL",
+        ("report_date", "location_id", "reported_total", "rows"),
+        "partitions differ from Booker's TotalResultsCount",
+        params=(table,),
+    )
 
 
 # ---------------------------------------------------------------- orders
 
-
-def order_exists_check(database: str, table: str) -> BookerCheck:
-    spec = dg.AssetCheckSpec(asset=_key(table), name="order_exists",
-                    additional_deps=[_key("orders")],
-                    description="Every row's order_id is an order of booker.orders in the "
-                    "same partition.")
-
-    def order_exists() -> dg.AssetCheckResult:
-        return _result(
-            database,
-            f"SELECT c.report_date, c.location_id, count(*) FROM {_t(table)} c"
-            f" ANTI JOIN {_t('orders')} o ON o.report_date = c.report_date"
-            f" AND o.location_id = c.location_id AND o.id = c.order_id GROUP BY ALL ORDER BY ALL",
-            ["report_date", "location_id", "rows_without_order"],
-            "partitions have rows whose order is missing",
-        )
-
-    return BookerCheck(spec, order_exists)
-
-
-def refunds_within_total(database: str) -> BookerCheck:
-    spec = dg.AssetCheckSpec(asset=_key("orders_refunds"), name="refunds_within_order_total",
-                    additional_deps=[_key("orders")],
-                    description="The refunds of an order never add up to more than its "
-                    "final total.")
-
-    def refunds_within_order_total() -> dg.AssetCheckResult:
-        return _result(
-            database,
-            f"SELECT r.report_date, r.location_id, r.order_id, sum(r.amount_amount),"
-            f" any_value(o.final_total_amount) FROM {_t('orders_refunds')} r"
-            f" JOIN {_t('orders')} o ON o.report_date = r.report_date"
-            f" AND o.location_id = r.location_id AND o.id = r.order_id GROUP BY ALL"
-            f" HAVING sum(r.amount_amount) > any_value(o.final_total_amount) ORDER BY ALL",
-            ["report_date", "location_id", "order_id", "refunded", "final_total"],
-            "orders are refunded more than their final total",
-        )
-
-    return BookerCheck(spec, refunds_within_order_total)
-
-
-def open_days_have_orders(database: str) -> BookerCheck:
-    spec = dg.AssetCheckSpec(asset=_key("orders"), name="open_days_have_orders",
-                    additional_deps=[_key("location_schedules")],
-                    description="A location-day loaded with 0 orders while location_schedules "
-                    "says it was open (warning: a quiet day happens, a broken feed too).")
-
-    def open_days_with_orders() -> dg.AssetCheckResult:
-        return _result(
-            database,
-            f"SELECT l.report_date, l.location_id FROM {_t('_loads')} l"
-            f" JOIN {_t('location_schedules')} s ON s.report_date = l.report_date"
-            f" AND s.location_id = l.location_id AND s.date = l.report_date"
-            f" WHERE l.table_name = 'orders' AND l.row_count = 0"
-            f" AND NOT coalesce(s.is_closed, false) ORDER BY ALL",
-            ["report_date", "location_id"],
-            "open location-days have no orders",
-            severity=dg.AssetCheckSeverity.WARN,
-        )
-
-    return BookerCheck(spec, open_days_with_orders)
+ORDER_CHECKS = (
+    *(SqlCheck(
+        table, "order_exists",
+        "Every row's order_id is an order of booker.orders in the same partition.",
+        f"SELECT c.report_date, c.location_id, count(*) FROM {_t(table)} c"
+        f" ANTI JOIN {_t('orders')} o ON o.report_date = c.report_date"
+        f" AND o.location_id = c.location_id AND o.id = c.order_id GROUP BY ALL ORDER BY ALL",
+        ("report_date", "location_id", "rows_without_order"),
+        "partitions have rows whose order is missing",
+        deps=("orders",),
+    ) for table in ("orders_items", "orders_refunds")),
+    SqlCheck(
+        "orders_refunds", "refunds_within_order_total",
+        "The refunds of an order never add up to more than its final total.",
+        f"SELECT r.report_date, r.location_id, r.order_id, sum(r.amount_amount),"
+        f" any_value(o.final_total_amount) FROM {_t('orders_refunds')} r"
+        f" JOIN {_t('orders')} o ON o.report_date = r.report_date"
+        f" AND o.location_id = r.location_id AND o.id = r.order_id GROUP BY ALL"
+        f" HAVING sum(r.amount_amount) > any_value(o.final_total_amount) ORDER BY ALL",
+        ("report_date", "location_id", "order_id", "refunded", "final_total"),
+        "orders are refunded more than their final total",
+        deps=("orders",),
+    ),
+    SqlCheck(
+        "orders", "open_days_have_orders",
+        "A location-day loaded with 0 orders while location_schedules says it was open"
+        " (warning: a quiet day happens, a broken feed too).",
+        f"SELECT l.report_date, l.location_id FROM {_t('_loads')} l"
+        f" JOIN {_t('location_schedules')} s ON s.report_date = l.report_date"
+        f" AND s.location_id = l.location_id AND s.date = l.report_date"
+        f" WHERE l.table_name = 'orders' AND l.row_count = 0"
+        f" AND NOT coalesce(s.is_closed, false) ORDER BY ALL",
+        ("report_date", "location_id"),
+        "open location-days have no orders",
+        deps=("location_schedules",),
+        severity=dg.AssetCheckSeverity.WARN,
+    ),
+)
 
 
 def freshness_check(database: str, location_ids: Sequence[str]) -> BookerCheck:
+    # Not a SqlCheck: its date parameter and failure text follow the day it is evaluated on.
     spec = dg.AssetCheckSpec(asset=_key("orders"), name="fresh",
                     description=f"The newest loaded day of each configured location is at most "
                     f"{FRESH_DAYS} days old (UTC today).")
@@ -298,14 +283,14 @@ def locations_match_check(database: str, location_ids: Sequence[str]) -> BookerC
 def check_evaluators(settings: Settings) -> dict[dg.AssetCheckKey, BookerCheck]:
     """Every check by key."""
     db = settings.duckdb_path
-    checks = [
-        *(check for table in TABLES for check in key_checks(db, table)),
-        *(reported_total_check(db, t) for t, spec in TABLES.items()
+    sql_checks = [
+        *(check for table in TABLES for check in key_checks(table)),
+        *(reported_total_check(t) for t, spec in TABLES.items()
           if spec.sources[0].kind == "root"),  # the tables extract counts against Booker
-        order_exists_check(db, "orders_items"),
-        order_exists_check(db, "orders_refunds"),
-        refunds_within_total(db),
-        open_days_have_orders(db),
+        *ORDER_CHECKS,
+    ]
+    checks = [
+        *(check.build(db) for check in sql_checks),
         freshness_check(db, settings.location_ids),
         locations_match_check(db, settings.location_ids),
     ]
