@@ -69,12 +69,15 @@ def _row_day(row: dict, call: Call, fallback: date | None) -> date | None:
     return fallback
 
 
-def _call(job: Job, call: Call, fields: dict[str, Any],
-          parent_id: Any = None) -> tuple[list[dict], FindResult | None]:
+def _call(job: Job, call: Call, fields: dict[str, Any], parent_id: Any = None,
+          day: date | None = None) -> tuple[list[dict], FindResult | None]:
     path = call.path.format(location_id=job.location_id, parent_id=parent_id)
     report = job.group.name
     if parent_id is not None:  # e.g. "customers/memberships": which per-parent call failed
         report += "/" + call.path.rsplit("/", 1)[-1]
+    # errors name the partition(s) to re-run: the call's day, else the slice
+    first, last = (day, day) if day else (job.days[0], job.days[-1])
+    report += f" for {first}" + (f"..{last}" if last != first else "")
     if call.paged:
         result = job.client.find(path, call.results_key or "Results", fields,
                                  location_id=job.location_id, report=report)
@@ -90,7 +93,7 @@ def _fetch_root(job: Job) -> RootFetch:
         def one_day(day: date) -> tuple[list[dict], FindResult | None]:
             start, end = day_window(day, job.zone)
             window = {call.window[0]: to_iso(start), call.window[1]: to_iso(end)}
-            return _call(job, call, fields | window)
+            return _call(job, call, fields | window, day=day)
 
         per_day = dict(zip(job.days, job.client.map(one_day, job.days), strict=True))
         rows = [(day, row) for day, (found, _) in per_day.items() for row in found]
@@ -161,7 +164,19 @@ def _frame(rows: list[dict], table: Table, pii: str) -> pd.DataFrame:
     keep = set(BASE_COLUMNS) | set(table.key)
     empty = [c for c in frame.columns if c not in keep and frame[c].isna().all()]
     # An all-null column carries no type; the table gets it when a value first arrives.
-    return frame.drop(columns=empty)
+    return _integer_ids(frame.drop(columns=empty))
+
+
+def _integer_ids(frame: pd.DataFrame) -> pd.DataFrame:
+    """IDs with gaps come out of pandas as float64; store them as integers (BIGINT).
+
+    Only ``id``/``*_id`` columns: an amount that happens to be whole on one day must stay a
+    float, or the table would be created BIGINT and refuse the next day's cents.
+    """
+    ids = [c for c in frame.columns if (c == "id" or c.endswith("_id"))
+           and pd.api.types.is_float_dtype(frame[c])
+           and (frame[c].dropna() % 1 == 0).all()]
+    return frame.astype({c: "Int64" for c in ids}) if ids else frame
 
 
 def extract(
