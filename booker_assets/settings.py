@@ -2,7 +2,9 @@
 
 Everything that shapes the asset graph (partitions, locations) must be known when Dagster
 imports the code, so it lives here rather than in run config. Credentials do not: they are
-`EnvVar`s on the resource, resolved only when a run starts (see definitions.py).
+`EnvVar`s on the resource, resolved only when a run starts (see definitions.py). The one secret
+here, ``BOOKER_PII_KEY``, is held by a ``PiiKey`` whose repr hides it, so printing or logging a
+``Settings`` shows no key.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from datetime import date
 from pathlib import Path
 
 from booker_assets.errors import BookerConfigError
+from booker_assets.flatten import PiiKey, PiiPolicy, missing_pii_key
 
 CREDENTIAL_VARS = (
     "BOOKER_CLIENT_ID",
@@ -23,7 +26,6 @@ CREDENTIAL_VARS = (
 )
 # The locations the embedded sandbox serves with its default settings.
 SANDBOX_LOCATION_IDS = ("1001", "1002", "1003", "1004")
-PII_MODES = ("keep", "hash", "drop")
 DEFAULT_DUCKDB_PATH = "data/booker_assets.duckdb"
 
 
@@ -36,7 +38,10 @@ class Settings:
     lookback_days: int
     grace_hours: float
     catch_up_days: int
-    pii: str
+    pii: PiiPolicy  # a bare "keep"/"drop" is accepted and wrapped (tests, benchmarks)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "pii", PiiPolicy.of(self.pii))
 
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
@@ -129,10 +134,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate every setting; a bad one raises BookerConfigError naming the fix."""
     env = os.environ if env is None else env
     use_sandbox = not any(env.get(name) for name in (*CREDENTIAL_VARS, "BOOKER_BASE_URL"))
-    pii = env.get("BOOKER_PII", "keep").strip().lower() or "keep"
-    if pii not in PII_MODES:
-        raise BookerConfigError(f"BOOKER_PII={pii!r} is not one of {', '.join(PII_MODES)}",
-                                fix="set BOOKER_PII to keep (default), hash or drop")
+    pii = _pii_policy(env)
     return Settings(
         use_sandbox=use_sandbox,
         location_ids=_location_ids(env, use_sandbox),
@@ -143,3 +145,14 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         catch_up_days=_int(env, "BOOKER_CATCH_UP_DAYS", 3, minimum=1),
         pii=pii,
     )
+
+
+def _pii_policy(env: Mapping[str, str]) -> PiiPolicy:
+    """BOOKER_PII, and BOOKER_PII_KEY for ``hash``; the key's value never enters a message."""
+    mode = env.get("BOOKER_PII", "keep").strip().lower() or "keep"
+    if mode != "hash":
+        return PiiPolicy(mode)  # raises on an unknown mode
+    secret = env.get("BOOKER_PII_KEY", "").strip()
+    if not secret:
+        raise missing_pii_key()
+    return PiiPolicy(mode, PiiKey(secret))

@@ -1,13 +1,17 @@
 """No credential or token value may reach an exception, a traceback or a log line.
 
 Every error path runs with distinctive secret values, and the server echoes them back in its
-error text, as a careless gateway might.
+error text, as a careless gateway might. ``BOOKER_PII=hash`` is a keyed hash whose key stays out
+of ``Settings``' repr and every error.
 """
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import logging
 import traceback
+from datetime import date
 
 import pytest
 import requests
@@ -20,7 +24,10 @@ from booker_assets.client import (
     BookerClient,
     BookerResource,
 )
-from booker_assets.errors import BookerError
+from booker_assets.errors import BookerConfigError, BookerError
+from booker_assets.flatten import PiiKey, PiiPolicy, protect_pii
+from booker_assets.reports import TABLES
+from booker_assets.settings import load_settings
 
 BASE = "https://booker.test"
 ORDERS = "/v4.1/merchant/orders"
@@ -140,3 +147,80 @@ def test_resource_repr_hides_credentials():
                               subscription_key=SUBSCRIPTION_KEY, personal_access_token=PAT)
     assert_clean(repr(resource))
     assert_clean(str(resource))
+
+
+# ----- BOOKER_PII=hash: a keyed hash ----------------------------------------------------------
+
+PII_KEY = "pk-Xy73Qa19Lm" * 3
+OTHER_KEY = "ok-Tb40Wc82Zr" * 3
+NEW_KEY_COMMAND = 'python -c "import secrets; print(secrets.token_hex(32))"'
+COLUMNS = TABLES["customers"].pii
+ROW = {"id": 7, "first_name": "Ann", "email": "ann@example.com", "cell_phone": "555-0101",
+       "home_phone": None, "address_city": "Tulsa", "date_of_birth": date(1990, 1, 2)}
+PERSONAL = [c for c, v in ROW.items() if c.startswith(COLUMNS) and v is not None]
+
+
+def hashed(key: str, row: dict = ROW) -> dict:
+    return protect_pii(row, COLUMNS, PiiPolicy("hash", PiiKey(key)))
+
+
+def test_pii_hash_is_hmac_sha256_of_the_key_not_a_plain_hash():
+    row = hashed(PII_KEY)
+    for column in PERSONAL:
+        text = str(ROW[column]).strip().lower().encode()
+        assert row[column] == hmac.new(PII_KEY.encode(), text, hashlib.sha256).hexdigest()
+        assert row[column] != hashlib.sha256(text).hexdigest()  # the dictionary-attackable one
+    assert row["home_phone"] is None
+    assert (row["id"], row["first_name"]) == (7, "Ann")
+
+
+def test_pii_hash_differs_by_key_and_is_stable_for_one_key():
+    first, again, other = hashed(PII_KEY), hashed(PII_KEY), hashed(OTHER_KEY)
+    assert first == again  # a new PiiKey from the same secret: joins across loads hold
+    assert all(first[c] != other[c] for c in PERSONAL)
+    # Booker's spelling of the same email may vary between loads: still one value.
+    assert hashed(PII_KEY, ROW | {"email": " Ann@Example.COM "})["email"] == first["email"]
+
+
+def test_pii_drop_never_hashes_even_with_a_key():
+    dropped = protect_pii(ROW, COLUMNS, PiiPolicy("drop", PiiKey(PII_KEY)))
+    assert dropped == {"id": 7, "first_name": "Ann"}
+
+
+def _env(tmp_path, **values) -> dict[str, str]:
+    return {"BOOKER_LOCATION_IDS": "1001", "BOOKER_DUCKDB_PATH": str(tmp_path / "b.duckdb"),
+            **values}
+
+
+def test_pii_key_is_loaded_from_the_environment_and_never_shown(tmp_path):
+    settings = load_settings(_env(tmp_path, BOOKER_PII="hash", BOOKER_PII_KEY=f" {PII_KEY}\n"))
+    assert settings.pii.mode == "hash" and settings.pii.key == PiiKey(PII_KEY)
+    for text in (str(settings), repr(settings), f"{settings.pii}", repr(settings.pii.key)):
+        assert PII_KEY not in text and PII_KEY[:12] not in text
+    assert "PiiKey(<redacted>)" in repr(settings)
+
+
+def test_pii_hash_without_key_fails_at_load_naming_cause_and_fix(tmp_path):
+    with pytest.raises(BookerConfigError) as info:
+        load_settings(_env(tmp_path, BOOKER_PII="hash", BOOKER_PII_KEY="  "))
+    message = str(info.value)
+    print(f"\n{message}")
+    assert message.startswith("BOOKER_PII=hash needs BOOKER_PII_KEY")
+    assert f"Fix: set BOOKER_PII_KEY to the output of `{NEW_KEY_COMMAND}`" in message
+    # Nor can code bypass load_settings with a bare "hash" and get the unkeyed digest.
+    with pytest.raises(BookerConfigError, match="needs BOOKER_PII_KEY"):
+        protect_pii(ROW, COLUMNS, "hash")
+
+
+def test_short_pii_key_is_refused_without_echoing_it(tmp_path):
+    short = "pk-Short9x"
+    with pytest.raises(BookerConfigError) as info:
+        load_settings(_env(tmp_path, BOOKER_PII="hash", BOOKER_PII_KEY=short))
+    assert "shorter than 32 characters" in str(info.value)
+    assert NEW_KEY_COMMAND in str(info.value)
+    assert short not in "".join(traceback.format_exception(info.value))
+
+
+def test_pii_key_is_ignored_unless_hashing(tmp_path):
+    settings = load_settings(_env(tmp_path, BOOKER_PII="drop", BOOKER_PII_KEY="short"))
+    assert settings.pii == PiiPolicy("drop")

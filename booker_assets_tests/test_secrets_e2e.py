@@ -1,9 +1,10 @@
-"""End to end: no credential or issued token in Dagster's storage, logs, errors or DuckDB, and
-customers' personal data kept, hashed or dropped by ``BOOKER_PII``."""
+"""End to end: no credential, issued token or ``BOOKER_PII_KEY`` in Dagster's storage, logs,
+errors or DuckDB, and customers' personal data kept, keyed-hashed or dropped by ``BOOKER_PII``."""
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import logging
 import re
 import sqlite3
@@ -17,6 +18,7 @@ import pytest
 
 from booker_assets.definitions import build_definitions
 from booker_assets.demo import materialize_range
+from booker_assets.flatten import PiiKey, PiiPolicy
 from booker_assets.io_manager import connect_locked
 from booker_assets.reports import TABLES
 from booker_assets.sandbox import BookerSandbox, FaultProfile
@@ -31,6 +33,8 @@ CREDENTIALS = {
     "personal_access_token": "pat-Hb61YsVe7u",
 }
 WRONG_PAT = "pat-Wrong-Lf25GoPa8k"
+PII_KEY = "pk-Ng38VxQe5s" * 3  # BOOKER_PII_KEY
+OTHER_PII_KEY = "pk-Other-Cu07HzYb" * 2
 # Faults that make the client log retries and renew tokens, without slow read timeouts.
 NOISY = FaultProfile(rate=0.1, kinds=("http_503", "empty_body", "expired_token",
                                       "connection_reset"))
@@ -82,7 +86,9 @@ def _error_chain(result: dg.ExecuteInProcessResult) -> str:
 
 def test_full_load_leaves_no_secret_anywhere(tmp_path, monkeypatch, caplog, capfd):
     caplog.set_level(logging.DEBUG)
-    settings = make_settings(tmp_path, LOCS)
+    monkeypatch.setenv("BOOKER_PII", "hash")
+    monkeypatch.setenv("BOOKER_PII_KEY", PII_KEY)
+    settings = make_settings(tmp_path, LOCS, pii=PiiPolicy("hash", PiiKey(PII_KEY)))
     issued: list[str] = []
     sandbox_settings = replace(SANDBOX_SETTINGS, credentials=CREDENTIALS, faults=NOISY)
     home = tmp_path / "dagster_home"
@@ -105,7 +111,8 @@ def test_full_load_leaves_no_secret_anywhere(tmp_path, monkeypatch, caplog, capf
 
     assert all(r.success for r in loaded) and not failed[0].success
     assert retries["http_503"] and issued  # the logs had errors and renewals to tell about
-    secrets = [v for k, v in CREDENTIALS.items() if k != "client_id"] + [WRONG_PAT] + issued
+    secrets = [v for k, v in CREDENTIALS.items() if k != "client_id"] + [WRONG_PAT, PII_KEY]
+    secrets += issued
     out, err = capfd.readouterr()
     texts = {"captured log": caplog.text, "stdout": out, "stderr": err,
              "errors": _error_chain(failed[0])}
@@ -130,8 +137,9 @@ def test_full_load_leaves_no_secret_anywhere(tmp_path, monkeypatch, caplog, capf
 PII = TABLES["customers"].pii
 
 
-def _customers(sandbox: BookerSandbox, tmp_path: Path, mode: str) -> list[dict]:
-    settings = make_settings(tmp_path / mode, ("1001",), pii=mode)
+def _customers(sandbox: BookerSandbox, tmp_path: Path, name: str,
+               pii: PiiPolicy) -> list[dict]:
+    settings = make_settings(tmp_path / name, ("1001",), pii=pii)
     materialize_range(make_defs(sandbox, settings), ["1001"], DAY, DAY,
                       selection=["booker/customers", "booker/notes"])
     with connect_locked(settings.duckdb_path, read_only=True) as conn:
@@ -140,14 +148,28 @@ def _customers(sandbox: BookerSandbox, tmp_path: Path, mode: str) -> list[dict]:
     return frame.astype(object).where(frame.notna(), None).to_dict("records")
 
 
+POLICIES = {
+    "keep": PiiPolicy("keep"),
+    "hash": PiiPolicy("hash", PiiKey(PII_KEY)),
+    "hash again": PiiPolicy("hash", PiiKey(PII_KEY)),  # a later load, same key
+    "hash other key": PiiPolicy("hash", PiiKey(OTHER_PII_KEY)),
+    "drop": PiiPolicy("drop"),
+}
+
+
 @pytest.fixture(scope="module")
-def by_mode(sandbox, tmp_path_factory) -> dict[str, list[dict]]:
-    tmp_path = tmp_path_factory.mktemp("pii")
-    return {mode: _customers(sandbox, tmp_path, mode) for mode in ("keep", "hash", "drop")}
+def pii_dir(tmp_path_factory) -> Path:
+    return tmp_path_factory.mktemp("pii")
 
 
-def _digest(value: object) -> str:
-    return hashlib.sha256(str(value).strip().lower().encode()).hexdigest()
+@pytest.fixture(scope="module")
+def by_mode(sandbox, pii_dir) -> dict[str, list[dict]]:
+    return {name: _customers(sandbox, pii_dir, name, pii) for name, pii in POLICIES.items()}
+
+
+def _digest(value: object, key: str = PII_KEY) -> str:
+    text = str(value).strip().lower().encode()
+    return hmac.new(key.encode(), text, hashlib.sha256).hexdigest()
 
 
 def test_keep_stores_personal_data_as_booker_sends_it(by_mode):
@@ -179,3 +201,25 @@ def test_drop_removes_personal_columns_only(by_mode):
     assert not [c for c in dropped[0] if c.startswith(PII)]
     for keep_row, drop_row in zip(kept, dropped, strict=True):
         assert drop_row == {c: v for c, v in keep_row.items() if not c.startswith(PII)}
+
+
+def test_hash_is_stable_for_one_key_and_differs_with_another(by_mode):
+    hashed, again, other = by_mode["hash"], by_mode["hash again"], by_mode["hash other key"]
+    assert hashed == again  # joins across loads hold
+    emails = [(a["email"], b["email"]) for a, b in zip(hashed, other, strict=True) if a["email"]]
+    assert emails and all(a != b for a, b in emails)
+    assert other[0]["email"] == _digest(by_mode["keep"][0]["email"], OTHER_PII_KEY)
+
+
+def test_pii_key_is_nowhere_in_the_duckdb_file(by_mode, pii_dir):
+    assert by_mode["hash"]
+    files = [p for p in pii_dir.rglob("*") if p.is_file()]
+    assert any(p.suffix == ".duckdb" for p in files)
+    for path in files:
+        data = path.read_bytes()
+        for key in (PII_KEY, OTHER_PII_KEY):
+            assert key.encode() not in data, path
+            assert key.encode("utf-16-le") not in data, path
+    for name in POLICIES:
+        values = "\n".join(_duckdb_texts(str(pii_dir / name / "booker_assets.duckdb")))
+        assert PII_KEY not in values and OTHER_PII_KEY not in values
