@@ -14,6 +14,7 @@ import pandas as pd
 from booker_assets.client import BookerResource
 from booker_assets.errors import BookerConfigError, BookerCredentialsError, BookerRequestError
 from booker_assets.extract import extract
+from booker_assets.flatten import PiiPolicy
 from booker_assets.io_manager import ReportFrame
 from booker_assets.partitions import BookerPartitions, days_by_location
 from booker_assets.reports import GROUPS, ReportGroup
@@ -77,7 +78,7 @@ def _materialize(
     booker: BookerResource,
     group: ReportGroup,
     options: dict,
-    pii: str,
+    pii: PiiPolicy,
 ) -> Iterator[dg.Output]:
     tables = [t for t in group.tables if t.name in context.selected_output_names]
     slices = days_by_location(context.partition_keys)

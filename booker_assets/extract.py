@@ -16,7 +16,7 @@ import pandas as pd
 
 from booker_assets.client import BookerClient, FindResult
 from booker_assets.dates import day_window, to_iso, zone_for
-from booker_assets.flatten import Zone, flatten_record, protect_pii
+from booker_assets.flatten import PiiPolicy, Zone, flatten_record, protect_pii
 from booker_assets.io_manager import PartitionLoad, ReportFrame
 from booker_assets.reports import Call, ReportGroup, Source, Table
 
@@ -156,7 +156,7 @@ def _per_parent(job: Job, source: Source, parents: list[Placed]) -> list[Placed]
     return placed
 
 
-def _frame(rows: list[dict], table: Table, pii: str) -> pd.DataFrame:
+def _frame(rows: list[dict], table: Table, pii: PiiPolicy | str) -> pd.DataFrame:
     frame = pd.DataFrame([protect_pii(r, table.pii, pii) for r in rows])
     for column in table.key:  # e.g. ``date`` on schedule defaults: the views need every key
         if column not in frame:
@@ -186,7 +186,7 @@ def extract(
     location_id: str | None,
     days: list[date],
     options: Mapping[str, Any],
-    pii: str = "keep",
+    pii: PiiPolicy | str = "keep",
 ) -> dict[str, ReportFrame]:
     """Fetch ``group`` for one location (None: brand level) and ``days``; one frame per table."""
     zone = zone_for(client.location(location_id)["TimeZone"]) if location_id else timezone.utc

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -66,6 +67,33 @@ def test_limiter_never_exceeds_the_rate_across_threads_and_clients(counting_sand
 
     per_second = sorted(counting_sandbox.stats.per_second.items())
     assert sum(n for _, n in per_second) >= calls
+    (_, first), *rest = per_second
+    assert first <= BURST + RATE
+    assert rest and all(n <= RATE + 1 for _, n in rest), per_second
+
+
+def _call_locations(url: str, credentials: dict[str, str], calls: int) -> None:
+    """One run's process: its own client, the host's one bucket."""
+    client = BookerResource(base_url=url, **credentials, requests_per_second=RATE, burst=BURST,
+                            max_in_flight=8).get_client()
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        list(pool.map(lambda _: client.locations(), range(calls)))
+
+
+def test_limiter_never_exceeds_the_rate_across_processes(counting_sandbox):
+    # Concurrent runs are separate processes (the run launcher): they share the bucket's file.
+    spawn = multiprocessing.get_context("spawn")
+    runs = [spawn.Process(target=_call_locations,
+                          args=(counting_sandbox.url, counting_sandbox.credentials, 2 * RATE))
+            for _ in range(2)]
+    for run in runs:
+        run.start()
+    for run in runs:
+        run.join(timeout=60)
+    assert [run.exitcode for run in runs] == [0, 0]
+
+    per_second = sorted(counting_sandbox.stats.per_second.items())
+    assert sum(n for _, n in per_second) >= 4 * RATE
     (_, first), *rest = per_second
     assert first <= BURST + RATE
     assert rest and all(n <= RATE + 1 for _, n in rest), per_second
