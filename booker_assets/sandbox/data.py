@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from functools import lru_cache
+from typing import TypeVar
 from zoneinfo import ZoneInfo
 
 from booker_assets.dates import day_window, to_iso, to_legacy, zone_for
@@ -25,6 +26,7 @@ _WEEKDAYS = ("Monday", "Tuesday", "Wednesday", "Thursday", "Friday", "Saturday",
 _USA = {"ID": 1, "Name": "United States"}
 _TAX_PERCENT = 8.875
 _PAYMENT_METHODS = ({"ID": 1, "Name": "Credit Card"}, {"ID": 2, "Name": "Cash"})
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True)
@@ -133,6 +135,25 @@ def _past_moment(rng: random.Random, zone: ZoneInfo, first: date, span_days: int
     return _at(first + timedelta(days=rng.randrange(span_days)), rng.randrange(9, 18) * 3600, zone)
 
 
+def _phone(rng: random.Random) -> str:
+    return f"555-{rng.randrange(100, 999)}-{rng.randrange(1000, 9999)}"
+
+
+def _site(location_id: int) -> _Site:
+    return _SITES[(location_id - 1001) % len(_SITES)]
+
+
+def _day_id_base(location_id: int, day: date) -> int:
+    """Where the ids of one location-day's records start: 100 of them, unique to the pair."""
+    return ((day - _EPOCH).days * 1000 + location_id - 1000) * 100
+
+
+def _created_and_modified(created: datetime, rng: random.Random) -> dict:
+    """DateCreated and a DateLastModified some minutes to months later."""
+    return {**stamp("DateCreated", created),
+            **stamp("DateLastModified", _later(created, rng.randrange(60, 400_000)))}
+
+
 def _ascii(text: str) -> str:
     folded = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
     return "".join(ch for ch in folded.lower() if ch.isalnum())
@@ -204,6 +225,21 @@ class SandboxDataset:
         for offset in range((last - first).days + 1):
             yield first + timedelta(days=offset)
 
+    def _day_items(
+        self,
+        location_id: int,
+        start: datetime | None,
+        end: datetime | None,
+        cutoff: datetime,
+        day_items: Callable[[int, date], tuple[_T, ...]],
+        moment: Callable[[_T], datetime],
+    ) -> Iterator[_T]:
+        """The items of the days of ``[start, end)`` whose moment is inside it, by ``cutoff``."""
+        for day in self._days(location_id, start, end):
+            for item in day_items(location_id, day):
+                if _inside(moment(item), start, end) and moment(item) <= cutoff:
+                    yield item
+
     # ----- locations ----------------------------------------------------------------------
 
     def locations(self, *, shared: bool = False) -> list[dict]:
@@ -228,7 +264,7 @@ class SandboxDataset:
 
     def _make_location(self, location_id: int) -> _Location:
         index = location_id - 1001
-        site = _SITES[index % len(_SITES)]
+        site = _site(location_id)
         name = site.name if index < len(_SITES) else f"{site.name} #{index // len(_SITES) + 1}"
         rng = _rng(self.seed, "location", location_id)
         slug = _ascii(name)[:24]
@@ -240,7 +276,7 @@ class SandboxDataset:
             "EmailAddress": f"frontdesk@{slug}.example.com",
             "Address": {"Street1": site.street, "Street2": None, "City": site.city,
                         "State": site.state, "Zip": site.zip, "Country": _USA},
-            "Phone": f"555-{rng.randrange(100, 999)}-{rng.randrange(1000, 9999)}",
+            "Phone": _phone(rng),
             "TimeZone": {"ID": site.zone_id, "Name": site.zone_name,
                          "StandardName": site.standard_name},
             "WebSite": f"https://{slug}.example.com",
@@ -259,17 +295,14 @@ class SandboxDataset:
     ) -> list[dict]:
         """One row per weekday (``defaults``) or per date in ``[from_date, to_date]``."""
         loc = self._known(location_id)
-        rows = []
-        for day, weekday in _schedule_days(from_date, to_date, defaults):
+
+        def hours(day: date | None, weekday: int) -> tuple[int, int] | None:
             closed = loc.closed_weekday == weekday or (
                 day is not None and not self.is_open(location_id, day))
-            row = {"LocationID": location_id}
-            if day is not None:
-                row["Date"] = day.isoformat()
-            row.update(_hours_row(weekday, None if closed else (loc.open_s, loc.close_s)))
-            row["IsClosed"] = closed
-            rows.append(row)
-        return rows
+            return None if closed else (loc.open_s, loc.close_s)
+
+        return _schedule_rows({"LocationID": location_id}, "IsClosed", hours,
+                              _schedule_days(from_date, to_date, defaults))
 
     def employee_schedule(
         self,
@@ -282,19 +315,15 @@ class SandboxDataset:
         """An employee's week, or their days; ``KeyError`` when not employed at the location."""
         employee = self._employee(location_id, employee_id)
         week = self._employee_week(location_id, employee)
-        rows = []
-        for day, weekday in _schedule_days(from_date, to_date, defaults):
-            hours = week[weekday]
+
+        def hours(day: date | None, weekday: int) -> tuple[int, int] | None:
             if day is not None and (not self.is_open(location_id, day)
                                     or _rng(self.seed, "leave", employee_id, day).random() < 0.04):
-                hours = None
-            row = {"EmployeeID": employee_id, "LocationID": location_id}
-            if day is not None:
-                row["Date"] = day.isoformat()
-            row.update(_hours_row(weekday, hours))
-            row["IsOff"] = hours is None
-            rows.append(row)
-        return rows
+                return None
+            return week[weekday]
+
+        return _schedule_rows({"EmployeeID": employee_id, "LocationID": location_id}, "IsOff",
+                              hours, _schedule_days(from_date, to_date, defaults))
 
     def _employee_week(self, location_id: int, employee: dict) -> list[tuple[int, int] | None]:
         loc = self._known(location_id)
@@ -370,7 +399,7 @@ class SandboxDataset:
             "LastName": last,
             "DisplayName": f"{first} {last[0]}.",
             "Email": f"{_ascii(first)}.{_ascii(last)}{k}@staff.example.com",
-            "MobilePhone": f"555-{rng.randrange(100, 999)}-{rng.randrange(1000, 9999)}",
+            "MobilePhone": _phone(rng),
             "Gender": rng.choice(_GENDERS),
             "Type": 2 if k in (11, 12) else 1,
             "Status": {"ID": 2, "Name": "Inactive"} if inactive else {"ID": 1, "Name": "Active"},
@@ -400,8 +429,7 @@ class SandboxDataset:
             "AllowCustomersToBookOnline": rng.random() < 0.8,
             "EmployeeIDs": sorted(rng.sample(active, 3)),
             "RoomIDs": [],
-            **stamp("DateCreated", created),
-            **stamp("DateLastModified", _later(created, rng.randrange(60, 400_000))),
+            **_created_and_modified(created, rng),
         }
 
     def _make_room(self, location_id: int, k: int, treatments: list[dict]) -> dict:
@@ -415,8 +443,7 @@ class SandboxDataset:
             "Capacity": 2 if k == 3 else 1,
             "Type": 2 if k == 3 else 1,
             "Treatments": sorted(rng.sample([t["ID"] for t in treatments], 6)),
-            **stamp("DateCreated", created),
-            **stamp("DateLastModified", _later(created, rng.randrange(60, 400_000))),
+            **_created_and_modified(created, rng),
         }
 
     def _make_plan(self, location_id: int, k: int) -> dict:
@@ -476,20 +503,13 @@ class SandboxDataset:
         start, end = day_window(day, self.zone(location_id))
         return self.customers_between(location_id, start, end, shared=shared)
 
-    def customers_between(
-        self,
-        location_id: int,
-        start: datetime | None,
-        end: datetime | None,
-        *,
-        shared: bool = False,
-    ) -> list[dict]:
+    def customers_between(self, location_id: int, start: datetime | None, end: datetime | None,
+                                 *, shared: bool = False) -> list[dict]:
         """Customers last modified in ``[start, end)``, each as of its latest such change."""
         cutoff, latest = self.cutoff(location_id), {}
-        for day in self._days(location_id, start, end):
-            for modified, row in self._customer_day(location_id, day):
-                if _inside(modified, start, end) and modified <= cutoff:
-                    latest[row["CustomerID"]] = row  # days ascend: the later version wins
+        for _, row in self._day_items(location_id, start, end, cutoff, self._customer_day,
+                                      lambda change: change[0]):
+            latest[row["CustomerID"]] = row  # days ascend: the later version wins
         return _out([latest[k] for k in sorted(latest)], shared)
 
     def customer_memberships(
@@ -539,11 +559,10 @@ class SandboxDataset:
             "LastName": last,
             "Email": f"{_ascii(first)}.{_ascii(last)}.{k}@mail.example.com",
             "HomePhone": None if rng.random() < 0.6 else f"555-{rng.randrange(100, 999)}-0{k:03d}",
-            "CellPhone": f"555-{rng.randrange(100, 999)}-{rng.randrange(1000, 9999)}",
+            "CellPhone": _phone(rng),
             "Address": {"Street1": f"{rng.randrange(1, 9999)} {rng.choice(_LAST)} St",
                         "Street2": None if rng.random() < 0.8 else f"Apt {rng.randrange(1, 40)}",
-                        "City": _SITES[(location_id - 1001) % len(_SITES)].city,
-                        "State": _SITES[(location_id - 1001) % len(_SITES)].state,
+                        "City": _site(location_id).city, "State": _site(location_id).state,
                         "Zip": f"{rng.randrange(10000, 99999)}", "Country": _USA},
             "DateOfBirth": None if rng.random() < 0.2 else _at(born, 0, zone),
             "Gender": rng.choice(_GENDERS),
@@ -587,11 +606,10 @@ class SandboxDataset:
         seconds = sorted(rng.randrange(7 * 3600, 22 * 3600) for _ in picks)
         if rng.random() < 0.2:  # a window edge: a change stamped exactly at local midnight
             seconds[0] = 0
-        day_no = (day - _EPOCH).days
         rows = []
         for slot, (k, second) in enumerate(zip(picks, seconds, strict=True)):
             modified = _at(day, second, zone)
-            note_base = (day_no * 1000 + location_id - 1000) * 100 + slot * 4
+            note_base = _day_id_base(location_id, day) + slot * 4
             row = self._customer_as_of(location_id, k, modified, rng, note_base)
             rows.append((modified, {"CustomerID": row["ID"], "Customer": row}))
         return tuple(rows)
@@ -636,20 +654,13 @@ class SandboxDataset:
         start, end = day_window(day, self.zone(location_id))
         return self.orders_between(location_id, start, end, shared=shared)
 
-    def orders_between(
-        self,
-        location_id: int,
-        start: datetime | None,
-        end: datetime | None,
-        *,
-        shared: bool = False,
-    ) -> list[dict]:
+    def orders_between(self, location_id: int, start: datetime | None, end: datetime | None,
+                              *, shared: bool = False) -> list[dict]:
         """Orders created in ``[start, end)`` (either bound may be open), sorted by ID."""
-        cutoff, rows = self.cutoff(location_id), []
-        for day in self._days(location_id, start, end):
-            rows.extend(_order_as_of(order, cutoff) for order in self._order_day(location_id, day)
-                        if _inside(order.created, start, end) and order.created <= cutoff)
-        return _out(rows, shared)
+        cutoff = self.cutoff(location_id)
+        orders = self._day_items(location_id, start, end, cutoff, self._order_day,
+                                 lambda order: order.created)
+        return _out([_order_as_of(order, cutoff) for order in orders], shared)
 
     def _make_orders(self, location_id: int, day: date) -> tuple[_Order, ...]:
         if not self.is_open(location_id, day):
@@ -660,9 +671,8 @@ class SandboxDataset:
             seconds[0] = 0
         if rng.random() < 0.2:  # two orders sharing one timestamp
             seconds[1] = seconds[2]
-        day_no = (day - _EPOCH).days
         return tuple(
-            self._make_order(location_id, day, n, (day_no * 1000 + location_id - 1000) * 100 + n,
+            self._make_order(location_id, day, n, _day_id_base(location_id, day) + n,
                              _at(day, second, loc.zone), rng)
             for n, second in enumerate(sorted(seconds), start=1)
         )
@@ -805,12 +815,26 @@ def _schedule_days(
             for i in range(span)]
 
 
-def _hours_row(weekday: int, hours: tuple[int, int] | None) -> dict:
+def _schedule_rows(
+    ids: dict,
+    off_field: str,
+    hours_of: Callable[[date | None, int], tuple[int, int] | None],
+    days: list[tuple[date | None, int]],
+) -> list[dict]:
+    """A schedule's rows: ``ids``, the date (if any), the hours and ``off_field`` (no hours)."""
+
     def clock(seconds: int) -> str:
         return f"{seconds // 3600:02d}:{seconds // 60 % 60:02d}:00"
 
-    return {
-        "Weekday": _WEEKDAYS[weekday],
-        "StartTime": clock(hours[0]) if hours else None,
-        "EndTime": clock(hours[1]) if hours else None,
-    }
+    rows = []
+    for day, weekday in days:
+        hours = hours_of(day, weekday)
+        row = dict(ids)
+        if day is not None:
+            row["Date"] = day.isoformat()
+        row["Weekday"] = _WEEKDAYS[weekday]
+        row["StartTime"] = clock(hours[0]) if hours else None
+        row["EndTime"] = clock(hours[1]) if hours else None
+        row[off_field] = hours is None
+        rows.append(row)
+    return rows
