@@ -54,6 +54,9 @@ _DEFAULT_TOKEN_SECONDS = 1800.0  # when a token has neither a JWT ``exp`` nor ``
 _BACKOFF_BASE, _BACKOFF_CAP = 0.5, 30.0
 _RETRY_STATUSES = frozenset({500, 502, 503, 504})
 _TOKEN_EXPIRED_CODE = 1000
+# Renewals of one request's token before a refusal counts as a bad credential: on long runs
+# tokens expire mid-run, and another thread's renewal can be refused as it races ours.
+_MAX_RENEWALS = 3
 _ENVELOPE_KEYS = frozenset(
     {"IsSuccess", "ErrorCode", "ErrorMessage", "ArgumentErrors", "DetailedErrorCode",
      "DetailedErrorMessage", "TotalResultsCount"}
@@ -66,8 +69,10 @@ _CREDENTIALS = ("subscription_key", "client_id/client_secret", "personal_access_
 _CHECK_NAMES = {"subscription_key": "subscription key",
                 "client_id/client_secret": "client id/secret",
                 "personal_access_token": "personal access token"}
+# Fix of every "location not visible" error (403 on a location call, 404 on GET /location/{id}).
 _FIX_LOCATION = (
-    "remove it from BOOKER_LOCATION_IDS or run `booker-assets discover-locations`"
+    "correct BOOKER_LOCATION_IDS (or the locations file, BOOKER_LOCATIONS_FILE) and run "
+    "`booker-assets discover-locations` to list the locations this token can see"
 )
 
 
@@ -179,7 +184,11 @@ class _Retryable(Exception):
 
 
 class _Expired(Exception):
-    """HTTP 401 or ErrorCode 1000 on a data call: renew the token once and replay."""
+    """HTTP 401 or ErrorCode 1000 on a data call: renew the token and replay."""
+
+
+class _NotFound(BookerRequestError):
+    """HTTP 404 or a "not found" envelope: ``location()`` turns it into its own message."""
 
 
 @dataclass(frozen=True)
@@ -305,9 +314,12 @@ class BookerClient:
             cached = self._locations.get(key)
         if cached is None:
             where = _where("location", location_id)
-            cached = _unwrap(_object(self._request(
-                "GET", LOCATION_PATH.format(id=key), where=where, location_id=location_id,
-                token_key=_BRAND), where))
+            try:
+                body = self._request("GET", LOCATION_PATH.format(id=key), where=where,
+                                     location_id=location_id, token_key=_BRAND)
+            except _NotFound as missing:
+                raise _invisible_location(location_id, where, missing.cause) from None
+            cached = _unwrap(_object(body, where))
             with self._locations_lock:
                 self._locations[key] = cached
         return cached
@@ -403,11 +415,12 @@ class BookerClient:
     def _request(self, method: str, path: str, *, where: str, location_id: int | str | None,
                  token_key: str | None = None, params: dict | None = None,
                  json_body: dict | None = None, tally: _Tally | None = None) -> Any:
-        """A data call with a Bearer token; renews the token once on 401 or ErrorCode 1000."""
+        """A data call with a Bearer token, renewed on 401 or ErrorCode 1000 (``_MAX_RENEWALS``
+        times at most, then a credentials error)."""
         if token_key is None:
             token_key = _BRAND if location_id is None else str(location_id)
 
-        def call() -> Any:
+        def call(token: str) -> Any:
             headers = {"Authorization": f"Bearer {token}"}
             return self._attempts(
                 where,
@@ -416,22 +429,18 @@ class BookerClient:
                 lambda response: self._data_reply(response, where, location_id),
             )
 
-        token = self._tokens.get(token_key)
-        try:
-            return call()
-        except _Expired as expired:
-            log.info("%s: token rejected (%s); renewing it once", where, expired)
-            self._tokens.invalidate(token_key, token)
-        token = self._tokens.get(token_key)
-        try:
-            return call()
-        except _Expired as expired:
-            raise BookerCredentialsError(
-                f"Booker rejected a freshly issued token ({expired})",
-                credential="personal_access_token", where=where,
-                fix="check that BOOKER_PERSONAL_ACCESS_TOKEN belongs to a user with access "
-                    "to this brand and location",
-            ) from None
+        renewals = 0
+        while True:
+            token = self._tokens.get(token_key)
+            try:
+                return call(token)
+            except _Expired as expired:
+                if renewals == _MAX_RENEWALS:
+                    raise _refused_token(where, renewals, expired) from None
+                renewals += 1
+                log.info("%s: token rejected (%s); renewal %d/%d", where, expired, renewals,
+                         _MAX_RENEWALS)
+                self._tokens.invalidate(token_key, token)
 
     def _attempts(self, where: str, send: Callable[[], requests.Response],
                   classify: Callable[[requests.Response], T]) -> T:
@@ -488,25 +497,23 @@ class BookerClient:
         if status == 403:
             raise self._forbidden(body, where, location_id)
         if status >= 400:
-            raise BookerRequestError(f"HTTP {status}: {self._server_text(body)}", where=where)
+            raise _refusal(status, body)(f"HTTP {status}: {self._server_text(body)}",
+                                         where=where)
         _raise_if_malformed(body)
         if isinstance(body, dict) and body.get("IsSuccess") is False:
             if body.get("ErrorCode") == _TOKEN_EXPIRED_CODE:
                 raise _Expired(f"ErrorCode 1000: {self._server_text(body)}")
-            raise BookerRequestError(f"Booker refused the request: {self._server_text(body)}",
-                                     where=where)
+            raise _refusal(status, body)(
+                f"Booker refused the request: {self._server_text(body)}", where=where)
         return body
 
     def _forbidden(self, body: Any, where: str,
                    location_id: int | str | None) -> BookerRequestError:
-        text = self._server_text(body)
+        text = f"HTTP 403: {self._server_text(body)}"
         if location_id is not None:
-            return BookerRequestError(
-                f"location {location_id} is not visible to this token (HTTP 403: {text})",
-                where=where, fix=_FIX_LOCATION,
-            )
+            return _invisible_location(location_id, where, text)
         return BookerRequestError(
-            f"HTTP 403: {text}", where=where,
+            text, where=where,
             fix="the subscription (BOOKER_SUBSCRIPTION_KEY) needs Merchant API access and the "
                 "personal access token a brand-level user",
         )
@@ -627,6 +634,31 @@ def _raise_if_malformed(body: Any) -> None:
         raise _Retryable("malformed", "malformed JSON body", final=BookerResponseError)
     if body == {}:
         raise _Retryable("empty_body", "empty {} body")
+
+
+def _refusal(status: int, body: Any) -> type[BookerRequestError]:
+    """``_NotFound`` for a 404, or an envelope that says "not found" whatever the status."""
+    envelope = body if isinstance(body, dict) else {}
+    message = str(envelope.get("ErrorMessage") or "").lower()
+    if status == 404 or envelope.get("ErrorCode") == 404 or "not found" in message:
+        return _NotFound
+    return BookerRequestError
+
+
+def _invisible_location(location_id: int | str, where: str, detail: str) -> BookerRequestError:
+    return BookerRequestError(
+        f"location {location_id} is not visible to this token (or does not exist): {detail}",
+        where=where, fix=_FIX_LOCATION,
+    )
+
+
+def _refused_token(where: str, renewals: int, expired: _Expired) -> BookerCredentialsError:
+    return BookerCredentialsError(
+        f"Booker refused the token {renewals + 1} times in a row, renewing it after each "
+        f"refusal ({expired})", credential="personal_access_token", where=where,
+        fix="check that BOOKER_PERSONAL_ACCESS_TOKEN belongs to a user with access "
+            "to this brand and location",
+    )
 
 
 def _is_subscription_key_error(body: Any) -> bool:

@@ -16,11 +16,13 @@ from responses import matchers
 
 from booker_assets import cli
 from booker_assets.client import (
+    _FIX_LOCATION,
     CONTEXT_PATH,
     LOCATIONS_PATH,
     TOKEN_PATH,
     BookerClient,
     BookerResource,
+    ConnectionCheck,
 )
 from booker_assets.errors import (
     BookerConfigError,
@@ -101,6 +103,23 @@ def body_of(call: responses.Call) -> dict:
     return json.loads(call.request.body)
 
 
+class Overlap:
+    """How many callers are inside ``hold`` at once; ``peak`` is the most seen."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._inside = 0
+        self.peak = 0
+
+    def hold(self, seconds: float) -> None:
+        with self._lock:
+            self._inside += 1
+            self.peak = max(self.peak, self._inside)
+        time.sleep(seconds)
+        with self._lock:
+            self._inside -= 1
+
+
 # ----- authentication ----------------------------------------------------------------------------
 
 @responses.activate
@@ -152,68 +171,64 @@ def test_location_token_exchange_accepts_both_reply_shapes(reply):
     assert client.stats.snapshot()["tokens"] == 2
 
 
+@pytest.mark.parametrize(("token", "expires_in", "renew_after"), [
+    (jwt(START + 600), 99999, 600 - 60),  # exp wins over expires_in
+    ("opaque-token", 300, 300 - 60),
+], ids=["jwt-exp", "expires_in-when-not-a-jwt"])
 @responses.activate
-def test_token_renewed_about_60_seconds_before_exp():
-    add_token(jwt(START + 600), expires_in=99999)  # exp wins over expires_in
+def test_token_renewed_about_60_seconds_before_it_expires(token, expires_in, renew_after):
+    add_token(token, expires_in=expires_in)
     responses.post(BASE + LOCATIONS_PATH, json=envelope([], 0))
     client, fake = make_client()
 
     client.locations()
-    fake.now = START + 600 - 61
+    fake.now = START + renew_after - 1
     client.locations()
     assert len(calls_to(TOKEN_PATH)) == 1
-    fake.now = START + 600 - 59
+    fake.now = START + renew_after + 1
     client.locations()
     assert len(calls_to(TOKEN_PATH)) == 2
 
 
+EXPIRED = {
+    "http-401": {"status": 401, "json": {"Message": "expired"}},
+    "error-code-1000": {"json": {"IsSuccess": False, "ErrorCode": 1000,
+                                 "ErrorMessage": "Invalid access token"}},
+}
+
+
+@pytest.mark.parametrize("expiries", [1, 2, 3])
+@pytest.mark.parametrize("expired", list(EXPIRED))
 @responses.activate
-def test_expires_in_used_when_the_token_is_not_a_jwt():
-    add_token("opaque-token", expires_in=300)
-    responses.post(BASE + LOCATIONS_PATH, json=envelope([], 0))
-    client, fake = make_client()
-
-    client.locations()
-    fake.now = START + 239
-    client.locations()
-    assert len(calls_to(TOKEN_PATH)) == 1
-    fake.now = START + 241
-    client.locations()
-    assert len(calls_to(TOKEN_PATH)) == 2
-
-
-@pytest.mark.parametrize(
-    "expired",
-    [{"status": 401, "json": {"Message": "expired"}},
-     {"json": {"IsSuccess": False, "ErrorCode": 1000, "ErrorMessage": "Invalid access token"}}],
-    ids=["http-401", "error-code-1000"],
-)
-@responses.activate
-def test_token_renewed_once_and_call_replayed(expired):
-    first, second = jwt(START + 1800, "one"), jwt(START + 1800, "two")
-    add_token(first)
-    add_token(second)
-    responses.post(BASE + LOCATIONS_PATH, **expired)
+def test_expired_token_renewed_and_call_replayed(expired, expiries):
+    tokens = [jwt(START + 1800, f"token-{n}") for n in range(expiries + 1)]
+    for token in tokens:
+        add_token(token)
+    for _ in range(expiries):
+        responses.post(BASE + LOCATIONS_PATH, **EXPIRED[expired])
     responses.post(BASE + LOCATIONS_PATH, json=envelope([{"ID": 1}], 1))
-    client, _ = make_client()
+    client, fake = make_client()
 
     assert client.locations() == [{"ID": 1}]
-    assert [bearer(call) for call in calls_to(LOCATIONS_PATH)] == [first, second]
-    assert len(calls_to(TOKEN_PATH)) == 2
+    assert [bearer(call) for call in calls_to(LOCATIONS_PATH)] == tokens
+    assert len(calls_to(TOKEN_PATH)) == expiries + 1
+    assert fake.waits == []  # a renewal is not a retry: no backoff
 
 
+@pytest.mark.parametrize("expired", list(EXPIRED))
 @responses.activate
-def test_second_401_is_a_credentials_error():
+def test_token_refused_after_three_renewals_is_a_credentials_error(expired):
     add_token()
-    responses.post(BASE + LOCATIONS_PATH, status=401, json={"Message": "nope"})
+    responses.post(BASE + LOCATIONS_PATH, **EXPIRED[expired])
     client, _ = make_client()
 
     with pytest.raises(BookerCredentialsError) as info:
         client.locations()
     assert info.value.credential == "personal_access_token"
     assert "BOOKER_PERSONAL_ACCESS_TOKEN" in str(info.value)
-    assert len(calls_to(LOCATIONS_PATH)) == 2
-    assert len(calls_to(TOKEN_PATH)) == 2
+    assert "refused the token 4 times in a row" in str(info.value)
+    assert len(calls_to(LOCATIONS_PATH)) == 4
+    assert len(calls_to(TOKEN_PATH)) == 4  # the first token and three renewals
 
 
 @pytest.mark.parametrize(
@@ -258,23 +273,26 @@ def test_token_stampede_prevented_across_threads():
 
 # ----- retries -----------------------------------------------------------------------------------
 
+JITTER = (0.0, 0.5)  # full jitter of a first retry
 RETRYABLE = {
-    "503": ({"status": 503, "body": "<html>busy</html>"}, "http_503"),
-    "504": ({"status": 504}, "http_504"),
-    "500": ({"status": 500}, "http_500"),
-    "empty-object": ({"json": {}}, "empty_body"),
-    "connection-error": ({"body": requests.ConnectionError("reset")}, "connection"),
-    "read-timeout": ({"body": requests.ReadTimeout("slow")}, "timeout"),
-    "html": ({"body": "<html>gateway</html>", "content_type": "text/html"}, "malformed"),
+    "503": ({"status": 503, "body": "<html>busy</html>"}, "http_503", JITTER),
+    "504": ({"status": 504}, "http_504", JITTER),
+    "500": ({"status": 500}, "http_500", JITTER),
+    "empty-object": ({"json": {}}, "empty_body", JITTER),
+    "connection-error": ({"body": requests.ConnectionError("reset")}, "connection", JITTER),
+    "read-timeout": ({"body": requests.ReadTimeout("slow")}, "timeout", JITTER),
+    "html": ({"body": "<html>gateway</html>", "content_type": "text/html"}, "malformed", JITTER),
     "truncated-json": ({"body": '{"IsSuccess": true, "Results": [', "content_type":
-                        "application/json"}, "malformed"),
+                        "application/json"}, "malformed", JITTER),
+    "429-retry-after": ({"status": 429, "headers": {"Retry-After": "7"}, "json": {
+        "statusCode": 429, "message": "Rate limit is exceeded."}}, "http_429", (7.0, 7.0)),
 }
 
 
 @pytest.mark.parametrize("name", list(RETRYABLE))
 @responses.activate
-def test_transient_fault_is_retried_with_jittered_backoff(name):
-    fault, kind = RETRYABLE[name]
+def test_transient_fault_is_retried_with_backoff(name):
+    fault, kind, (shortest, longest) = RETRYABLE[name]
     add_token()
     responses.post(BASE + ORDERS, **fault)
     responses.post(BASE + ORDERS, json=envelope([{"ID": 1}], 1))
@@ -282,20 +300,8 @@ def test_transient_fault_is_retried_with_jittered_backoff(name):
 
     assert client.find(ORDERS, "Results").rows == [{"ID": 1}]
     assert len(calls_to(ORDERS)) == 2
-    assert len(fake.waits) == 1 and 0 <= fake.waits[0] <= 0.5
+    assert len(fake.waits) == 1 and shortest <= fake.waits[0] <= longest
     assert client.stats.snapshot()["retries"] == {kind: 1}
-
-
-@responses.activate
-def test_429_honours_retry_after():
-    add_token()
-    responses.post(BASE + ORDERS, status=429, headers={"Retry-After": "7"},
-                   json={"statusCode": 429, "message": "Rate limit is exceeded."})
-    responses.post(BASE + ORDERS, json=envelope([{"ID": 1}], 1))
-    client, fake = make_client()
-
-    assert client.find(ORDERS, "Results").rows == [{"ID": 1}]
-    assert fake.waits == [7.0]
 
 
 @responses.activate
@@ -333,6 +339,9 @@ FATAL = {
         BookerRequestError, "argument PageSize: must be at most 100"),
     "403": ({"status": 403, "json": {"IsSuccess": False, "ErrorMessage": "no access"}},
             BookerRequestError, "HTTP 403: no access"),
+    "404": ({"status": 404, "json": {"IsSuccess": False, "ErrorCode": 404,
+                                     "ErrorMessage": "Order 5 was not found."}},
+            BookerRequestError, "HTTP 404: Order 5 was not found.; ErrorCode 404"),
     "argument-errors": ({"json": {"IsSuccess": False, "ErrorCode": 200, "ArgumentErrors": [
         {"ArgumentName": "FromDateCreatedOffset", "ErrorMessage": "is required"}]}},
         BookerRequestError, "argument FromDateCreatedOffset: is required"),
@@ -358,76 +367,87 @@ def test_fatal_reply_is_not_retried(name):
     assert fake.waits == []
 
 
+INVISIBLE = {
+    "403-location-token": (
+        "POST", CONTEXT_PATH, {"status": 403, "json": {
+            "IsSuccess": False, "ErrorMessage": "Location 77 not in brand"}},
+        lambda client: client.find(ORDERS, "Results", location_id=77, report="orders"),
+        "HTTP 403: Location 77 not in brand"),
+    "403-get-location": (
+        "GET", "/v4.1/merchant/location/77", {"status": 403, "json": {
+            "IsSuccess": False, "ErrorMessage": "Location 77 is not visible to this token."}},
+        lambda client: client.location(77), "HTTP 403: Location 77 is not visible"),
+    "404-get-location": (
+        "GET", "/v4.1/merchant/location/77", {"status": 404, "json": {
+            "IsSuccess": False, "ErrorCode": 404, "ErrorMessage": "Location 77 was not found."}},
+        lambda client: client.location(77), "HTTP 404: Location 77 was not found."),
+    "not-found-envelope-get-location": (
+        "GET", "/v4.1/merchant/location/77", {"json": {
+            "IsSuccess": False, "ErrorCode": 2, "ErrorMessage": "Location not found"}},
+        lambda client: client.location(77), "Booker refused the request: Location not found"),
+}
+
+
+@pytest.mark.parametrize("name", list(INVISIBLE))
 @responses.activate
-def test_403_for_a_location_says_how_to_fix_the_location_list():
+def test_location_the_token_cannot_see_says_how_to_fix_the_location_list(name):
+    method, path, reply, call, server_text = INVISIBLE[name]
     add_token()
-    responses.post(BASE + CONTEXT_PATH, status=403,
-                   json={"IsSuccess": False, "ErrorMessage": "Location 77 not in brand"})
-    client, _ = make_client()
+    responses.add(method, BASE + path, **reply)
+    client, fake = make_client()
 
     with pytest.raises(BookerRequestError) as info:
-        client.find(ORDERS, "Results", location_id=77, report="orders")
+        call(client)
     message = str(info.value)
-    assert "location 77 is not visible to this token" in message
+    assert "location 77 is not visible to this token (or does not exist)" in message
+    assert server_text in message
+    assert info.value.fix == _FIX_LOCATION  # one fix text for 403 and 404
     assert "BOOKER_LOCATION_IDS" in message and "booker-assets discover-locations" in message
-    assert len(calls_to(CONTEXT_PATH)) == 1
+    assert len(calls_to(path)) == 1
+    assert fake.waits == []
 
 
 # ----- paging ------------------------------------------------------------------------------------
 
-def paged(pages: dict[int, list[dict]], total: int | None, key: str = "Results"):
-    """A Find endpoint serving ``pages`` by PageNumber (missing pages are empty)."""
+def paged_client(pages: dict[int, list[dict]], total: int | None,
+                 page_size: int) -> BookerClient:
+    """A client, a brand token and ORDERS serving ``pages`` by PageNumber (missing: empty)."""
     def reply(request):
         number = json.loads(request.body)["PageNumber"]
-        return 200, {}, json.dumps(envelope(pages.get(number, []), total, key))
+        return 200, {}, json.dumps(envelope(pages.get(number, []), total))
 
-    return reply
+    add_token()
+    responses.add_callback(responses.POST, BASE + ORDERS, callback=reply)
+    return make_client(page_size=page_size)[0]
 
 
 def rows(*ids: int) -> list[dict]:
     return [{"ID": i} for i in ids]
 
 
+@pytest.mark.parametrize(("pages", "total", "ids"), [
+    ({1: rows(1, 2), 2: rows(3, 4), 3: rows(5, 6), 4: rows(7)}, 7, [1, 2, 3, 4, 5, 6, 7]),
+    ({1: rows(1, 2, 3), 2: rows(4), 3: rows(5, 6)}, None, [1, 2, 3, 4, 5, 6]),
+], ids=["until-total-results-count", "without-a-count-until-an-empty-page"])
 @responses.activate
-def test_short_pages_are_read_until_total_results_count():
-    add_token()
-    pages = {1: rows(1, 2), 2: rows(3, 4), 3: rows(5, 6), 4: rows(7)}
-    responses.add_callback(responses.POST, BASE + ORDERS, callback=paged(pages, 7))
-    client, _ = make_client(page_size=3)
+def test_short_pages_are_not_the_end(pages, total, ids):
+    client = paged_client(pages, total, page_size=3)
 
     result = client.find(ORDERS, "Results")
 
-    assert [row["ID"] for row in result.rows] == [1, 2, 3, 4, 5, 6, 7]
-    assert (result.total, result.pages, result.requests) == (7, 4, 4)
+    assert [row["ID"] for row in result.rows] == ids
+    assert (result.total, result.pages, result.requests) == (total, 4, 4)
     assert sorted(body_of(call)["PageNumber"] for call in calls_to(ORDERS)) == [1, 2, 3, 4]
     assert all(body_of(call)["PageSize"] == 3 for call in calls_to(ORDERS))
 
 
 @responses.activate
-def test_without_a_count_pages_are_read_until_an_empty_page():
-    add_token()
-    pages = {1: rows(1, 2, 3), 2: rows(4), 3: rows(5, 6)}
-    responses.add_callback(responses.POST, BASE + ORDERS, callback=paged(pages, None))
-    client, _ = make_client(page_size=3)
-
-    result = client.find(ORDERS, "Results")
-
-    assert [row["ID"] for row in result.rows] == [1, 2, 3, 4, 5, 6]
-    assert (result.total, result.pages, result.requests) == (None, 4, 4)
-
-
-@responses.activate
 def test_remaining_pages_fetched_concurrently_in_server_order():
     add_token()
-    in_flight, peak, lock = [0], [0], threading.Lock()
+    overlap = Overlap()
 
     def reply(request):
-        with lock:
-            in_flight[0] += 1
-            peak[0] = max(peak[0], in_flight[0])
-        time.sleep(0.03)
-        with lock:
-            in_flight[0] -= 1
+        overlap.hold(0.03)
         number = json.loads(request.body)["PageNumber"]
         return 200, {}, json.dumps(envelope(rows(2 * number - 1, 2 * number), 20))
 
@@ -438,21 +458,16 @@ def test_remaining_pages_fetched_concurrently_in_server_order():
 
     assert [row["ID"] for row in result.rows] == list(range(1, 21))
     assert (result.pages, result.requests) == (10, 10)
-    assert peak[0] == 3
+    assert overlap.peak == 3
 
 
 @responses.activate
 def test_requests_in_flight_bounded_across_caller_threads():
     add_token()
-    in_flight, peak, lock = [0], [0], threading.Lock()
+    overlap = Overlap()
 
     def reply(request):
-        with lock:
-            in_flight[0] += 1
-            peak[0] = max(peak[0], in_flight[0])
-        time.sleep(0.03)
-        with lock:
-            in_flight[0] -= 1
+        overlap.hold(0.03)
         return 200, {}, json.dumps(envelope(rows(1), 1))
 
     responses.add_callback(responses.POST, BASE + LOCATIONS_PATH, callback=reply)
@@ -464,7 +479,7 @@ def test_requests_in_flight_bounded_across_caller_threads():
         caller.join()
 
     assert len(calls_to(LOCATIONS_PATH)) == 6
-    assert peak[0] == 2
+    assert overlap.peak == 2
 
 
 @pytest.mark.parametrize(("pages", "total", "read"), [
@@ -474,9 +489,7 @@ def test_requests_in_flight_bounded_across_caller_threads():
 ], ids=["fewer", "more", "empty-first-page"])
 @responses.activate
 def test_count_mismatch_raises(pages, total, read):
-    add_token()
-    responses.add_callback(responses.POST, BASE + ORDERS, callback=paged(pages, total))
-    client, _ = make_client(page_size=2)
+    client = paged_client(pages, total, page_size=2)
 
     with pytest.raises(BookerCountMismatch, match=f"read {read} rows .* TotalResultsCount {total}"):
         client.find(ORDERS, "Results", report="orders")
@@ -536,21 +549,16 @@ def test_location_body_flat_or_wrapped_and_cached(wrapped):
 
 def test_map_bounds_threads_keeps_order_and_reraises_first_error():
     client, _ = make_client(max_in_flight=3)
-    running, peak, lock = [0], [0], threading.Lock()
+    overlap = Overlap()
 
     def work(item: int) -> int:
-        with lock:
-            running[0] += 1
-            peak[0] = max(peak[0], running[0])
-        time.sleep(0.02)
-        with lock:
-            running[0] -= 1
+        overlap.hold(0.02)
         if item in (4, 7):
             raise ValueError(f"bad {item}")
         return item * 10
 
     assert client.map(work, range(4)) == [0, 10, 20, 30]
-    assert peak[0] == 3
+    assert overlap.peak == 3
     with pytest.raises(ValueError, match="bad 4"):
         client.map(work, range(10))
 
@@ -582,14 +590,19 @@ def test_token_bucket_refills_only_up_to_burst():
 
 # ----- connection check --------------------------------------------------------------------------
 
+def checks_of_a_reachable_host() -> list[ConnectionCheck]:
+    """``check_connection`` with the host answering (a 404 at ``/`` is an answer)."""
+    responses.get(BASE + "/", status=404)
+    client, _ = make_client()
+    return client.check_connection()
+
+
 @responses.activate
 def test_check_connection_all_ok():
-    responses.get(BASE + "/", status=404)
     add_token()
     responses.post(BASE + LOCATIONS_PATH, json=envelope(rows(1, 2), 2))
-    client, _ = make_client()
 
-    checks = client.check_connection()
+    checks = checks_of_a_reachable_host()
 
     assert [(c.name, c.ok) for c in checks] == [
         ("base URL", True), ("subscription key", True), ("client id/secret", True),
@@ -599,11 +612,9 @@ def test_check_connection_all_ok():
 
 @responses.activate
 def test_check_connection_names_the_wrong_credential():
-    responses.get(BASE + "/", status=404)
     responses.post(BASE + TOKEN_PATH, status=400, json={"error": "invalid_client"})
-    client, _ = make_client()
 
-    checks = client.check_connection()
+    checks = checks_of_a_reachable_host()
 
     assert [(c.name, c.ok) for c in checks] == [
         ("base URL", True), ("subscription key", True), ("client id/secret", False),
