@@ -3,8 +3,6 @@ resource built from the environment."""
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 import dagster as dg
 import pytest
 
@@ -17,7 +15,7 @@ from booker_assets.connection import (
 )
 from booker_assets.definitions import booker_resource
 from booker_assets.sandbox import DEMO_CREDENTIALS, BookerSandbox
-from booker_assets_tests.conftest import make_settings
+from booker_assets.settings import load_settings
 
 
 def _run(sandbox: BookerSandbox, **wrong: str):
@@ -91,8 +89,9 @@ def test_resource_from_env_treats_an_empty_base_url_as_unset(booker_env, monkeyp
     assert booker_resource_from_env(resolve_now=True).base_url == DEFAULT_BASE_URL
 
 
-def test_definitions_use_the_environment_unless_in_the_sandbox(booker_env, tmp_path):
-    settings = make_settings(tmp_path, ("1001",))
-    assert isinstance(booker_resource(settings).client_id, dg.EnvVar)
-    sandbox = booker_resource(replace(settings, use_sandbox=True))
+def test_definitions_use_the_environment_unless_in_the_sandbox(tmp_path):
+    env = {"BOOKER_LOCATION_IDS": "1001", "BOOKER_DUCKDB_PATH": str(tmp_path / "b.duckdb")}
+    deployed = booker_resource(load_settings(env | CREDENTIALS))
+    assert isinstance(deployed.client_id, dg.EnvVar)
+    sandbox = booker_resource(load_settings(env))
     assert sandbox.base_url == "sandbox" and sandbox.client_id == DEMO_CREDENTIALS["client_id"]
