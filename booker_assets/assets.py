@@ -4,6 +4,7 @@ No ``from __future__ import annotations`` here: Dagster reads the ``config`` par
 from the annotation at definition time, and each group has its own options class.
 """
 
+from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from datetime import date
@@ -12,7 +13,12 @@ import dagster as dg
 import pandas as pd
 
 from booker_assets.client import BookerResource
-from booker_assets.errors import BookerConfigError, BookerCredentialsError, BookerRequestError
+from booker_assets.errors import (
+    BookerConfigError,
+    BookerCredentialsError,
+    BookerError,
+    BookerRequestError,
+)
 from booker_assets.extract import extract
 from booker_assets.flatten import PiiPolicy
 from booker_assets.io_manager import ReportFrame
@@ -92,8 +98,10 @@ def _materialize(
     try:
         with ThreadPoolExecutor(max_workers=min(LOCATION_WORKERS, len(slices))) as pool:
             per_location = list(pool.map(one_location, slices.items()))
-    except FATAL as exc:
-        raise dg.Failure(description=str(exc), allow_retries=False) from exc
+    except BookerError as exc:
+        # A Failure's description is what the UI shows, also under "Exceeded max_retries".
+        raise dg.Failure(description=str(exc), allow_retries=not isinstance(exc, FATAL),
+                         metadata={"booker/error": type(exc).__name__}) from exc
     used = _delta(before, client.stats.snapshot())
     all_days = sorted({d for days in slices.values() for d in days})
     for table in tables:
@@ -112,11 +120,12 @@ def _materialize(
 
 def _delta(before: dict, after: dict) -> dict[str, float]:
     """What this step cost in API terms (requests, pages, retries, seconds in HTTP)."""
-    return {
-        name: round(after[name] - before.get(name, 0), 3)
-        for name in after
-        if isinstance(after[name], int | float)
-    }
+    used = {name: round(after[name] - before.get(name, 0), 3)
+            for name in after if isinstance(after[name], int | float)}
+    retries = Counter(after["retries"]) - Counter(before.get("retries", {}))
+    used["retries"] = sum(retries.values())
+    used.update({f"retries_{cause}": count for cause, count in sorted(retries.items())})
+    return used
 
 
 def _combine(frames: list[ReportFrame]) -> ReportFrame:

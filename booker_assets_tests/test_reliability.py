@@ -49,12 +49,20 @@ class _RetryCounter(logging.Handler):
             self.causes[message.rsplit(": ", 1)[-1].split("; retry ")[0]] += 1
 
 
-def _backfill(sandbox: BookerSandbox, directory: Path, **resource) -> str:
+def _backfill(sandbox: BookerSandbox, directory: Path, **resource) -> tuple[str, Counter]:
+    """The database, and the retries each step reported in its materialization metadata."""
     settings = make_settings(directory, LOCS)
     results = materialize_range(make_defs(sandbox, settings, **FAST, **resource), LOCS, FIRST,
                                 LAST)
     assert [r.success for r in results] == [True, True]
-    return settings.duckdb_path
+    per_step = {e.step_key: e.step_materialization_data.materialization.metadata
+                for r in results for e in r.get_asset_materialization_events()}
+    reported = Counter()
+    for metadata in per_step.values():  # a step's partitions all carry the step's figures
+        reported["total"] += metadata["booker/retries"].value
+        reported.update({k.removeprefix("booker/retries_"): v.value
+                         for k, v in metadata.items() if k.startswith("booker/retries_")})
+    return settings.duckdb_path, reported
 
 
 @pytest.fixture(scope="module")
@@ -62,7 +70,7 @@ def backfills(tmp_path_factory) -> dict:
     """The same backfill from a clean and from a hostile sandbox (~30 s together)."""
     clean_dir, hostile_dir = tmp_path_factory.mktemp("clean"), tmp_path_factory.mktemp("hostile")
     with BookerSandbox(SANDBOX_SETTINGS) as clean:
-        clean_db = _backfill(clean, clean_dir)
+        clean_db, _ = _backfill(clean, clean_dir)
     # Read timeouts are real (the server sleeps past the client's timeout) but cheap.
     profile = replace(FaultProfile.hostile(), timeout_sleep_s=1.0)
     counter = _RetryCounter()
@@ -71,13 +79,13 @@ def backfills(tmp_path_factory) -> dict:
     client_log.setLevel(logging.INFO)
     try:
         with BookerSandbox(replace(SANDBOX_SETTINGS, faults=profile)) as hostile:
-            hostile_db = _backfill(hostile, hostile_dir, timeout_seconds=0.5)
+            hostile_db, reported = _backfill(hostile, hostile_dir, timeout_seconds=0.5)
             faults = hostile.stats.faults
             dataset = hostile.dataset
     finally:
         client_log.removeHandler(counter)
     return {"clean": clean_db, "hostile": hostile_db, "faults": faults,
-            "retries": counter.causes, "dataset": dataset}
+            "retries": counter.causes, "reported": reported, "dataset": dataset}
 
 
 def _columns(db: str, table: str) -> list[str]:
@@ -127,6 +135,11 @@ def test_hostile_backfill_met_every_fault_and_retried(backfills):
     assert {"extra_fields", "missing_optional", "shuffle_keys"} <= set(faults)
     renewals = faults["expired_token"]  # renewed and replayed, not retried
     assert sum(retries.values()) >= sum(faults[k] for k in TRANSIENT_KINDS) - renewals
+    # what the UI shows per materialization: the same retries, total and by cause
+    reported = backfills["reported"]
+    assert reported.pop("total") == sum(retries.values())
+    assert sorted(reported.values()) == sorted(retries.values())  # causes named per kind
+    assert {"http_429", "http_503", "timeout", "connection", "empty_body"} <= set(reported)
 
 
 def _failure_message(result: dg.ExecuteInProcessResult) -> str:
