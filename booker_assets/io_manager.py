@@ -283,7 +283,11 @@ def _write_slice(
     try:
         frame = _with_loaded_at(report.frame)
         _require_columns(frame, list(KEY_TYPES))
-        conn.register("_frame", frame)
+        # One scan of the DataFrame (the costly part: object columns are read value by value);
+        # the checks and the insert then read DuckDB's own copy.
+        conn.register("_frame_in", frame)
+        conn.execute("CREATE TEMP TABLE _frame AS SELECT * FROM _frame_in")
+        conn.unregister("_frame_in")
         _register_slice(conn, report)
         conn.execute(f"CREATE SCHEMA IF NOT EXISTS {_qualified(conn, schema)}")
         _ensure_columns(conn, schema, table, conn.execute("DESCRIBE _frame").fetchall())
