@@ -15,9 +15,10 @@ import json
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta, timezone, tzinfo
+from typing import Any, Self
 
 import dagster as dg
-from pydantic import Field
+from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from booker_assets.checks import LOCATIONS_KEY, location_drift
 from booker_assets.client import BookerClient, BookerResource
@@ -260,17 +261,191 @@ def location_drift_sensor(settings: Settings) -> dg.SensorDefinition:
     return booker_location_drift
 
 
+# ---------------------------------------------------------------- days back
+
+DAYS_BACK_NODE = "file_days_back_backfill"  # run config: ops.file_days_back_backfill.config
+# Clocks run from UTC-12 to UTC+14: the days a location can be on now, before Booker says where.
+_WEST, _EAST = timedelta(hours=-12), timedelta(hours=14)
+_LINE = "\n  - "
+NO_ZONES = (
+    "Booker gave no time zone for any selected location (see the warnings above), so their "
+    "days cannot be counted. Fix: run the job booker_check_connection, correct "
+    "BOOKER_LOCATION_IDS if a location is gone, and launch again"
+)
+
+
+def _invalid(cause: str, fix: str) -> ValueError:
+    return ValueError(f"{cause}. Fix: {fix}")
+
+
 class DaysBackConfig(dg.Config):
+    """Domo's "days back N to M": the days N..M days ago in each location's time zone."""
+
+    # Checks that need no deployment; ``checked_days_back_config`` adds this deployment's.
+
     days_back_start: int = Field(
-        7, ge=0, description="Domo 'days back to start from': the oldest day, N days ago."
+        7, description="Domo 'days back to start from': the oldest day, N days ago."
     )
     days_back_end: int = Field(
-        1, ge=0, description="Domo 'days back to end at': the newest day, M days ago (M <= N)."
+        1, description="Domo 'days back to end at': the newest day, M days ago (M <= N)."
     )
     tables: list[str] = Field(
         default_factory=list,
         description="Tables to load (e.g. orders, customers); empty: every location report.",
     )
+    locations: list[str] = Field(
+        default_factory=list,
+        description="Location ids to load (e.g. 1001); empty: every configured location.",
+    )
+
+    @field_validator("days_back_start", "days_back_end")
+    @classmethod
+    def _not_negative(cls, value: int, info: ValidationInfo) -> int:
+        if value < 0:
+            raise _invalid(
+                f"{info.field_name}={value} is negative: days back count from today (0) into "
+                "the past", f"set {info.field_name} to 0 or more, e.g. days_back_start 7 and "
+                "days_back_end 1 for the seven days up to yesterday")
+        return value
+
+    @model_validator(mode="after")
+    def _end_not_before_start(self) -> Self:
+        if self.days_back_end > self.days_back_start:
+            raise _invalid(
+                f"days_back_end ({self.days_back_end}) is more days back than days_back_start "
+                f"({self.days_back_start}): the window would be empty", "set days_back_end <= "
+                "days_back_start, e.g. start 7, end 1 for the seven days up to yesterday")
+        return self
+
+
+@dataclass(frozen=True)
+class DaysBackScope:
+    """What a days-back config is checked against at launch: this deployment, now."""
+
+    tables: tuple[str, ...]
+    location_ids: tuple[str, ...]
+    start_date: date
+    newest: date  # the newest daily partition
+    local_days: tuple[date, ...]  # the calendar days a location may be on
+
+
+def days_anywhere(now: datetime) -> tuple[date, ...]:
+    """Every calendar day some place on Earth is on at ``now`` (one or two days)."""
+    utc = now.astimezone(timezone.utc)
+    first, last = (utc + _WEST).date(), (utc + _EAST).date()
+    return tuple(first + timedelta(days=n) for n in range((last - first).days + 1))
+
+
+def days_back_window(
+    config: DaysBackConfig, today: date, start_date: date, newest: date
+) -> tuple[date, date]:
+    """Days N..M before ``today`` that have partitions (``first > last``: none)."""
+    first = max(today - timedelta(days=config.days_back_start), start_date)
+    last = min(today - timedelta(days=config.days_back_end), newest)
+    return first, last
+
+
+def _on(days: Sequence[date], back: int) -> str:
+    shifted = sorted({day - timedelta(days=back) for day in days})
+    return " or ".join(map(str, shifted)) + (" (by time zone)" if len(shifted) > 1 else "")
+
+
+def window_problem(
+    config: DaysBackConfig, todays: Sequence[date], start_date: date, newest: date
+) -> str | None:
+    """Why days back N..M has no partition on any of ``todays`` (None: it has one).
+
+    One check for both moments: the launch passes every day a location may be on now (its
+    zone is Booker's, asked only by the run); the run passes each location's own day.
+    """
+    if any(first <= last for first, last in
+           (days_back_window(config, today, start_date, newest) for today in todays)):
+        return None
+    n, m = config.days_back_start, config.days_back_end
+    if newest < start_date:
+        return (f"no day since BOOKER_START_DATE {start_date} is over yet, so there are no "
+                f"partitions. Fix: launch after {start_date} has ended, or set "
+                "BOOKER_START_DATE earlier")
+    if max(todays) - timedelta(days=m) < start_date:
+        return (f"days_back_end={m} ends the window on {_on(todays, m)}, before "
+                f"BOOKER_START_DATE {start_date}: there are no partitions that old. Fix: set "
+                f"days_back_end to {(min(todays) - start_date).days} or less, or set "
+                "BOOKER_START_DATE earlier")
+    return (f"days_back_start={n} starts the window on {_on(todays, n)}, a day not over yet "
+            f"(the newest partition is {newest}). Fix: set days_back_start to "
+            f"{(max(todays) - newest).days} or more")
+
+
+def _unknown(field: str, chosen: list[str], known: tuple[str, ...], what: str) -> list[str]:
+    unknown = sorted(set(chosen) - set(known))
+    if not unknown:
+        return []
+    return [f"{field} {unknown}: not {what}. Fix: choose from {', '.join(known)}, or leave "
+            f"{field} empty for all"]
+
+
+def deployment_problems(config: DaysBackConfig, scope: DaysBackScope) -> list[str]:
+    """What this deployment cannot load of ``config``: unknown tables or locations, no days."""
+    problems = _unknown("tables", config.tables, scope.tables, "location reports")
+    problems += [
+        problem + "; to load another location, add it to BOOKER_LOCATION_IDS and reload the "
+        "code location (`booker-assets discover-locations` lists those Booker shows)"
+        for problem in _unknown("locations", config.locations, scope.location_ids,
+                                "configured locations")
+    ]
+    window = window_problem(config, scope.local_days, scope.start_date, scope.newest)
+    return problems + ([window] if window else [])
+
+
+def checked_days_back_config(scope_now: Callable[[], DaysBackScope]) -> type[DaysBackConfig]:
+    """``DaysBackConfig`` that also validates against the deployment at ``scope_now()``.
+
+    A subclass closing over the scope: Dagster builds a Config as ``cls(**values)``, so no
+    pydantic validation context reaches field validators.
+    """
+
+    class CheckedDaysBackConfig(DaysBackConfig):
+        """Domo's "days back N to M": the days N..M days ago in each location's time zone."""
+
+        @model_validator(mode="after")
+        def _loadable_here(self) -> Self:
+            problems = deployment_problems(self, scope_now())
+            if problems:
+                raise ValueError(_LINE.join(problems))
+            return self
+
+    return CheckedDaysBackConfig
+
+
+def checked_at_launch(config_cls: type[DaysBackConfig]) -> dg.ConfigMapping:
+    """The days-back node's config, validated by ``config_cls`` as Dagster resolves run config.
+
+    Dagster builds an op's Config only when its step starts: a validator there fails a run
+    already launched. A config mapping runs when the run config is resolved (a launch from the
+    launchpad or CLI, execute_in_process; again as the run starts), before a run exists. A
+    pydantic error raised in it would read "The config
+    mapping function ... has thrown an unexpected error", pydantic's text under a stack trace;
+    so it is re-raised as Dagster's own invalid-config error, one line per cause and fix.
+    """
+
+    def to_op_config(values: dict[str, Any]) -> dict[str, Any]:
+        try:
+            config_cls(**values)
+        except ValidationError as exc:
+            raise dg.DagsterInvalidConfigError(launch_error(exc), [], values) from None
+        return {"file_backfill": {"config": values}}
+
+    return dg.ConfigMapping(config_fn=to_op_config, config_schema=config_cls.to_config_schema())
+
+
+def launch_error(exc: ValidationError) -> str:
+    """Each validation error as a line: ours name field and fix; pydantic's get the field."""
+    lines = [
+        str(error["ctx"]["error"]) if error["type"] == "value_error"
+        else f"{'.'.join(map(str, error['loc']))}: {error['msg']}"
+        for error in exc.errors()
+    ]
+    return _LINE.join([f"Invalid config at ops.{DAYS_BACK_NODE}.config:", *lines])
 
 
 def days_back_keys(
@@ -281,18 +456,9 @@ def days_back_keys(
     newest: date,
 ) -> list[str]:
     """Multi partition keys "D|location" for every day N..M days ago in each location's zone."""
-    if config.days_back_end > config.days_back_start:
-        raise dg.Failure(
-            f"days_back_end ({config.days_back_end}) is more days back than days_back_start "
-            f"({config.days_back_start}): the range would be empty. Set days_back_end <= "
-            "days_back_start, e.g. start 7, end 1 for the last seven days up to yesterday.",
-            allow_retries=False,
-        )
     keys = []
     for location, zone in zones.items():
-        today = local_day(now, zone)
-        first = max(today - timedelta(days=config.days_back_start), settings.start_date)
-        last = min(today - timedelta(days=config.days_back_end), newest)
+        first, last = days_back_window(config, local_day(now, zone), settings.start_date, newest)
         keys += [
             f"{first + timedelta(days=n)}|{location}" for n in range((last - first).days + 1)
         ]
@@ -314,38 +480,50 @@ def days_back_job(
     or per day). It is the same call the UI's launchPartitionBackfill makes
     (``PartitionBackfill.from_asset_partitions`` then ``instance.add_backfill``), so the result
     shows up under Overview → Backfills with per-partition status, retries and cancel.
+
+    The op sits in a graph named ``file_days_back_backfill`` whose config mapping validates
+    at launch; the run config keeps its shape, ``ops.file_days_back_backfill.config``.
     """
     keys = load_keys(assets, partitions)
     by_table = {key.path[-1]: key for key in keys.changing + keys.snapshot}
 
-    @dg.op(name="file_days_back_backfill")
+    def scope_now() -> DaysBackScope:
+        now = clock()
+        return DaysBackScope(tuple(sorted(by_table)), settings.location_ids, settings.start_date,
+                             newest_partition_day(partitions, now), days_anywhere(now))
+
+    @dg.op(name="file_backfill")
     def file_backfill(
         context: dg.OpExecutionContext, config: DaysBackConfig, booker: BookerResource
     ) -> str:
-        unknown = sorted(set(config.tables) - set(by_table))
-        if unknown:
-            raise dg.Failure(f"unknown tables {unknown}; choose from {sorted(by_table)}",
-                             allow_retries=False)
         now = clock()
-        zones = location_zones(booker.get_client(), settings.location_ids, context.log)
-        partition_keys = days_back_keys(
-            config, zones, now, settings, newest_partition_day(partitions, now)
-        )
-        if not partition_keys:
-            raise dg.Failure("no partitions in that range (before BOOKER_START_DATE?)",
-                             allow_retries=False)
+        newest = newest_partition_day(partitions, now)
+        chosen = [loc for loc in settings.location_ids
+                  if not config.locations or loc in config.locations]
+        zones = location_zones(booker.get_client(), chosen, context.log)
+        # Only the run knows each location's own day: the launch check allowed any of them.
+        todays = [local_day(now, zone) for zone in zones.values()]
+        problem = window_problem(config, todays, settings.start_date, newest) if zones else NO_ZONES
+        if problem:
+            raise dg.Failure(problem, allow_retries=False)
+        partition_keys = days_back_keys(config, zones, now, settings, newest)
         selection = [by_table[t] for t in config.tables] or list(by_table.values())
         backfill_id = file_backfill_for(context, assets, selection, partition_keys, config)
         context.log.info(f"backfill {backfill_id}: {len(partition_keys)} partitions")
         return backfill_id
 
+    @dg.graph(name=DAYS_BACK_NODE,
+              config=checked_at_launch(checked_days_back_config(scope_now)))
+    def file_days_back_backfill() -> str:
+        return file_backfill()
+
     @dg.job(
         name="booker_days_back",
-        description="Domo 'days back N to M': backfill every location report (or `tables`) "
-        "for the days N..M days ago in each location's time zone.",
+        description="Domo 'days back N to M': backfill every location report (or `tables`, "
+        "`locations`) for the days N..M days ago in each location's time zone.",
     )
     def booker_days_back() -> None:
-        file_backfill()
+        file_days_back_backfill()
 
     return booker_days_back
 

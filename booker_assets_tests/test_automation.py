@@ -1,4 +1,4 @@
-"""The daily-load sensor, the locations schedule and the days-back job, on frozen clocks.
+"""The daily-load sensor and the locations schedule, on frozen clocks (days back: test_days_back).
 
 Sandbox locations: 1001 New York, 1002 Chicago, 1003 Phoenix (no DST), 1004 Los Angeles.
 US DST began 2025-03-09 (a 23-hour day) and ended 2025-11-02 (a 25-hour day).
@@ -16,13 +16,7 @@ import dagster as dg
 import pytest
 
 from booker_assets.assets import build_report_assets
-from booker_assets.automation import (
-    DaysBackConfig,
-    LoadKeys,
-    build_automation,
-    days_back_keys,
-    plan_loads,
-)
+from booker_assets.automation import LoadKeys, build_automation, plan_loads
 from booker_assets.client import BookerResource
 from booker_assets.partitions import RANGE_END, RANGE_START, build_partitions
 from booker_assets.sandbox import BookerSandbox
@@ -218,33 +212,3 @@ def test_locations_schedule_requests_yesterday_utc(ticker_for):
     context = dg.build_schedule_context(scheduled_execution_time=at("2025-03-05T00:30"))
     (request,) = schedule.evaluate_tick(context).run_requests
     assert request.partition_key == "2025-03-04"
-
-
-def test_days_back_keys_per_location_zone(tmp_path: Path):
-    settings = make_settings(tmp_path, ("1001", "1004"))
-    zones = {"1001": ZoneInfo("America/New_York"), "1004": ZoneInfo("America/Los_Angeles")}
-    # 2025-03-05 06:00 UTC: already 03-05 in New York, still 03-04 in Los Angeles
-    keys = days_back_keys(DaysBackConfig(days_back_start=2, days_back_end=1), zones,
-                          at("2025-03-05T06:00"), settings, date(2025, 3, 4))
-    assert keys == ["2025-03-03|1001", "2025-03-04|1001", "2025-03-02|1004", "2025-03-03|1004"]
-    with pytest.raises(dg.Failure, match="days_back_end <= days_back_start"):
-        days_back_keys(DaysBackConfig(days_back_start=1, days_back_end=3), zones,
-                       at("2025-03-05T06:00"), settings, date(2025, 3, 4))
-
-
-def test_days_back_job_files_a_backfill(ticker_for):
-    ticker = ticker_for(at("2025-03-05T12:00"), locations=("1001", "1002"))
-    job = ticker.defs.get_job_def("booker_days_back")
-    with dg.instance_for_test() as instance:
-        result = job.execute_in_process(
-            run_config={"ops": {"file_days_back_backfill": {"config": {
-                "days_back_start": 3, "days_back_end": 1, "tables": ["orders"]}}}},
-            instance=instance,
-        )
-        (backfill,) = instance.get_backfills()
-        assert backfill.backfill_id == result.output_for_node("file_days_back_backfill")
-        subset = backfill.asset_backfill_data.target_subset
-        (key,) = subset.asset_keys
-        assert key == dg.AssetKey(["booker", "orders"])
-        assert sorted(subset.get_partitions_subset(key).get_partition_keys()) == [
-            f"2025-03-0{d}|{loc}" for d in (2, 3, 4) for loc in ("1001", "1002")]
