@@ -13,7 +13,6 @@ from booker_assets.client import BookerResource
 from booker_assets.definitions import build_definitions
 from booker_assets.demo import materialize_range
 from booker_assets.errors import BookerConfigError
-from booker_assets.sandbox import BookerSandbox
 from booker_assets.settings import load_settings
 from booker_assets_tests.conftest import make_defs, make_settings
 
@@ -135,17 +134,3 @@ def test_unwritable_database_fails_the_run_naming_path_and_setting(sandbox, tmp_
     print(f"\nunwritable DuckDB path at run time: {message}")
     assert settings.duckdb_path in message and "Fix: point BOOKER_DUCKDB_PATH" in message
     assert sandbox.stats.requests == before  # refused at start, not after the fetch
-
-
-def test_days_back_end_beyond_start_fails_the_launch_with_the_fix(sandbox: BookerSandbox, tmp_path):
-    defs = make_defs(sandbox, make_settings(tmp_path, ("1001",)))
-    config = {"days_back_start": 1, "days_back_end": 3}
-    with dg.instance_for_test() as instance:
-        result = defs.get_job_def("booker_days_back").execute_in_process(
-            run_config={"ops": {"file_days_back_backfill": {"config": config}}},
-            instance=instance, raise_on_error=False)
-        assert instance.get_backfills() == []
-    message = _failure(result)
-    print(f"\ndays_back_end > days_back_start: {message}")
-    assert "days_back_end (3) is more days back than days_back_start (1)" in message
-    assert "Set days_back_end <= days_back_start" in message

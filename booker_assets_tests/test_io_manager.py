@@ -78,6 +78,21 @@ def test_rematerializing_a_partition_replaces_it(db: Path) -> None:
     assert meta["preview"].value.splitlines()[2].startswith("| 2025-03-01 | 1002 | 1 | 10.0 |")
 
 
+def test_long_slices_carry_the_column_schema_only_when_the_columns_change(db: Path) -> None:
+    # Dagster copies an output's metadata into every partition's event: 30 copies of the schema
+    month = pd.date_range("2025-03-01", periods=30).date
+    rows = [row(day, "1002", i, 1.0) for i, day in enumerate(month)]
+    first = write(db, report(rows, [(d, "1002") for d in month]))
+    again = write(db, report(rows, [(d, "1002") for d in month]))
+    wider = write(db, report([r | {"tip": 1.0} for r in rows], [(d, "1002") for d in month]))
+    daily = write(db, report(rows[:1], [(month[0], "1002")]))
+
+    assert "dagster/column_schema" in first  # the table was created
+    assert "dagster/column_schema" not in again
+    assert [c.name for c in wider["dagster/column_schema"].schema.columns][-1] == "tip"
+    assert "dagster/column_schema" in daily
+
+
 def test_empty_frame_creates_table_and_records_zero_rows(db: Path) -> None:
     empty = pd.DataFrame(
         {
