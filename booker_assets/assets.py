@@ -1,18 +1,18 @@
-"""The asset factory: one Dagster multi-asset per report group of the catalogue.
+"""The asset factory: the report catalogue as two Dagster multi-assets, one asset per table.
 
 No ``from __future__ import annotations`` here: Dagster reads the ``config`` parameter's type
-from the annotation at definition time, and each group has its own options class.
+from the annotation at definition time, and it is built from the reports' options classes.
 """
 
 from collections import Counter
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import date
 
 import dagster as dg
 import pandas as pd
 
-from booker_assets.client import BookerResource
+from booker_assets.client import BookerClient, BookerResource
 from booker_assets.errors import (
     BookerConfigError,
     BookerCredentialsError,
@@ -23,7 +23,7 @@ from booker_assets.extract import extract
 from booker_assets.flatten import PiiPolicy
 from booker_assets.io_manager import ReportFrame
 from booker_assets.partitions import BookerPartitions, days_by_location
-from booker_assets.reports import GROUPS, ReportGroup
+from booker_assets.reports import GROUPS, ReportGroup, Table
 from booker_assets.settings import Settings
 
 GROUP_NAME = "booker"
@@ -34,15 +34,21 @@ RETRY = dg.RetryPolicy(
 )
 # Errors that a retry cannot fix: bad credentials, refused requests, bad settings.
 FATAL = (BookerCredentialsError, BookerRequestError, BookerConfigError)
-LOCATION_WORKERS = 4
+FETCH_WORKERS = 16  # (report, location) fetches of a step in flight; requests are bounded apart
+SCOPES = ("brand", "location")
 
 
 def build_report_assets(settings: Settings, partitions: BookerPartitions) -> list:
-    """Every report group of the catalogue as a multi-asset, one output per table."""
-    return [_report_asset(group, settings, partitions) for group in GROUPS]
+    """The catalogue as two multi-assets, one output (asset) per table: the brand-level reports
+    (partitioned by day) and the location-scoped ones (by day × location)."""
+    return [_report_asset([g for g in GROUPS if g.scope == scope], settings, partitions)
+            for scope in SCOPES]
 
 
-def _report_asset(group: ReportGroup, settings: Settings, partitions: BookerPartitions):
+def _report_asset(groups: list[ReportGroup], settings: Settings, partitions: BookerPartitions):
+    """One step fetches every selected report at once, a single stream of requests paced by the
+    rate limit, and stores each table as soon as its report is complete. (A step per report
+    left the budget idle while Dagster and DuckDB finished each step.)"""
     outs = {
         table.name: dg.AssetOut(
             key=dg.AssetKey([GROUP_NAME, table.name]),
@@ -56,64 +62,101 @@ def _report_asset(group: ReportGroup, settings: Settings, partitions: BookerPart
                 "booker/entity_key": list(table.entity_key),
             },
         )
+        for group in groups
         for table in group.tables
     }
-    options_type = group.options
+    scope = groups[0].scope
+    options_type = _options_type(groups)
 
     @dg.multi_asset(
-        name=f"booker_{group.name}",
+        name=f"booker_{scope}_reports",
         outs=outs,
-        partitions_def=(
-            partitions.daily if group.scope == "brand" else partitions.daily_by_location
-        ),
+        partitions_def=partitions.daily if scope == "brand" else partitions.daily_by_location,
         backfill_policy=dg.BackfillPolicy.single_run(),
         can_subset=True,
         retry_policy=RETRY,
         pool=API_POOL,
     )
-    def report(
+    def reports(
         context: dg.AssetExecutionContext, booker: BookerResource, config: options_type
     ) -> Iterator[dg.Output]:
-        yield from _materialize(context, booker, group, config.model_dump(), settings.pii)
+        yield from _materialize(context, booker, groups, config.model_dump(), settings.pii)
 
-    return report
+    return reports
+
+
+def _options_type(groups: list[ReportGroup]) -> type[dg.Config]:
+    """Every Domo option of these reports in one config (each report reads its own)."""
+    bases = tuple(dict.fromkeys(group.options for group in groups))
+    return type("ReportOptions", bases, {"__doc__": "Domo's options, per report."})
 
 
 def _materialize(
     context: dg.AssetExecutionContext,
     booker: BookerResource,
-    group: ReportGroup,
+    groups: list[ReportGroup],
     options: dict,
     pii: PiiPolicy,
 ) -> Iterator[dg.Output]:
-    tables = [t for t in group.tables if t.name in context.selected_output_names]
+    selected = set(context.selected_output_names)
+    wanted = {g.name: (g, [t for t in g.tables if t.name in selected]) for g in groups}
+    wanted = {name: (group, tables) for name, (group, tables) in wanted.items() if tables}
     slices = days_by_location(context.partition_keys)
     client = booker.get_client()
-    before = client.stats.snapshot()
-
-    def one_location(item: tuple[str | None, list[date]]) -> dict[str, ReportFrame]:
-        location_id, days = item
-        return extract(client, group, tables, location_id, days, options, pii)
-
+    pool = ThreadPoolExecutor(max_workers=FETCH_WORKERS, thread_name_prefix="booker-report")
     try:
-        with ThreadPoolExecutor(max_workers=min(LOCATION_WORKERS, len(slices))) as pool:
-            per_location = list(pool.map(one_location, slices.items()))
+        fetches = {name: _submit(pool, client.counted(), group, tables, slices, options, pii)
+                   for name, (group, tables) in wanted.items()}
+        for name, (counted, futures) in _as_completed(fetches):
+            group, tables = wanted[name]
+            per_location = [future.result() for future in futures]
+            yield from _outputs(group, tables, per_location, slices, options,
+                                counted.stats.snapshot())
     except BookerError as exc:
         # A Failure's description is what the UI shows, also under "Exceeded max_retries".
         raise dg.Failure(description=str(exc), allow_retries=not isinstance(exc, FATAL),
                          metadata={"booker/error": type(exc).__name__}) from exc
-    used = _delta(before, client.stats.snapshot())
+    finally:
+        pool.shutdown(wait=False, cancel_futures=True)
+
+
+def _submit(pool: ThreadPoolExecutor, client: BookerClient, group: ReportGroup,
+            tables: list[Table], slices: dict[str | None, list[date]], options: dict,
+            pii: PiiPolicy) -> tuple[BookerClient, list[Future]]:
+    own = {name: options[name] for name in group.options.model_fields}
+    return client, [pool.submit(extract, client, group, tables, location_id, days, own, pii)
+                    for location_id, days in slices.items()]
+
+
+def _as_completed(fetches: dict[str, tuple[BookerClient, list[Future]]]
+                  ) -> Iterator[tuple[str, tuple[BookerClient, list[Future]]]]:
+    """Each report once all its locations are fetched, or one of them failed; soonest first."""
+    pending = dict(fetches)
+    while pending:
+        running = [f for _, futures in pending.values() for f in futures if not f.done()]
+        wait(running, return_when=FIRST_COMPLETED)
+        for group in [g for g, (_, futures) in pending.items() if _settled(futures)]:
+            yield group, pending.pop(group)
+
+
+def _settled(futures: list[Future]) -> bool:
+    return all(f.done() for f in futures) or any(f.done() and f.exception() for f in futures)
+
+
+def _outputs(group: ReportGroup, tables: list[Table], per_location: list[dict[str, ReportFrame]],
+             slices: dict[str | None, list[date]], options: dict, used: dict
+             ) -> Iterator[dg.Output]:
     all_days = sorted({d for days in slices.values() for d in days})
     for table in tables:
-        value = _combine([frames[table.name] for frames in per_location])
         yield dg.Output(
-            value,
+            _combine([frames[table.name] for frames in per_location]),
             output_name=table.name,
             metadata={
                 "booker/window": f"{all_days[0]} to {all_days[-1]} (location-local days)",
                 "booker/locations": ", ".join(str(loc) for loc in slices if loc) or "brand",
-                "booker/options": dg.MetadataValue.json(options),
-                **{f"booker/{name}": value for name, value in used.items()},
+                "booker/options": dg.MetadataValue.json(
+                    {name: options[name] for name in group.options.model_fields}),
+                **{f"booker/{name}": value for name, value in _delta({}, used).items()},
             },
         )
 

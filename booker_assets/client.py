@@ -10,6 +10,7 @@ bodies and are scrubbed from every message that quotes the server.
 from __future__ import annotations
 
 import base64
+import copy
 import json
 import logging
 import math
@@ -257,6 +258,13 @@ class BookerClient:
 
     def close(self) -> None:
         self._session.close()
+
+    def counted(self) -> BookerClient:
+        """This client (session, tokens, limiter, caches) with ``stats`` of its own, so that
+        reports fetched side by side each report their own requests and retries."""
+        view = copy.copy(self)
+        view.stats = ClientStats()
+        return view
 
     # ----- public calls -------------------------------------------------------------------
 

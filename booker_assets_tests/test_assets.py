@@ -139,7 +139,7 @@ def test_options_change_what_comes_back(sandbox, tmp_path):
 
     def rows_with(table: str, group: str, **options) -> int:
         _materialize(defs, [DAYS[0]], ("1001",), selection=[f"booker/{table}"],
-                     run_config={"ops": {f"booker_{group}": {"config": options}}})
+                     run_config={"ops": {"booker_location_reports": {"config": options}}})
         return _count(db, f"select count(*) from booker.{table}")
 
     assert rows_with("memberships", "memberships", include_expired=True) > rows_with(

@@ -25,7 +25,7 @@ import pytest
 
 from booker_assets.demo import materialize_range
 from booker_assets.io_manager import connect_locked
-from booker_assets.reports import TABLES
+from booker_assets.reports import GROUPS, TABLES
 from booker_assets.sandbox import HARD_KINDS, TRANSIENT_KINDS, BookerSandbox, FaultProfile
 from booker_assets_tests.conftest import SANDBOX_SETTINGS, make_defs, make_settings
 
@@ -55,10 +55,12 @@ def _backfill(sandbox: BookerSandbox, directory: Path, **resource) -> tuple[str,
     results = materialize_range(make_defs(sandbox, settings, **FAST, **resource), LOCS, FIRST,
                                 LAST)
     assert [r.success for r in results] == [True, True]
-    per_step = {e.step_key: e.step_materialization_data.materialization.metadata
-                for r in results for e in r.get_asset_materialization_events()}
+    report_of = {table.name: group.name for group in GROUPS for table in group.tables}
+    per_report = {(r.run_id, report_of[e.asset_key.path[-1]]):
+                  e.step_materialization_data.materialization.metadata
+                  for r in results for e in r.get_asset_materialization_events()}
     reported = Counter()
-    for metadata in per_step.values():  # a step's partitions all carry the step's figures
+    for metadata in per_report.values():  # a report's tables all carry the report's figures
         reported["total"] += metadata["booker/retries"].value
         reported.update({k.removeprefix("booker/retries_"): v.value
                          for k, v in metadata.items() if k.startswith("booker/retries_")})
