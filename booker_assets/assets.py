@@ -34,6 +34,9 @@ RETRY = dg.RetryPolicy(
 )
 # Errors that a retry cannot fix: bad credentials, refused requests, bad settings.
 FATAL = (BookerCredentialsError, BookerRequestError, BookerConfigError)
+# A backfill is cut into runs of at most a month of days (per location): a run holds its days'
+# rows until the step ends, so this bounds a run's memory however long the backfill.
+RUN_DAYS = 31
 FETCH_WORKERS = 16  # (report, location) fetches of a step in flight; requests are bounded apart
 SCOPES = ("brand", "location")
 
@@ -72,7 +75,7 @@ def _report_asset(groups: list[ReportGroup], settings: Settings, partitions: Boo
         name=f"booker_{scope}_reports",
         outs=outs,
         partitions_def=partitions.daily if scope == "brand" else partitions.daily_by_location,
-        backfill_policy=dg.BackfillPolicy.single_run(),
+        backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=RUN_DAYS),
         can_subset=True,
         retry_policy=RETRY,
         pool=API_POOL,

@@ -5,7 +5,7 @@
   the previous ``lookback_days`` days of the reports Booker edits after the fact. A fixed UTC
   cron would load Pacific locations three hours early or Eastern ones three hours late.
 - ``booker_locations_daily`` (schedule): the brand-level ``booker/locations`` snapshot.
-- ``booker_days_back`` (job): Domo's "days back N to M", launched as a single-run backfill.
+- ``booker_days_back`` (job): Domo's "days back N to M", launched as a backfill.
 - ``booker_location_drift`` (sensor): locations Booker returns vs the configured ones.
 
 No ``from __future__ import annotations``: Dagster reads the op's ``config`` type at definition.
@@ -476,8 +476,8 @@ def days_back_job(
     Why a job that files a backfill rather than a partitioned asset job run: a run has one
     partition range, but the days differ per location (each location's own "N days ago") and a
     multi-partition range only covers a rectangle. A backfill takes any set of partitions and
-    the backfill daemon splits it into as few single-run ranges as Dagster can (one per location
-    or per day). It is the same call the UI's launchPartitionBackfill makes
+    the backfill daemon splits it into as few runs as the backfill policy allows (a run per
+    location and month). It is the same call the UI's launchPartitionBackfill makes
     (``PartitionBackfill.from_asset_partitions`` then ``instance.add_backfill``), so the result
     shows up under Overview → Backfills with per-partition status, retries and cancel.
 

@@ -1,4 +1,4 @@
-"""``make demo``: the main job, as a single-run backfill of every report for the last N days and
+"""``make demo``: the main job, as a range run of every report for the last N days and
 every configured location (the embedded sandbox unless credentials are set), then a row count
 per DuckDB table.
 """
@@ -31,8 +31,8 @@ def materialize_range(
     run_config: dict | None = None,
     raise_on_error: bool = True,
 ) -> list[dg.ExecuteInProcessResult]:
-    """Days ``first``..``last`` × ``locations`` in one run per partitions definition, the way a
-    single-run backfill does it: the brand-level assets, then the location-scoped ones."""
+    """Days ``first``..``last`` × ``locations`` in one run per partitions definition (a backfill
+    run over a key range): the brand-level assets, then the location-scoped ones."""
     results = []
     for multi in (False, True):
         assets = [a for a in defs.assets

@@ -15,7 +15,7 @@ import dagster as dg
 from booker_assets.settings import Settings
 
 DATE, LOCATION = "date", "location"
-# Run tags of a single-run backfill over a key range (what Dagster's backfill daemon sets).
+# Run tags of a backfill run over a key range (what Dagster's backfill daemon sets).
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
 

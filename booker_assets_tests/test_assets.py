@@ -209,3 +209,32 @@ def test_failed_run_keeps_rows_and_names_the_credential(sandbox, tmp_path):
     message = failure.step_failure_data.error.message
     assert "BOOKER_CLIENT_SECRET" in message and "not-the-secret" not in message
     assert _count(db, "select count(*) from booker.orders") == before > 0
+
+
+def test_a_year_backfill_is_cut_into_month_runs_per_location(tmp_path):
+    """Dagster's own run planner (what the backfill daemon calls) on a year × 4 locations."""
+    from dagster._core.definitions.automation_tick_evaluation_context import (
+        build_run_requests_with_backfill_policies,
+    )
+    from dagster._core.definitions.events import AssetKeyPartitionKey
+
+    from booker_assets.definitions import build_definitions
+
+    defs = build_definitions(make_settings(tmp_path, ("1001", "1002", "1003", "1004")))
+    graph = defs.resolve_asset_graph()
+    wanted = [AssetKeyPartitionKey(key, partition)
+              for asset in defs.assets for key in asset.keys
+              for partition in asset.partitions_def.get_partition_keys()
+              if partition[:10] <= "2025-12-31"]
+    with dg.instance_for_test() as instance:
+        requests = build_run_requests_with_backfill_policies(wanted, graph, instance)
+
+    def keys(request) -> list[str]:
+        start, end = (request.tags[f"dagster/asset_partition_range_{e}"] for e in ("start", "end"))
+        partitions = graph.get(request.asset_selection[0]).partitions_def
+        return partitions.get_partition_keys_in_range(dg.PartitionKeyRange(start, end))
+
+    assert len(requests) == 12 * 5  # 12 months x (4 locations + the brand-level locations)
+    assert max(len(keys(r)) for r in requests) == 31
+    covered = {(str(key), k) for r in requests for key in r.asset_selection for k in keys(r)}
+    assert covered == {(str(w.asset_key), w.partition_key) for w in wanted}
