@@ -50,8 +50,8 @@ class FaultInjector:
     def _may_expire(self, token: dict | None, newest: bool) -> bool:
         """Only as a real token expires: the current token of its context, and, once that
         context saw an expiry, only tokens past half their life. A token issued to replace an
-        expired one is never refused during the replay (the contract's "renew once, replay":
-        a second refusal is a credentials error)."""
+        expired one is never refused during the replay (the contract says "renew once, replay";
+        the client renews up to 3 times before calling it a credentials error)."""
         if token is None or not newest:
             return False
         context = token.get("location_id")
