@@ -107,9 +107,10 @@ def _materialize(
     slices = days_by_location(context.partition_keys)
     client = booker.get_client()
     pool = ThreadPoolExecutor(max_workers=FETCH_WORKERS, thread_name_prefix="booker-report")
+    fetches = {}
     try:
-        fetches = {name: _submit(pool, client.counted(), group, tables, slices, options, pii)
-                   for name, (group, tables) in wanted.items()}
+        fetches.update({name: _submit(pool, client.counted(), group, tables, slices, options, pii)
+                        for name, (group, tables) in wanted.items()})
         for name, (counted, futures) in _as_completed(fetches):
             group, tables = wanted[name]
             per_location = [future.result() for future in futures]
@@ -119,7 +120,9 @@ def _materialize(
         # A Failure's description is what the UI shows, also under "Exceeded max_retries".
         raise dg.Failure(description=str(exc), allow_retries=not isinstance(exc, FATAL),
                          metadata={"booker/error": type(exc).__name__}) from exc
-    finally:
+    finally:  # after a failure, the other reports' fetches send nothing more
+        for counted, _ in fetches.values():
+            counted.stop()
         pool.shutdown(wait=False, cancel_futures=True)
 
 

@@ -35,6 +35,7 @@ from booker_assets.errors import (
     BookerError,
     BookerRequestError,
     BookerResponseError,
+    BookerStopped,
     BookerTransientError,
 )
 from booker_assets.ratelimit import shared_bucket
@@ -255,6 +256,7 @@ class BookerClient:
         self._locations: dict[str, dict] = {}
         self._locations_lock = threading.Lock()
         self.stats = ClientStats()
+        self._stopped = threading.Event()
 
     def close(self) -> None:
         self._session.close()
@@ -264,7 +266,12 @@ class BookerClient:
         reports fetched side by side each report their own requests and retries."""
         view = copy.copy(self)
         view.stats = ClientStats()
+        view._stopped = threading.Event()
         return view
+
+    def stop(self) -> None:
+        """Send no more requests from this client (a step failed: its other fetches stop)."""
+        self._stopped.set()
 
     # ----- public calls -------------------------------------------------------------------
 
@@ -479,6 +486,8 @@ class BookerClient:
         """One HTTP request inside the in-flight bound and the rate limit."""
         with self._in_flight:
             self._limiter.acquire()
+            if self._stopped.is_set():  # checked after the wait: it may have been long
+                raise BookerStopped("stopped: another report of this step failed", where=path)
             started = self._monotonic()
             try:
                 return self._session.request(method, self.base_url + path,

@@ -38,5 +38,9 @@ class BookerCountMismatch(BookerError):
     """Rows read differ from the ``TotalResultsCount`` Booker announced: never a short table."""
 
 
+class BookerStopped(BookerError):
+    """A fetch the step called off because another report of the step failed."""
+
+
 class BookerConfigError(BookerError):
     """A bad setting (location ids, dates, paths): raised at load or launch time."""

@@ -30,6 +30,7 @@ from booker_assets.errors import (
     BookerCredentialsError,
     BookerRequestError,
     BookerResponseError,
+    BookerStopped,
     BookerTransientError,
 )
 from booker_assets.ratelimit import TokenBucket
@@ -586,6 +587,25 @@ def test_token_bucket_refills_only_up_to_burst():
     fake.now += 100
     waits = [bucket.acquire() for _ in range(3)]
     assert waits == [0.0, 0.0, 0.5]
+
+
+@responses.activate
+def test_a_stopped_view_sends_nothing_and_its_siblings_go_on():
+    add_token()
+    responses.post(BASE + LOCATIONS_PATH, json=envelope(rows(1, 2), 2))
+    client, _ = make_client()
+    failed, sibling = client.counted(), client.counted()
+    failed.locations()
+    sent = len(responses.calls)
+
+    failed.stop()
+    with pytest.raises(BookerStopped, match="another report of this step failed"):
+        failed.locations()
+    assert len(responses.calls) == sent  # refused before the wire
+
+    assert [r["ID"] for r in sibling.locations()] == [1, 2]
+    assert (failed.stats.requests, sibling.stats.requests) == (1, 1)  # each counts its own
+    assert client.stats.requests == 1  # the token both share, asked once by the parent
 
 
 # ----- connection check --------------------------------------------------------------------------

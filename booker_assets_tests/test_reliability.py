@@ -203,6 +203,21 @@ def test_exhausted_retries_name_the_partition_day(stored_day, monkeypatch):
     assert str(day) in message or str(day - timedelta(days=1)) in message
 
 
+def test_a_failed_report_stops_the_other_fetches_of_its_step(tmp_path, monkeypatch):
+    monkeypatch.setattr("booker_assets.assets.RETRY", None)
+    settings = make_settings(tmp_path, ("1001",))
+    # orders fail at once; customers (a call per customer and day) still have seconds to go
+    with BookerSandbox(replace(SANDBOX_SETTINGS, latency_ms=20)) as faulty:
+        monkeypatch.setattr(faulty, "_draw_fault", _only_orders("html_body"))
+        (result,) = materialize_range(
+            make_defs(faulty, settings, **FAST, max_retries=0), ["1001"], FIRST, LAST,
+            selection=["booker/customers", "booker/notes", *ORDERS], raise_on_error=False)
+        assert "malformed JSON body" in _failure_message(result)
+        sent = faulty.stats.requests
+        time.sleep(1.0)
+        assert faulty.stats.requests - sent <= 8  # at most what was already in flight
+
+
 @pytest.mark.parametrize(("kind", "cause"), [
     ("html_body", "malformed JSON body after 2 attempts"),
     ("truncated_json", "malformed JSON body after 2 attempts"),
