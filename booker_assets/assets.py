@@ -4,7 +4,6 @@ No ``from __future__ import annotations`` here: Dagster reads the ``config`` par
 from the annotation at definition time, and it is built from the reports' options classes.
 """
 
-from collections import Counter
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from datetime import date
@@ -12,7 +11,7 @@ from datetime import date
 import dagster as dg
 import pandas as pd
 
-from booker_assets.client import BookerClient, BookerResource
+from booker_assets.client import BookerResource
 from booker_assets.errors import (
     BookerConfigError,
     BookerCredentialsError,
@@ -106,43 +105,43 @@ def _materialize(
     wanted = {name: (group, tables) for name, (group, tables) in wanted.items() if tables}
     slices = days_by_location(context.partition_keys)
     client = booker.get_client()
+    views = {name: client.counted() for name in wanted}  # each report counts its own requests
     pool = ThreadPoolExecutor(max_workers=FETCH_WORKERS, thread_name_prefix="booker-report")
-    fetches = {}
     try:
-        fetches.update({name: _submit(pool, client.counted(), group, tables, slices, options, pii)
-                        for name, (group, tables) in wanted.items()})
-        for name, (counted, futures) in _as_completed(fetches):
+        fetches = {
+            name: [pool.submit(extract, views[name], group, tables, location_id, days,
+                               _own(group, options), pii)
+                   for location_id, days in slices.items()]
+            for name, (group, tables) in wanted.items()
+        }
+        for name, futures in _as_completed(fetches):
             group, tables = wanted[name]
             per_location = [future.result() for future in futures]
-            yield from _outputs(group, tables, per_location, slices, options,
-                                counted.stats.snapshot())
+            yield from _outputs(group, tables, per_location, slices, _own(group, options),
+                                views[name].stats.snapshot())
     except BookerError as exc:
         # A Failure's description is what the UI shows, also under "Exceeded max_retries".
         raise dg.Failure(description=str(exc), allow_retries=not isinstance(exc, FATAL),
                          metadata={"booker/error": type(exc).__name__}) from exc
     finally:  # after a failure, the other reports' fetches send nothing more
-        for counted, _ in fetches.values():
-            counted.stop()
+        for view in views.values():
+            view.stop()
         pool.shutdown(wait=False, cancel_futures=True)
 
 
-def _submit(pool: ThreadPoolExecutor, client: BookerClient, group: ReportGroup,
-            tables: list[Table], slices: dict[str | None, list[date]], options: dict,
-            pii: PiiPolicy) -> tuple[BookerClient, list[Future]]:
-    own = {name: options[name] for name in group.options.model_fields}
-    return client, [pool.submit(extract, client, group, tables, location_id, days, own, pii)
-                    for location_id, days in slices.items()]
+def _own(group: ReportGroup, options: dict) -> dict:
+    """The options this report reads."""
+    return {name: options[name] for name in group.options.model_fields}
 
 
-def _as_completed(fetches: dict[str, tuple[BookerClient, list[Future]]]
-                  ) -> Iterator[tuple[str, tuple[BookerClient, list[Future]]]]:
+def _as_completed(fetches: dict[str, list[Future]]) -> Iterator[tuple[str, list[Future]]]:
     """Each report once all its locations are fetched, or one of them failed; soonest first."""
     pending = dict(fetches)
     while pending:
-        running = [f for _, futures in pending.values() for f in futures if not f.done()]
+        running = [f for futures in pending.values() for f in futures if not f.done()]
         wait(running, return_when=FIRST_COMPLETED)
-        for group in [g for g, (_, futures) in pending.items() if _settled(futures)]:
-            yield group, pending.pop(group)
+        for name in [name for name, futures in pending.items() if _settled(futures)]:
+            yield name, pending.pop(name)
 
 
 def _settled(futures: list[Future]) -> bool:
@@ -150,7 +149,7 @@ def _settled(futures: list[Future]) -> bool:
 
 
 def _outputs(group: ReportGroup, tables: list[Table], per_location: list[dict[str, ReportFrame]],
-             slices: dict[str | None, list[date]], options: dict, used: dict
+             slices: dict[str | None, list[date]], options: dict, stats: dict
              ) -> Iterator[dg.Output]:
     all_days = sorted({d for days in slices.values() for d in days})
     for table in tables:
@@ -160,21 +159,18 @@ def _outputs(group: ReportGroup, tables: list[Table], per_location: list[dict[st
             metadata={
                 "booker/window": f"{all_days[0]} to {all_days[-1]} (location-local days)",
                 "booker/locations": ", ".join(str(loc) for loc in slices if loc) or "brand",
-                "booker/options": dg.MetadataValue.json(
-                    {name: options[name] for name in group.options.model_fields}),
-                **{f"booker/{name}": value for name, value in _delta({}, used).items()},
+                "booker/options": dg.MetadataValue.json(options),
+                **{f"booker/{name}": value for name, value in _cost(stats).items()},
             },
         )
 
 
-def _delta(before: dict, after: dict) -> dict[str, float]:
-    """What this step cost in API terms (requests, pages, retries, seconds in HTTP)."""
-    used = {name: round(after[name] - before.get(name, 0), 3)
-            for name in after if isinstance(after[name], int | float)}
-    retries = Counter(after["retries"]) - Counter(before.get("retries", {}))
-    used["retries"] = sum(retries.values())
-    used.update({f"retries_{cause}": count for cause, count in sorted(retries.items())})
-    return used
+def _cost(stats: dict) -> dict[str, float]:
+    """A report's cost in API terms: requests, pages, seconds in HTTP, retries by cause."""
+    cost = {name: value for name, value in stats.items() if isinstance(value, int | float)}
+    cost["retries"] = sum(stats["retries"].values())
+    cost.update({f"retries_{cause}": n for cause, n in sorted(stats["retries"].items())})
+    return cost
 
 
 def _combine(frames: list[ReportFrame]) -> ReportFrame:
