@@ -53,8 +53,9 @@ class TokenBucket:
         with self._lock, self._state() as state:
             tokens, updated = state
             now = self._clock()
-            elapsed = max(0.0, now - updated)  # a state file from before a reboot: start afresh
-            tokens = min(self._burst, tokens + elapsed * self._rate) - 1.0
+            if now < updated:  # a state file from before a reboot (the clock restarted)
+                tokens, updated = self._burst, now
+            tokens = min(self._burst, tokens + (now - updated) * self._rate) - 1.0
             state[:] = [tokens, now]
             wait = -tokens / self._rate if tokens < 0 else 0.0
         if wait > 0:

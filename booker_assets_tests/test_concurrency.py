@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import multiprocessing
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
@@ -13,6 +14,7 @@ import pytest
 from booker_assets.client import BookerResource
 from booker_assets.demo import materialize_range
 from booker_assets.io_manager import connect_locked
+from booker_assets.ratelimit import _STATE, TokenBucket
 from booker_assets.reports import TABLES
 from booker_assets.sandbox import BookerSandbox
 from booker_assets_tests.conftest import SANDBOX_SETTINGS, make_defs, make_settings
@@ -97,3 +99,12 @@ def test_limiter_never_exceeds_the_rate_across_processes(counting_sandbox):
     (_, first), *rest = per_second
     assert first <= BURST + RATE
     assert rest and all(n <= RATE + 1 for _, n in rest), per_second
+
+
+def test_a_bucket_file_from_before_a_reboot_starts_full(tmp_path):
+    # time.monotonic restarts at boot: a saved queue of 40 "in the future" must not be honoured
+    state = tmp_path / "bucket"
+    state.write_bytes(_STATE.pack(-40.0, time.monotonic() + 1e6))
+    bucket = TokenBucket(10, 5, path=state)
+    assert [bucket.acquire() for _ in range(5)] == [0.0] * 5
+    assert bucket.acquire() > 0  # then the rate holds
