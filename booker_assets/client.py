@@ -56,6 +56,7 @@ _DEFAULT_TOKEN_SECONDS = 1800.0  # when a token has neither a JWT ``exp`` nor ``
 _BACKOFF_BASE, _BACKOFF_CAP = 0.5, 30.0
 _RETRY_STATUSES = frozenset({500, 502, 503, 504})
 _TOKEN_EXPIRED_CODE = 1000
+DEFAULT_BASE_URL = "https://api.booker.com"
 # Renewals of one request's token before a refusal counts as a bad credential: on long runs
 # tokens expire mid-run, and another thread's renewal can be refused as it races ours.
 _MAX_RENEWALS = 3
@@ -86,7 +87,7 @@ class BookerResource(dg.ConfigurableResource):
     subscription_key: str = Field(repr=False, description="BOOKER_SUBSCRIPTION_KEY.")
     personal_access_token: str = Field(repr=False, description="BOOKER_PERSONAL_ACCESS_TOKEN.")
     base_url: str = Field(
-        default="https://api.booker.com",
+        default=DEFAULT_BASE_URL,
         description='API host; "sandbox" means the embedded Booker sandbox.',
     )
     page_size: int = Field(default=100, description="Rows per Find page (server cap: 100).")

@@ -5,11 +5,10 @@ import os
 
 import dagster as dg
 
-from booker_assets.client import BookerResource
+from booker_assets.client import DEFAULT_BASE_URL, BookerResource
 from booker_assets.errors import BookerConfigError
 from booker_assets.settings import CREDENTIAL_VARS
 
-DEFAULT_BASE_URL = "https://api.booker.com"
 # BookerResource field -> its environment variable, e.g. client_id -> BOOKER_CLIENT_ID
 CREDENTIAL_FIELDS = {var.removeprefix("BOOKER_").lower(): var for var in CREDENTIAL_VARS}
 

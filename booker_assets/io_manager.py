@@ -203,8 +203,8 @@ class BookerDuckDBIOManager(dg.ConfigurableIOManager):
         report = obj if isinstance(obj, ReportFrame) else ReportFrame.from_frame(obj)
         table = context.asset_key.path[-1]
         with connect_locked(self.database, timeout_seconds=self.lock_timeout_seconds) as conn:
-            before = _table_columns(conn, self.schema_name, table)
-            columns = _write_slice(conn, self.schema_name, table, report, _entity_key(context))
+            columns, changed = _write_slice(conn, self.schema_name, table, report,
+                                            _entity_key(context))
         metadata = {
             "dagster/row_count": len(report.frame),
             "dagster/table_name": f"{self.schema_name}.{table}",
@@ -215,7 +215,7 @@ class BookerDuckDBIOManager(dg.ConfigurableIOManager):
         # schema is most of it (~17% of a 30-day run's CPU): long backfill slices carry it
         # only where the table's columns changed; daily loads always do.
         days = {day for day, _ in report.partitions}
-        if columns != before or len(days) <= SCHEMA_ALWAYS_UP_TO_DAYS:
+        if changed or len(days) <= SCHEMA_ALWAYS_UP_TO_DAYS:
             metadata["dagster/column_schema"] = dg.MetadataValue.table_schema(
                 dg.TableSchema(columns=[dg.TableColumn(name, dtype) for name, dtype in columns])
             )
@@ -282,8 +282,9 @@ def _write_slice(
     table: str,
     report: ReportFrame,
     entity_key: list[str],
-) -> list[tuple[str, str]]:
-    """Replace the slice in one transaction; return the table's (column, type) afterwards."""
+) -> tuple[list[tuple[str, str]], bool]:
+    """Replace the slice in one transaction; return the table's (column, type) afterwards and
+    whether this write changed them."""
     target = _qualified(conn, schema, table)
     conn.begin()
     try:
@@ -296,7 +297,7 @@ def _write_slice(
         conn.unregister("_frame_in")
         _register_slice(conn, report)
         conn.execute(f"CREATE SCHEMA IF NOT EXISTS {_qualified(conn, schema)}")
-        _ensure_columns(conn, schema, table, conn.execute("DESCRIBE _frame").fetchall())
+        before = _ensure_columns(conn, schema, table, conn.execute("DESCRIBE _frame").fetchall())
         _check_frame_matches_slice(conn)
         conn.execute(
             f"DELETE FROM {target} t USING _slice s WHERE t.report_date = s.report_date"
@@ -314,7 +315,7 @@ def _write_slice(
             f"nothing was changed: {exc}",
             where=f"writing {target} ({_describe(report.partitions)})",
         ) from exc
-    return columns
+    return columns, columns != before
 
 
 def _with_loaded_at(frame: pd.DataFrame) -> pd.DataFrame:
@@ -342,21 +343,21 @@ def _register_slice(conn: duckdb.DuckDBPyConnection, report: ReportFrame) -> Non
 
 def _ensure_columns(
     conn: duckdb.DuckDBPyConnection, schema: str, table: str, described: Sequence[tuple]
-) -> None:
-    """Create the table or add the columns it lacks; retype columns that never held a value."""
+) -> list[tuple[str, str]]:
+    """Create the table or add the columns it lacks; retype columns that never held a value.
+    Returns the table's (column, type) as they were before."""
     inferred = {row[0]: row[1] for row in described}
     incoming = {
         name: KEY_TYPES.get(name, _FALLBACK_TYPE if dtype == _NULL_TYPE else dtype)
         for name, dtype in inferred.items()
     }
-    existing = {
-        name.casefold(): (name, dtype) for name, dtype in _table_columns(conn, schema, table)
-    }
+    before = _table_columns(conn, schema, table)
+    existing = {name.casefold(): (name, dtype) for name, dtype in before}
     target = _qualified(conn, schema, table)
     if not existing:
         columns = ", ".join(f"{_quote(name)} {dtype}" for name, dtype in incoming.items())
         conn.execute(f"CREATE TABLE {target} ({columns})")
-        return
+        return before
     for name, dtype in incoming.items():
         if name.casefold() not in existing:
             conn.execute(f"ALTER TABLE {target} ADD COLUMN {_quote(name)} {dtype}")
@@ -366,6 +367,7 @@ def _ensure_columns(
         if n.casefold() in existing and existing[n.casefold()][1] != t and inferred[n] != _NULL_TYPE
     ]
     _retype_empty_columns(conn, target, drifted)
+    return before
 
 
 def _retype_empty_columns(
