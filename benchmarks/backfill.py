@@ -41,13 +41,13 @@ from dagster._core.definitions.automation_tick_evaluation_context import (
 )
 from dagster._core.definitions.events import AssetKeyPartitionKey
 
-from booker_assets import assets as assets_module
-from booker_assets import extract as extract_module
-from booker_assets import io_manager as io_module
-from booker_assets.client import BookerResource
+from booker_assets.api.client import BookerResource
+from booker_assets.catalogue.reports import TABLES
 from booker_assets.definitions import build_definitions
-from booker_assets.io_manager import connect_locked
-from booker_assets.reports import TABLES
+from booker_assets.defs import assets as assets_module
+from booker_assets.defs import io_manager as io_module
+from booker_assets.defs.io_manager import connect_locked
+from booker_assets.load import extract as extract_module
 from booker_assets.sandbox import BookerSandbox, SandboxSettings
 from booker_assets.settings import Settings
 

@@ -8,8 +8,8 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from booker_assets.client import BookerResource
-from booker_assets.connection import booker_resource_from_env
+from booker_assets.api.client import BookerResource
+from booker_assets.defs.connection import booker_resource_from_env
 from booker_assets.errors import BookerError
 
 DEFAULT_LOCATIONS_FILE = "booker_locations.txt"

@@ -7,13 +7,13 @@ from __future__ import annotations
 
 import dagster as dg
 
-from booker_assets.assets import build_report_assets
-from booker_assets.automation import build_automation
-from booker_assets.checks import build_checks
-from booker_assets.client import BookerResource
-from booker_assets.connection import booker_check_connection, booker_resource_from_env
-from booker_assets.io_manager import BookerDuckDBIOManager
-from booker_assets.partitions import build_partitions
+from booker_assets.api.client import BookerResource
+from booker_assets.defs.assets import build_report_assets
+from booker_assets.defs.automation import build_automation
+from booker_assets.defs.checks import build_checks
+from booker_assets.defs.connection import booker_check_connection, booker_resource_from_env
+from booker_assets.defs.io_manager import BookerDuckDBIOManager
+from booker_assets.defs.partitions import build_partitions
 from booker_assets.settings import Settings, load_settings
 
 

@@ -13,10 +13,10 @@ from datetime import date, timedelta
 
 import dagster as dg
 
+from booker_assets.catalogue.reports import TABLES
 from booker_assets.definitions import defs
-from booker_assets.io_manager import connect_locked
-from booker_assets.partitions import RANGE_END, RANGE_START
-from booker_assets.reports import TABLES
+from booker_assets.defs.io_manager import connect_locked
+from booker_assets.defs.partitions import RANGE_END, RANGE_START
 from booker_assets.settings import load_settings
 
 

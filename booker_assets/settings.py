@@ -16,7 +16,7 @@ from datetime import date
 from pathlib import Path
 
 from booker_assets.errors import BookerConfigError
-from booker_assets.flatten import PiiKey, PiiPolicy, missing_pii_key
+from booker_assets.load.pii import PiiKey, PiiPolicy, missing_pii_key
 
 CREDENTIAL_VARS = (
     "BOOKER_CLIENT_ID",

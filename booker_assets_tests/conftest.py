@@ -9,7 +9,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from booker_assets.client import BookerResource
+from booker_assets.api.client import BookerResource
 from booker_assets.definitions import build_definitions
 from booker_assets.sandbox import BookerSandbox, SandboxSettings
 from booker_assets.settings import Settings

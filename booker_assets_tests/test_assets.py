@@ -9,9 +9,9 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 import pytest
 
+from booker_assets.catalogue.reports import TABLES
+from booker_assets.defs.io_manager import connect_locked
 from booker_assets.demo import materialize_range
-from booker_assets.io_manager import connect_locked
-from booker_assets.reports import TABLES
 from booker_assets.sandbox import BookerSandbox, FaultProfile
 from booker_assets_tests.conftest import SANDBOX_SETTINGS, make_defs, make_settings
 
@@ -193,7 +193,7 @@ def test_new_api_field_becomes_a_new_column(tmp_path):
 
 
 def test_failed_run_keeps_rows_and_names_the_credential(sandbox, tmp_path):
-    from booker_assets.client import BookerResource
+    from booker_assets.api.client import BookerResource
     from booker_assets.definitions import build_definitions
 
     settings = make_settings(tmp_path, ("1001",))

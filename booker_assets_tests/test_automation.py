@@ -15,10 +15,10 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 import pytest
 
-from booker_assets.assets import build_report_assets
-from booker_assets.automation import LoadKeys, build_automation, plan_loads
-from booker_assets.client import BookerResource
-from booker_assets.partitions import RANGE_END, RANGE_START, build_partitions
+from booker_assets.api.client import BookerResource
+from booker_assets.defs.assets import build_report_assets
+from booker_assets.defs.automation import LoadKeys, build_automation, plan_loads
+from booker_assets.defs.partitions import RANGE_END, RANGE_START, build_partitions
 from booker_assets.sandbox import BookerSandbox
 from booker_assets.settings import Settings
 from booker_assets_tests.conftest import make_settings

@@ -9,7 +9,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from booker_assets.client import BookerResource
+from booker_assets.api.client import BookerResource
 from booker_assets.definitions import build_definitions
 from booker_assets.demo import materialize_range
 from booker_assets.errors import BookerConfigError

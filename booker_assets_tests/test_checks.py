@@ -8,9 +8,9 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from booker_assets.checks import build_checks, check_evaluators, location_drift
-from booker_assets.io_manager import connect_locked
-from booker_assets.reports import TABLES
+from booker_assets.catalogue.reports import TABLES
+from booker_assets.defs.checks import build_checks, check_evaluators, location_drift
+from booker_assets.defs.io_manager import connect_locked
 from booker_assets_tests.conftest import make_settings
 
 LOCS = ("1001", "1002")

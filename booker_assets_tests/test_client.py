@@ -15,7 +15,7 @@ import responses
 from responses import matchers
 
 from booker_assets import cli
-from booker_assets.client import (
+from booker_assets.api.client import (
     _FIX_LOCATION,
     CONTEXT_PATH,
     LOCATIONS_PATH,
@@ -24,6 +24,7 @@ from booker_assets.client import (
     BookerResource,
     ConnectionCheck,
 )
+from booker_assets.api.ratelimit import TokenBucket
 from booker_assets.errors import (
     BookerConfigError,
     BookerCountMismatch,
@@ -33,7 +34,6 @@ from booker_assets.errors import (
     BookerStopped,
     BookerTransientError,
 )
-from booker_assets.ratelimit import TokenBucket
 
 BASE = "https://booker.test"
 ORDERS = "/v4.1/merchant/orders"

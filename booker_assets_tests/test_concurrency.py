@@ -11,11 +11,11 @@ from datetime import date
 
 import pytest
 
-from booker_assets.client import BookerResource
+from booker_assets.api.client import BookerResource
+from booker_assets.api.ratelimit import _STATE, TokenBucket
+from booker_assets.catalogue.reports import TABLES
+from booker_assets.defs.io_manager import connect_locked
 from booker_assets.demo import materialize_range
-from booker_assets.io_manager import connect_locked
-from booker_assets.ratelimit import _STATE, TokenBucket
-from booker_assets.reports import TABLES
 from booker_assets.sandbox import BookerSandbox
 from booker_assets_tests.conftest import SANDBOX_SETTINGS, make_defs, make_settings
 

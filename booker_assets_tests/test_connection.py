@@ -6,14 +6,14 @@ from __future__ import annotations
 import dagster as dg
 import pytest
 
-from booker_assets.client import BookerResource
-from booker_assets.connection import (
+from booker_assets.api.client import BookerResource
+from booker_assets.definitions import booker_resource
+from booker_assets.defs.connection import (
     CREDENTIAL_FIELDS,
     DEFAULT_BASE_URL,
     booker_check_connection,
     booker_resource_from_env,
 )
-from booker_assets.definitions import booker_resource
 from booker_assets.sandbox import DEMO_CREDENTIALS, BookerSandbox
 from booker_assets.settings import load_settings
 

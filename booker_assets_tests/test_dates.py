@@ -7,7 +7,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from booker_assets.dates import (
+from booker_assets.api.dates import (
     BookerDateError,
     day_window,
     local_day,

@@ -15,10 +15,10 @@ import dagster as dg
 import pytest
 from pydantic import ValidationError
 
-from booker_assets.assets import build_report_assets
-from booker_assets.automation import DaysBackConfig, build_automation, days_back_keys
-from booker_assets.client import BookerResource
-from booker_assets.partitions import build_partitions
+from booker_assets.api.client import BookerResource
+from booker_assets.defs.assets import build_report_assets
+from booker_assets.defs.automation import DaysBackConfig, build_automation, days_back_keys
+from booker_assets.defs.partitions import build_partitions
 from booker_assets.sandbox import BookerSandbox
 from booker_assets_tests.conftest import make_settings
 

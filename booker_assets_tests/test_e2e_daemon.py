@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from dagster_graphql import DagsterGraphQLClient
 
-from booker_assets.io_manager import connect_locked
+from booker_assets.defs.io_manager import connect_locked
 from booker_assets.sandbox import BookerSandbox
 
 REPO = Path(__file__).resolve().parents[1]

@@ -10,7 +10,7 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from booker_assets.io_manager import (
+from booker_assets.defs.io_manager import (
     BookerDuckDBIOManager,
     BookerStorageError,
     PartitionLoad,

@@ -23,9 +23,9 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from booker_assets.catalogue.reports import GROUPS, TABLES
+from booker_assets.defs.io_manager import connect_locked
 from booker_assets.demo import materialize_range
-from booker_assets.io_manager import connect_locked
-from booker_assets.reports import GROUPS, TABLES
 from booker_assets.sandbox import HARD_KINDS, TRANSIENT_KINDS, BookerSandbox, FaultProfile
 from booker_assets_tests.conftest import SANDBOX_SETTINGS, make_defs, make_settings
 
@@ -76,7 +76,7 @@ def backfills(tmp_path_factory) -> dict:
     # Read timeouts are real (the server sleeps past the client's timeout) but cheap.
     profile = replace(FaultProfile.hostile(), timeout_sleep_s=1.0)
     counter = _RetryCounter()
-    client_log = logging.getLogger("booker_assets.client")
+    client_log = logging.getLogger("booker_assets.api.client")
     client_log.addHandler(counter)
     client_log.setLevel(logging.INFO)
     try:
@@ -178,7 +178,7 @@ def stored_day(sandbox, tmp_path) -> tuple:
 
 def _run_against(kind: str, settings, day: date, monkeypatch, **resource) -> tuple[str, Counter]:
     # The assets' step retries wait 30 s and more: fail at the first step failure here.
-    monkeypatch.setattr("booker_assets.assets.RETRY", None)
+    monkeypatch.setattr("booker_assets.defs.assets.RETRY", None)
     with BookerSandbox(SANDBOX_SETTINGS) as faulty:
         monkeypatch.setattr(faulty, "_draw_fault", _only_orders(kind))
         (result,) = materialize_range(
@@ -204,7 +204,7 @@ def test_exhausted_retries_name_the_partition_day(stored_day, monkeypatch):
 
 
 def test_a_failed_report_stops_the_other_fetches_of_its_step(tmp_path, monkeypatch):
-    monkeypatch.setattr("booker_assets.assets.RETRY", None)
+    monkeypatch.setattr("booker_assets.defs.assets.RETRY", None)
     settings = make_settings(tmp_path, ("1001",))
     # orders fail at once; customers (a call per customer and day) still have seconds to go
     with BookerSandbox(replace(SANDBOX_SETTINGS, latency_ms=20)) as faulty:
@@ -300,7 +300,7 @@ CHILD = """
 import json, sys, time
 from datetime import date
 from pathlib import Path
-import booker_assets.io_manager as io
+import booker_assets.defs.io_manager as io
 args = json.loads(sys.argv[1])
 if args["hold_file"]:
     record_loads = io._record_loads
@@ -309,7 +309,7 @@ if args["hold_file"]:
         Path(args["hold_file"]).write_text(table)
         time.sleep(args["hold_seconds"])
     io._record_loads = held
-from booker_assets.client import BookerResource
+from booker_assets.api.client import BookerResource
 from booker_assets.definitions import build_definitions
 from booker_assets.demo import materialize_range
 from booker_assets_tests.conftest import make_settings

@@ -14,7 +14,7 @@ from datetime import date, datetime, timedelta, timezone
 import pytest
 import requests
 
-from booker_assets.dates import parse_iso, parse_legacy
+from booker_assets.api.dates import parse_iso, parse_legacy
 from booker_assets.sandbox import (
     DEMO_CREDENTIALS,
     HARD_KINDS,

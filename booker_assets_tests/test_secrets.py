@@ -17,16 +17,16 @@ import pytest
 import requests
 import responses
 
-from booker_assets.client import (
+from booker_assets.api.client import (
     CONTEXT_PATH,
     LOCATIONS_PATH,
     TOKEN_PATH,
     BookerClient,
     BookerResource,
 )
+from booker_assets.catalogue.reports import TABLES
 from booker_assets.errors import BookerConfigError, BookerError
-from booker_assets.flatten import PiiKey, PiiPolicy, protect_pii
-from booker_assets.reports import TABLES
+from booker_assets.load.pii import PiiKey, PiiPolicy, protect_pii
 from booker_assets.settings import load_settings
 
 BASE = "https://booker.test"
@@ -130,7 +130,7 @@ def test_connection_check_messages_leak_no_secret(name):
 
 @responses.activate
 def test_retry_log_names_cause_and_wait_but_no_secret(caplog):
-    caplog.set_level(logging.INFO, logger="booker_assets.client")
+    caplog.set_level(logging.INFO, logger="booker_assets.api.client")
     token_ok()
     responses.post(BASE + LOCATIONS_PATH, status=429, headers={"Retry-After": "3"})
     responses.post(BASE + LOCATIONS_PATH, json={"IsSuccess": True, "Results": [],

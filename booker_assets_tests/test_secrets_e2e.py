@@ -16,11 +16,11 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
+from booker_assets.catalogue.reports import TABLES
 from booker_assets.definitions import build_definitions
+from booker_assets.defs.io_manager import connect_locked
 from booker_assets.demo import materialize_range
-from booker_assets.flatten import PiiKey, PiiPolicy
-from booker_assets.io_manager import connect_locked
-from booker_assets.reports import TABLES
+from booker_assets.load.pii import PiiKey, PiiPolicy
 from booker_assets.sandbox import BookerSandbox, FaultProfile
 from booker_assets_tests.conftest import SANDBOX_SETTINGS, make_defs, make_settings
 

@@ -12,7 +12,7 @@ from functools import cached_property
 from typing import Any
 from urllib.parse import parse_qs
 
-from booker_assets.dates import EASTERN, BookerDateError, parse_iso, parse_legacy
+from booker_assets.api.dates import EASTERN, BookerDateError, parse_iso, parse_legacy
 from booker_assets.sandbox.data import SandboxDataset
 from booker_assets.sandbox.settings import SandboxSettings
 from booker_assets.sandbox.tokens import TokenSigner

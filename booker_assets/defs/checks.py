@@ -14,8 +14,8 @@ import dagster as dg
 import duckdb
 import pandas as pd
 
-from booker_assets.io_manager import BookerStorageError, connect_locked, markdown_table
-from booker_assets.reports import TABLES
+from booker_assets.catalogue.reports import TABLES
+from booker_assets.defs.io_manager import BookerStorageError, connect_locked, markdown_table
 from booker_assets.settings import Settings
 
 SCHEMA = "booker"

@@ -93,7 +93,7 @@ def zone_for(time_zone: dict | str | None) -> ZoneInfo | timezone:
             sign = -1 if hours.startswith("-") else 1
             return timezone(sign * timedelta(hours=abs(int(hours)), minutes=int(minutes)))
     raise BookerDateError(
-        f"unknown Booker time zone {time_zone!r}: add it to booker_assets.dates._WINDOWS_ZONES"
+        f"unknown Booker time zone {time_zone!r}: add it to booker_assets.api.dates._WINDOWS_ZONES"
     )
 
 

@@ -29,6 +29,7 @@ import requests
 from pydantic import Field, PrivateAttr
 from requests.adapters import HTTPAdapter
 
+from booker_assets.api.ratelimit import shared_bucket
 from booker_assets.errors import (
     BookerCountMismatch,
     BookerCredentialsError,
@@ -38,9 +39,8 @@ from booker_assets.errors import (
     BookerStopped,
     BookerTransientError,
 )
-from booker_assets.ratelimit import shared_bucket
 
-log = logging.getLogger("booker_assets.client")
+log = logging.getLogger("booker_assets.api.client")
 
 T = TypeVar("T")
 R = TypeVar("R")

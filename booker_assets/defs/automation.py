@@ -20,11 +20,11 @@ from typing import Any, Self
 import dagster as dg
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
-from booker_assets.checks import LOCATIONS_KEY, location_drift
-from booker_assets.client import BookerClient, BookerResource
-from booker_assets.dates import local_day, zone_for
+from booker_assets.api.client import BookerClient, BookerResource
+from booker_assets.api.dates import local_day, zone_for
+from booker_assets.defs.checks import LOCATIONS_KEY, location_drift
+from booker_assets.defs.partitions import RANGE_END, RANGE_START, BookerPartitions
 from booker_assets.errors import BookerError
-from booker_assets.partitions import RANGE_END, RANGE_START, BookerPartitions
 from booker_assets.settings import Settings
 
 # Reports Booker changes after the day (refunds, edited customers): re-loaded over the lookback.

@@ -30,7 +30,6 @@ import time
 from collections import Counter
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from pathlib import Path
 
@@ -41,6 +40,12 @@ from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
 from booker_assets.errors import BookerError
+from booker_assets.load.frames import (
+    Partition,
+    PartitionLoad,
+    ReportFrame,
+    require_columns,
+)
 
 # Columns every report table has, with the types they are stored as whatever pandas inferred
 # (an empty frame's object columns would otherwise become VARCHAR or DuckDB's NULL type).
@@ -55,43 +60,8 @@ _NULL_TYPE = '"NULL"'  # what DuckDB infers for an object column holding no valu
 _FALLBACK_TYPE = "VARCHAR"
 SCHEMA_ALWAYS_UP_TO_DAYS = 8  # a daily load with its 7-day lookback
 
-Partition = tuple[date, str | None]
-
-
 class BookerStorageError(BookerError):
     """A DuckDB read or write failed; ``where`` names the database, table and slice."""
-
-
-@dataclass(frozen=True)
-class PartitionLoad:
-    """What was fetched for one (report_date, location_id) partition, recorded in ``_loads``."""
-
-    report_date: date
-    location_id: str | None
-    row_count: int
-    reported_total: int | None = None
-    pages: int = 0
-    requests: int = 0
-
-
-@dataclass
-class ReportFrame:
-    """What a Booker asset returns: the slice's rows plus every partition it replaces."""
-
-    frame: pd.DataFrame
-    partitions: list[Partition]
-    loads: list[PartitionLoad]
-
-    @classmethod
-    def from_frame(cls, frame: pd.DataFrame) -> ReportFrame:
-        """A plain DataFrame's slice is the distinct (report_date, location_id) pairs it holds."""
-        _require_columns(frame, ["report_date", "location_id"])
-        counts = frame.groupby(["report_date", "location_id"], dropna=False, sort=True).size()
-        loads = [
-            PartitionLoad(day, None if pd.isna(loc) else loc, int(n))
-            for (day, loc), n in counts.items()
-        ]
-        return cls(frame, [(ld.report_date, ld.location_id) for ld in loads], loads)
 
 
 # ---------------------------------------------------------------- connections and locking
@@ -289,7 +259,7 @@ def _write_slice(
     conn.begin()
     try:
         frame = _with_loaded_at(report.frame)
-        _require_columns(frame, list(KEY_TYPES))
+        require_columns(frame, list(KEY_TYPES))
         # One scan of the DataFrame (the costly part: object columns are read value by value);
         # the checks and the insert then read DuckDB's own copy.
         conn.register("_frame_in", frame)
@@ -454,12 +424,6 @@ def _table_columns(
 
 def _partition_frame(partitions: Sequence[Partition]) -> pd.DataFrame:
     return pd.DataFrame(list(partitions), columns=["report_date", "location_id"], dtype=object)
-
-
-def _require_columns(frame: pd.DataFrame, names: list[str]) -> None:
-    missing = [name for name in names if name not in frame.columns]
-    if missing:
-        raise ValueError(f"the frame lacks the required columns {missing}")
 
 
 def _describe(partitions: Sequence[Partition]) -> str:

@@ -11,18 +11,18 @@ from datetime import date
 import dagster as dg
 import pandas as pd
 
-from booker_assets.client import BookerResource
+from booker_assets.api.client import BookerResource
+from booker_assets.catalogue.reports import GROUPS, ReportGroup, Table
+from booker_assets.defs.partitions import BookerPartitions, days_by_location
 from booker_assets.errors import (
     BookerConfigError,
     BookerCredentialsError,
     BookerError,
     BookerRequestError,
 )
-from booker_assets.extract import extract
-from booker_assets.flatten import PiiPolicy
-from booker_assets.io_manager import ReportFrame
-from booker_assets.partitions import BookerPartitions, days_by_location
-from booker_assets.reports import GROUPS, ReportGroup, Table
+from booker_assets.load.extract import extract
+from booker_assets.load.frames import ReportFrame
+from booker_assets.load.pii import PiiPolicy
 from booker_assets.settings import Settings
 
 GROUP_NAME = "booker"

@@ -5,7 +5,7 @@ import os
 
 import dagster as dg
 
-from booker_assets.client import DEFAULT_BASE_URL, BookerResource
+from booker_assets.api.client import DEFAULT_BASE_URL, BookerResource
 from booker_assets.errors import BookerConfigError
 from booker_assets.settings import CREDENTIAL_VARS
 

@@ -14,11 +14,12 @@ from typing import Any
 
 import pandas as pd
 
-from booker_assets.client import BookerClient, FindResult
-from booker_assets.dates import day_window, to_iso, zone_for
-from booker_assets.flatten import PiiPolicy, Zone, flatten_record, protect_pii
-from booker_assets.io_manager import PartitionLoad, ReportFrame
-from booker_assets.reports import Call, ReportGroup, Source, Table
+from booker_assets.api.client import BookerClient, FindResult
+from booker_assets.api.dates import day_window, to_iso, zone_for
+from booker_assets.catalogue.reports import Call, ReportGroup, Source, Table
+from booker_assets.load.flatten import Zone, flatten_record
+from booker_assets.load.frames import PartitionLoad, ReportFrame
+from booker_assets.load.pii import PiiPolicy, protect_pii
 
 BASE_COLUMNS = ("report_date", "location_id", "_loaded_at")
 Placed = tuple[date | None, dict]  # None: a snapshot row that belongs to every day of the slice

@@ -1,0 +1,1 @@
+"""What Booker offers, as data: every report, its calls, options and tables."""

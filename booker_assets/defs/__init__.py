@@ -1,0 +1,1 @@
+"""Dagster objects: partitions, assets, the DuckDB IO manager, checks, automation."""
