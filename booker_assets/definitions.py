@@ -49,4 +49,8 @@ def build_definitions(settings: Settings, booker: BookerResource | None = None) 
     )
 
 
-defs = build_definitions(load_settings())
+@dg.definitions
+def defs() -> dg.Definitions:
+    """What ``dagster dev`` loads: the environment is read here, when Dagster asks, never at
+    import (tests import this module and build their own with ``build_definitions``)."""
+    return build_definitions(load_settings())

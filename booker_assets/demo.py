@@ -14,7 +14,7 @@ from datetime import date, timedelta
 import dagster as dg
 
 from booker_assets.catalogue.reports import TABLES
-from booker_assets.definitions import defs
+from booker_assets.definitions import build_definitions
 from booker_assets.defs.io_manager import connect_locked
 from booker_assets.defs.partitions import RANGE_END, RANGE_START
 from booker_assets.settings import load_settings
@@ -74,7 +74,8 @@ def main() -> None:
     instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else None
     started = time.perf_counter()
     with instance or dg.DagsterInstance.ephemeral() as active:
-        materialize_range(defs, settings.location_ids, first, last, instance=active)
+        materialize_range(build_definitions(settings), settings.location_ids, first, last,
+                          instance=active)
     print(f"Done in {time.perf_counter() - started:.1f} s. Tables:")
     print_counts(settings.duckdb_path)
 
