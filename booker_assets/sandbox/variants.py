@@ -148,14 +148,18 @@ def _vary_object(record: dict, zone: tzinfo, choose: Choose, where: str, row: bo
     """A varied copy of one object; ``row``: a record or a list item (not a nested field)."""
     out: dict[str, Any] = {}
     pairs = _moment_pairs(record)
-    twins = set(pairs.values())
+    pair_of = {name: legacy for legacy, twin in pairs.items() for name in (legacy, twin)}
+    drawn: dict[str, dict[str, Any]] = {}  # legacy field -> its pair's varied fields
     for key, value in record.items():
-        if key in twins:
-            continue  # an ISO twin: varied together with its legacy field
-        if key in pairs:
-            out.update(_vary_pair(key, value, record[pairs[key]], zone, choose))
-        else:
+        legacy = pair_of.get(key)
+        if legacy is None:
             out.update(_vary_value(key, value, zone, choose))
+            continue
+        if legacy not in drawn:  # a pair is drawn once, at whichever of its fields comes first
+            drawn[legacy] = _vary_pair(legacy, record[legacy], record[pairs[legacy]], zone,
+                                       choose)
+        if key in drawn[legacy]:  # each field keeps its place ("key_order" moves it)
+            out[key] = drawn[legacy][key]
     extras = choose("extra:" + where, EXTRA_FORMS if row else _NESTED_EXTRA_FORMS)
     for key, value in _extra_fields(extras).items():
         out.setdefault(key, value)  # never overwrite a real field
