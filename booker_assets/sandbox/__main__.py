@@ -25,6 +25,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--faults", choices=("none", "hostile"), default="none")
     parser.add_argument("--start", type=date.fromisoformat, default=date(2025, 1, 1),
                         help="first day with data (YYYY-MM-DD)")
+    parser.add_argument("--variants", type=int, default=None, metavar="SEED",
+                        help="serve contract-legal variant forms of every record (legacy-only "
+                             "dates, quoted numbers, short pages...), drawn from SEED")
     return parser.parse_args(argv)
 
 
@@ -45,13 +48,18 @@ def banner(sandbox: BookerSandbox) -> str:
     return "\n".join(lines)
 
 
-def main(argv: list[str] | None = None) -> None:
-    args = parse_args(argv)
-    settings = SandboxSettings(
+def settings_from(args: argparse.Namespace) -> SandboxSettings:
+    return SandboxSettings(
         seed=args.seed, location_count=args.locations, start_date=args.start,
         latency_ms=args.latency_ms, rate_per_second=args.rate, burst=args.burst,
         faults=FaultProfile.hostile() if args.faults == "hostile" else FaultProfile(),
+        variants=args.variants,
     )
+
+
+def main(argv: list[str] | None = None) -> None:
+    args = parse_args(argv)
+    settings = settings_from(args)
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     with BookerSandbox(settings, port=args.port) as sandbox:

@@ -159,6 +159,8 @@ class BookerApi:
         self._newest: dict[int | None, str] = {}  # context (None: brand) -> jti of its newest token
         cap = settings.faults.page_cap
         self.page_cap = min(settings.page_cap, cap) if cap else settings.page_cap
+        # A lower cap for one query (the server's variants draw one); None: ``page_cap``.
+        self.page_cap_for: Callable[[Request], int | None] = lambda request: None
         finds = {
             "locations": ("Results", "brand"), "customers": ("Customers", "location"),
             "employees": ("Results", "location"), "memberships": ("Results", "location"),
@@ -264,19 +266,25 @@ class BookerApi:
     def _location_call(
         self, request: Request, route: Route, params: dict[str, int], claims: dict
     ) -> Reply:
-        if "ID" in params:  # /location/{id}/schedule names its location in the path
-            location_id = params["ID"]
-        else:
-            source = request.json if route.method == "POST" else request.query
-            if not isinstance(source, dict):
-                raise ArgumentProblem("body", "The request body must be a JSON object.")
-            location_id = Args(source).integer("LocationID", required=True)
+        location_id = self.location_of(request, route, params)
         if claims.get("location_id") != location_id:
             held = claims.get("location_id")
             context = f"location {held}" if held else "the brand"
             return failure(403, 403, f"Location {location_id} is not the context of this token "
                                      f"(it is for {context}); call /v5/auth/context/update first.")
         return route.handler(request, params, location_id)
+
+    @staticmethod
+    def location_of(request: Request, route: Route, params: dict[str, int]) -> int:
+        """The location a location-scoped call names: in its path, else ``LocationID``."""
+        if "ID" in params:  # /location/{id}/schedule names its location in the path
+            return params["ID"]
+        source = request.json if route.method == "POST" else request.query
+        if not isinstance(source, dict):
+            raise ArgumentProblem("body", "The request body must be a JSON object.")
+        location_id = Args(source).integer("LocationID", required=True)
+        assert location_id is not None  # required=True raises instead
+        return location_id
 
     # ----- data --------------------------------------------------------------------------
 
@@ -293,7 +301,8 @@ class BookerApi:
             if size is not None and size < 1:
                 raise ArgumentProblem("PageSize", "PageSize must be 1 or more.")
             rows = self._rows(name, args, location_id)
-            size = min(size or self.page_cap, self.page_cap)
+            cap = min(self.page_cap, self.page_cap_for(request) or self.page_cap)
+            size = min(size or cap, cap)
             start = ((number or 1) - 1) * size
             return Reply(200, envelope(TotalResultsCount=len(rows),
                                        **{rows_key: rows[start:start + size]}),

@@ -1,11 +1,13 @@
 """The sandbox's HTTP server: a real loopback Booker for the demo, the tests and benchmarks.
 
 Stdlib only: ``ThreadingHTTPServer`` speaking HTTP/1.1 with keep-alive. Each request passes the
-gateway (subscription key, token bucket), then maybe a fault, then ``BookerApi``.
+gateway (subscription key, token bucket), then maybe a fault, then ``BookerApi``; with
+``SandboxSettings.variants``, good data replies then take contract-legal variant forms.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import socket
 import struct
@@ -13,7 +15,8 @@ import sys
 import threading
 import time
 from collections import Counter
-from datetime import datetime, timezone
+from collections.abc import Callable
+from datetime import datetime, timezone, tzinfo
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
@@ -23,6 +26,7 @@ from booker_assets.sandbox.api import (
     BookerApi,
     Reply,
     Request,
+    Route,
     failure,
     gateway_error,
 )
@@ -30,6 +34,12 @@ from booker_assets.sandbox.data import SandboxDataset
 from booker_assets.sandbox.faults import REPLACING, FaultInjector
 from booker_assets.sandbox.settings import SandboxSettings
 from booker_assets.sandbox.tokens import RateLimiter
+from booker_assets.sandbox.variants import draw_page_cap, recording, seeded_chooser, vary_reply
+
+# What a request's variants depend on: what it asks, never its token (renewed mid-run) nor,
+# for the page cap, its page (every page of a query must share one cap).
+_REPLY_IGNORES = frozenset({"access_token"})
+_QUERY_IGNORES = frozenset({"access_token", "pagenumber"})
 
 
 class SandboxStats:
@@ -45,6 +55,7 @@ class SandboxStats:
             self._by_route: Counter[str] = Counter()
             self._per_second: Counter[int] = Counter()
             self._faults: Counter[str] = Counter()
+            self._variants: Counter[str] = Counter()
 
     def record(self, route: str) -> None:
         with self._lock:
@@ -55,6 +66,10 @@ class SandboxStats:
     def fault(self, kind: str) -> None:
         with self._lock:
             self._faults[kind] += 1
+
+    def variants_drawn(self, tally: Counter[str]) -> None:
+        with self._lock:
+            self._variants.update(tally)
 
     def throttle(self) -> None:
         with self._lock:
@@ -85,6 +100,13 @@ class SandboxStats:
         with self._lock:
             return Counter(self._faults)
 
+    @property
+    def variants(self) -> Counter[str]:
+        """Variant picks as ``"<kind>=<option>"`` (e.g. ``moment=legacy_only``), and
+        ``replies``: how many replies were varied."""
+        with self._lock:
+            return Counter(self._variants)
+
 
 class BookerSandbox:
     """A Booker API on ``127.0.0.1``; use as a context manager or ``start()`` / ``stop()``."""
@@ -100,6 +122,8 @@ class BookerSandbox:
         self.api = BookerApi(self.settings, self.dataset)
         self.faults = FaultInjector(self.settings.faults)
         self._limiter = RateLimiter(self.settings.rate_per_second, self.settings.burst)
+        if self.settings.variants is not None:
+            self.api.page_cap_for = self._drawn_page_cap
         self._port = port
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
@@ -164,6 +188,8 @@ class BookerSandbox:
             return reply
         if kind in ("wrong_shape", "lossy_page") and self.faults.corrupt(kind, reply):
             self.stats.fault(kind)
+        if self.settings.variants is not None:
+            self._vary(request, route, params, reply)
         for switch in self.faults.reshape(reply):
             self.stats.fault(switch)
         if kind == "truncated_json":
@@ -171,6 +197,40 @@ class BookerSandbox:
             reply.truncated = True
         return reply
 
+    def _vary(self, request: Request, route: Route, params: dict[str, int], reply: Reply) -> None:
+        """Rewrite a good data reply's records into variants drawn for this request."""
+        tally: Counter[str] = Counter(replies=1)
+        choose = recording(seeded_chooser(self._variant_seed(request, _REPLY_IGNORES)), tally)
+        reply.body = vary_reply(reply.body, reply.rows_key, reply.record_body,
+                                self._zone_of(request, route, params), choose)
+        self.stats.variants_drawn(tally)
+
+    def _drawn_page_cap(self, request: Request) -> int | None:
+        tally: Counter[str] = Counter()
+        choose = recording(seeded_chooser(self._variant_seed(request, _QUERY_IGNORES)), tally)
+        cap = draw_page_cap(choose)
+        self.stats.variants_drawn(tally)
+        return cap
+
+    def _variant_seed(self, request: Request, ignores: frozenset[str]) -> int:
+        """A seed per request, from what it asks, so that replies do not depend on the order
+        in which concurrent requests arrive: the same seed serves the same bytes."""
+        args = request.json if request.method == "POST" else request.query
+        if isinstance(args, dict):
+            args = {k: v for k, v in args.items() if k.lower() not in ignores}
+        text = json.dumps([self.settings.variants, request.method, request.path.lower(), args],
+                          sort_keys=True, default=str)
+        return int.from_bytes(hashlib.sha256(text.encode()).digest()[:8], "big")
+
+    def _zone_of(
+        self, request: Request, route: Route, params: dict[str, int]
+    ) -> Callable[[dict], tzinfo]:
+        """The zone of each record: its own location's on brand calls (locations), else the
+        location the call names."""
+        if route.scope == "brand":
+            return lambda record: self.dataset.zone(record["ID"])
+        zone = self.dataset.zone(self.api.location_of(request, route, params))
+        return lambda record: zone
 
     def _draw_fault(self, request: Request, scope: str) -> str | None:
         token = None

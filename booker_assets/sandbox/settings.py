@@ -74,6 +74,9 @@ class SandboxSettings:
     context_reply: str = "string"  # or "object": {"access_token": ...}
     credentials: dict[str, str] = field(default_factory=lambda: dict(DEMO_CREDENTIALS))
     faults: FaultProfile = field(default_factory=FaultProfile)
+    # Seed of contract-legal variants of every good data reply (sandbox/variants.py), drawn
+    # per request and a short page size per query; None: the canonical replies.
+    variants: int | None = None
 
     def __post_init__(self) -> None:
         if self.now is not None and self.now.tzinfo is None:
