@@ -20,7 +20,6 @@ import threading
 import time
 from collections import Counter
 from collections.abc import Callable, Iterable
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import Any, NamedTuple, TypeVar
 
@@ -29,6 +28,7 @@ import requests
 from pydantic import Field, PrivateAttr
 from requests.adapters import HTTPAdapter
 
+from booker_assets.api.executor import BoundedExecutor
 from booker_assets.api.ratelimit import shared_bucket
 from booker_assets.errors import (
     BookerCountMismatch,
@@ -258,9 +258,11 @@ class BookerClient:
         self._locations_lock = threading.Lock()
         self.stats = ClientStats()
         self._stopped = threading.Event()
+        self.executor = BoundedExecutor(settings.max_in_flight, name="booker")
 
     def close(self) -> None:
         self._session.close()
+        self.executor.shutdown()
 
     def counted(self) -> BookerClient:
         """This client (session, tokens, limiter, caches) with ``stats`` of its own, so that
@@ -341,19 +343,9 @@ class BookerClient:
         return cached
 
     def map(self, fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
-        """``fn`` over ``items`` on up to ``max_in_flight`` threads; results in input order."""
-        work = list(items)
-        if not work:
-            return []
-        workers = min(self._settings.max_in_flight, len(work))
-        with ThreadPoolExecutor(max_workers=workers, thread_name_prefix="booker") as pool:
-            futures = [pool.submit(fn, item) for item in work]
-            try:
-                return [future.result() for future in futures]
-            except BaseException:
-                for future in futures:
-                    future.cancel()
-                raise
+        """``fn`` over ``items`` on the client's one executor (``max_in_flight`` threads);
+        results in input order. Safe inside another ``map``: see ``executor.py``."""
+        return self.executor.map(fn, items)
 
     def check_connection(self) -> list[ConnectionCheck]:
         """Base URL, each credential, then whether the brand token can list locations."""
