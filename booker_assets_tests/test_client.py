@@ -16,7 +16,6 @@ from responses import matchers
 
 from booker_assets import cli
 from booker_assets.api.client import (
-    _FIX_LOCATION,
     CONTEXT_PATH,
     LOCATIONS_PATH,
     TOKEN_PATH,
@@ -25,6 +24,7 @@ from booker_assets.api.client import (
     ConnectionCheck,
 )
 from booker_assets.api.ratelimit import TokenBucket
+from booker_assets.api.replies import FIX_LOCATION
 from booker_assets.errors import (
     BookerConfigError,
     BookerCountMismatch,
@@ -402,7 +402,7 @@ def test_location_the_token_cannot_see_says_how_to_fix_the_location_list(name):
     message = str(info.value)
     assert "location 77 is not visible to this token (or does not exist)" in message
     assert server_text in message
-    assert info.value.fix == _FIX_LOCATION  # one fix text for 403 and 404
+    assert info.value.fix == FIX_LOCATION  # one fix text for 403 and 404
     assert "BOOKER_LOCATION_IDS" in message and "booker-assets discover-locations" in message
     assert len(calls_to(path)) == 1
     assert fake.waits == []
