@@ -124,8 +124,10 @@ class ReportView:
     # ----- public calls -------------------------------------------------------------------
 
     def find(self, path: str, results_key: str, body: dict | None = None, *,
-             location_id: int | str | None = None, report: str = "") -> FindResult:
-        """Every row of a paged POST Find call (``paging.py``: a short page is not the end)."""
+             location_id: int | str | None = None, report: str = "",
+             key_field: str | None = "ID") -> FindResult:
+        """Every row of a paged POST Find call, read consistently (``paging.py``).
+        ``key_field`` is the row key: ``ID``, or e.g. ``CustomerID`` for customers."""
         name = report or self.report or path
 
         def page(number: int, tally: Tally) -> Page:
@@ -146,7 +148,8 @@ class ReportView:
             return Page(rows, total)
 
         return Paginator(page, page_size=self.shared.page_size, where=_where(name, location_id),
-                         map_pages=self.map).read()
+                         map_pages=self.map, key_field=key_field,
+                         on_reread=lambda: self.stats.add(retry="list_moved")).read()
 
     def get(self, path: str, results_key: str | None, params: dict | None = None, *,
             location_id: int | str | None = None, report: str = "") -> list[dict] | dict:
