@@ -16,7 +16,6 @@ from responses import matchers
 
 from booker_assets import cli
 from booker_assets.api.client import (
-    _FIX_LOCATION,
     CONTEXT_PATH,
     LOCATIONS_PATH,
     TOKEN_PATH,
@@ -25,6 +24,7 @@ from booker_assets.api.client import (
     ConnectionCheck,
 )
 from booker_assets.api.ratelimit import TokenBucket
+from booker_assets.api.replies import FIX_LOCATION
 from booker_assets.errors import (
     BookerConfigError,
     BookerCountMismatch,
@@ -402,7 +402,7 @@ def test_location_the_token_cannot_see_says_how_to_fix_the_location_list(name):
     message = str(info.value)
     assert "location 77 is not visible to this token (or does not exist)" in message
     assert server_text in message
-    assert info.value.fix == _FIX_LOCATION  # one fix text for 403 and 404
+    assert info.value.fix == FIX_LOCATION  # one fix text for 403 and 404
     assert "BOOKER_LOCATION_IDS" in message and "booker-assets discover-locations" in message
     assert len(calls_to(path)) == 1
     assert fake.waits == []
@@ -494,6 +494,143 @@ def test_count_mismatch_raises(pages, total, read):
 
     with pytest.raises(BookerCountMismatch, match=f"read {read} rows .* TotalResultsCount {total}"):
         client.find(ORDERS, "Results", report="orders")
+
+
+class MovingList:
+    """ORDERS paged from a list of IDs that ``move`` changes once ``after`` pages were served."""
+
+    def __init__(self, ids: list[int], page_size: int, after: int, move) -> None:
+        self.ids, self.page_size, self.after, self.move = list(ids), page_size, after, move
+        self.served = 0
+        self._lock = threading.Lock()
+
+    def reply(self, request):
+        number = json.loads(request.body)["PageNumber"]
+        with self._lock:
+            start = (number - 1) * self.page_size
+            body = envelope(rows(*self.ids[start:start + self.page_size]), len(self.ids))
+            self.served += 1
+            if self.served == self.after:
+                self.move(self.ids)
+        return 200, {}, json.dumps(body)
+
+
+def moving_client(moving: MovingList) -> BookerClient:
+    add_token()
+    responses.add_callback(responses.POST, BASE + ORDERS, callback=moving.reply)
+    return make_client(page_size=moving.page_size)[0]
+
+
+def add_and_delete(ids: list[int]) -> None:
+    """One row added where page 1 was read, one deleted behind the pages: count unchanged."""
+    ids.insert(1, 15)
+    ids.remove(60)
+
+
+@responses.activate
+def test_page_shift_with_count_unchanged_is_read_again_without_duplicates():
+    # after page 1: [10, 15, 20, 30, 40, 50]; pages 2 and 3 then read 20 twice
+    moving = MovingList([10, 20, 30, 40, 50, 60], page_size=2, after=1, move=add_and_delete)
+    client = moving_client(moving)
+
+    result = client.find(ORDERS, "Results", report="orders")
+
+    assert [row["ID"] for row in result.rows] == [10, 15, 20, 30, 40, 50]  # the list as it is
+    assert (result.total, result.pages, result.reads, result.requests) == (6, 3, 2, 6)
+    assert client.stats.snapshot()["retries"] == {"list_moved": 1}
+
+
+@responses.activate
+def test_row_deleted_between_pages_changes_the_count_and_is_read_again():
+    moving = MovingList([1, 2, 3, 4, 5, 6], page_size=2, after=1, move=lambda ids: ids.remove(3))
+    client = moving_client(moving)
+
+    result = client.find(ORDERS, "Results")
+
+    assert [row["ID"] for row in result.rows] == [1, 2, 4, 5, 6]  # 4 was not skipped
+    assert (result.total, result.reads) == (5, 2)
+
+
+@responses.activate
+def test_a_key_read_twice_is_read_again_by_the_configured_key_field():
+    add_token()
+    customers = "/v4.1/merchant/customers"
+
+    def wrapped(*ids: int) -> list[dict]:
+        return [{"CustomerID": i, "Customer": {"ID": i}} for i in ids]
+
+    reads = [{1: wrapped(1, 2), 2: wrapped(2, 3)}, {1: wrapped(1, 2), 2: wrapped(3, 4)}]
+    served: list[int] = []
+
+    def reply(request):
+        number = json.loads(request.body)["PageNumber"]
+        served.append(number)
+        read = reads[0] if len(served) <= 2 else reads[1]
+        return 200, {}, json.dumps(envelope(read[number], 4, key="Customers"))
+
+    responses.add_callback(responses.POST, BASE + customers, callback=reply)
+    client, _ = make_client(page_size=2)
+
+    result = client.find(customers, "Customers", key_field="CustomerID")
+
+    assert [row["CustomerID"] for row in result.rows] == [1, 2, 3, 4]
+    assert (result.reads, result.requests) == (2, 4)
+
+
+@responses.activate
+def test_list_still_moving_after_three_reads_is_a_transient_count_mismatch():
+    add_token()
+    responses.post(BASE + CONTEXT_PATH, json=jwt(START + 1800, "loc"))
+    pages = {1: rows(1, 2), 2: rows(2, 3)}  # 2 on both pages, every time
+
+    def reply(request):
+        number = json.loads(request.body)["PageNumber"]
+        return 200, {}, json.dumps(envelope(pages.get(number, []), 4))
+
+    responses.add_callback(responses.POST, BASE + ORDERS, callback=reply)
+    client, fake = make_client(page_size=2)
+
+    with pytest.raises(BookerCountMismatch) as info:
+        client.find(ORDERS, "Results", location_id=1002, report="orders for 2025-03-01")
+
+    message = str(info.value)
+    assert message.startswith("orders for 2025-03-01, location 1002: ID 2 read twice in 2 pages")
+    assert "in each of 3 reads" in message
+    assert info.value.transient
+    assert len(calls_to(ORDERS)) == 3 * 2  # the whole call, three times
+    assert client.stats.snapshot()["retries"] == {"list_moved": 2}
+    assert fake.waits == []
+
+
+@responses.activate
+def test_count_changing_between_pages_every_read_names_both_counts():
+    add_token()
+    served: list[int] = []
+
+    def reply(request):
+        number = json.loads(request.body)["PageNumber"]
+        served.append(number)
+        return 200, {}, json.dumps(envelope(rows(2 * number - 1, 2 * number), 4 + number - 1))
+
+    responses.add_callback(responses.POST, BASE + ORDERS, callback=reply)
+    client, _ = make_client(page_size=2)
+
+    with pytest.raises(BookerCountMismatch,
+                       match="TotalResultsCount went from 4 to 5 between pages"):
+        client.find(ORDERS, "Results", report="orders")
+    assert sorted(served) == [1, 1, 1, 2, 2, 2]
+
+
+@responses.activate
+def test_rows_without_the_key_field_are_not_checked():
+    add_token()
+    data = [{"CustomerID": 1, "Customer": {"ID": 1}}, {"CustomerID": 2, "Customer": {"ID": 2}}]
+    responses.post(BASE + "/v4.1/merchant/customers", json=envelope(data, 2, "Customers"))
+    client, _ = make_client()
+
+    result = client.find("/v4.1/merchant/customers", "Customers")  # default key_field "ID"
+
+    assert result.rows == data and result.reads == 1
 
 
 # ----- results keys ------------------------------------------------------------------------------

@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import bisect
+import json
 import multiprocessing
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import date
+from pathlib import Path
 
 import pytest
 
@@ -58,47 +61,75 @@ def counting_sandbox() -> Iterator[BookerSandbox]:
         yield sb
 
 
+def _assert_within_rate(granted: list[float]) -> None:
+    """No window of the bucket's schedule holds more than burst + rate × its length.
+
+    The times are the slots the bucket reserved, on its own (monotonic) clock: a loaded
+    machine delays when requests go out, never which slots were handed out, so this cannot
+    flake, and it fails for a bucket that hands out too many slots (a race on its state, a
+    wrong refill, a bucket each client or process keeps to itself)."""
+    granted = sorted(granted)
+    for i, start in enumerate(granted):
+        for window in (0.5, 1.0, 2.0):
+            inside = bisect.bisect_left(granted, start + window - 1e-9) - i
+            assert inside <= BURST + RATE * window + 1e-6, (start, window, inside)
+
+
 def test_limiter_never_exceeds_the_rate_across_threads_and_clients(counting_sandbox):
     # Two clients (two runs, one after the other or side by side) share the key's one bucket.
     clients = [BookerResource(base_url=counting_sandbox.url, **counting_sandbox.credentials,
                               requests_per_second=RATE, burst=BURST, max_in_flight=8).get_client()
                for _ in range(2)]
+    bucket = clients[0].shared.transport.limiter
+    assert clients[1].shared.transport.limiter is bucket
+    granted: list[float] = []
     calls = 3 * RATE
-    with ThreadPoolExecutor(max_workers=16) as pool:
-        list(pool.map(lambda i: clients[i % 2].locations(), range(calls)))
+    bucket.on_grant = granted.append
+    try:
+        with ThreadPoolExecutor(max_workers=16) as pool:
+            list(pool.map(lambda i: clients[i % 2].locations(), range(calls)))
+        finished = time.monotonic()
+    finally:
+        bucket.on_grant = None
 
-    per_second = sorted(counting_sandbox.stats.per_second.items())
-    assert sum(n for _, n in per_second) >= calls
-    (_, first), *rest = per_second
-    assert first <= BURST + RATE
-    assert rest and all(n <= RATE + 1 for _, n in rest), per_second
+    assert len(granted) == calls + 2  # and each client's token request
+    assert sum(counting_sandbox.stats.per_second.values()) >= calls
+    _assert_within_rate(granted)
+    # and the callers really waited for their slots: none returned before the last was due
+    assert finished >= max(granted) >= min(granted) + (calls - BURST) / RATE - 1e-6
 
 
-def _call_locations(url: str, credentials: dict[str, str], calls: int) -> None:
-    """One run's process: its own client, the host's one bucket."""
+def _call_locations(url: str, credentials: dict[str, str], calls: int, out: str) -> None:
+    """One run's process: its own client, the host's one bucket; writes the slots it got."""
     client = BookerResource(base_url=url, **credentials, requests_per_second=RATE, burst=BURST,
                             max_in_flight=8).get_client()
+    granted: list[float] = []
+    client.shared.transport.limiter.on_grant = granted.append
     with ThreadPoolExecutor(max_workers=8) as pool:
         list(pool.map(lambda _: client.locations(), range(calls)))
+    granted.append(time.monotonic())  # last: when this process was done
+    Path(out).write_text(json.dumps(granted))
 
 
-def test_limiter_never_exceeds_the_rate_across_processes(counting_sandbox):
+def test_limiter_never_exceeds_the_rate_across_processes(counting_sandbox, tmp_path):
     # Concurrent runs are separate processes (the run launcher): they share the bucket's file.
     spawn = multiprocessing.get_context("spawn")
-    runs = [spawn.Process(target=_call_locations,
-                          args=(counting_sandbox.url, counting_sandbox.credentials, 2 * RATE))
-            for _ in range(2)]
+    outs = [tmp_path / f"run-{n}.json" for n in range(2)]
+    runs = [spawn.Process(target=_call_locations, args=(
+                counting_sandbox.url, counting_sandbox.credentials, 2 * RATE, str(out)))
+            for out in outs]
     for run in runs:
         run.start()
     for run in runs:
         run.join(timeout=60)
     assert [run.exitcode for run in runs] == [0, 0]
 
-    per_second = sorted(counting_sandbox.stats.per_second.items())
-    assert sum(n for _, n in per_second) >= 4 * RATE
-    (_, first), *rest = per_second
-    assert first <= BURST + RATE
-    assert rest and all(n <= RATE + 1 for _, n in rest), per_second
+    per_run = [json.loads(out.read_text()) for out in outs]
+    granted = [t for slots in per_run for t in slots[:-1]]
+    assert [len(slots) - 1 for slots in per_run] == [2 * RATE + 1] * 2  # + the token request
+    assert sum(counting_sandbox.stats.per_second.values()) >= 4 * RATE
+    _assert_within_rate(granted)  # one schedule for both processes: the file is shared
+    assert all(slots[-1] >= max(slots[:-1]) for slots in per_run)
 
 
 def test_a_bucket_file_from_before_a_reboot_starts_full(tmp_path):

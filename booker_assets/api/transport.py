@@ -1,0 +1,87 @@
+"""Send: one HTTP request inside the client's in-flight bound and the host's rate limit
+(contract ``docs/booker-api.md`` §1, §3).
+
+A request's path — resource → view → paginator → retry → auth → **send** → classify. The
+request is prepared first: that is when ``auth.BookerAuth`` attaches its Bearer token (the
+token the renewal loop pinned; an auth without one reads the cache and may issue a token).
+Only then does it take one of ``max_in_flight`` slots and a slot of the rate limiter, so a
+token request never waits for a slot held by the request that needs the token. Every call
+carries the subscription key; retries are ``retry.py``'s (the adapter never retries).
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+from collections.abc import Callable
+from typing import Any
+
+import requests
+from requests.adapters import HTTPAdapter
+from requests.auth import AuthBase
+
+from booker_assets.api.ratelimit import TokenBucket, shared_bucket
+from booker_assets.errors import BookerStopped
+
+
+class Transport:
+    """One pooled ``requests.Session``, ``max_in_flight`` slots, the key's shared bucket."""
+
+    def __init__(self, base_url: str, subscription_key: str, *, max_in_flight: int,
+                 timeout: float, requests_per_second: float, burst: int,
+                 monotonic: Callable[[], float] = time.monotonic,
+                 sleep: Callable[[float], None] = time.sleep) -> None:
+        self.base_url = resolve_base_url(base_url)
+        self.limiter: TokenBucket = shared_bucket(
+            f"{self.base_url} {subscription_key}", requests_per_second, burst,
+            clock=monotonic, sleep=sleep,
+        )
+        self._session = _session(subscription_key, max_in_flight)
+        self._slots = threading.BoundedSemaphore(max_in_flight)
+        self._timeout = timeout
+        self._monotonic = monotonic
+
+    def close(self) -> None:
+        self._session.close()
+
+    def send(self, method: str, path: str, *, stopped: threading.Event,
+             on_sent: Callable[[float], None], auth: AuthBase | None = None,
+             **fields: Any) -> requests.Response:
+        """The response, or a ``requests`` exception; ``BookerStopped`` once ``stopped`` is
+        set. ``on_sent`` gets the seconds of every request that went on the wire."""
+        session = self._session
+        prepared = session.prepare_request(
+            requests.Request(method, self.base_url + path, auth=auth, **fields))
+        environment = session.merge_environment_settings(prepared.url, {}, None, None, None)
+        with self._slots:
+            self.limiter.acquire()
+            if stopped.is_set():  # checked after the wait: it may have been long
+                raise BookerStopped("stopped: another report of this step failed", where=path)
+            started = self._monotonic()
+            try:
+                return session.send(prepared, timeout=self._timeout, allow_redirects=True,
+                                    **environment)
+            finally:
+                on_sent(self._monotonic() - started)
+
+
+def resolve_base_url(base_url: str) -> str:
+    if base_url == "sandbox":
+        from booker_assets.sandbox import embedded_url  # lazy: the sandbox is optional
+
+        base_url = embedded_url()
+    return base_url.rstrip("/")
+
+
+def _session(subscription_key: str, pool_size: int) -> requests.Session:
+    """One pooled session; retries are ours (the adapter never retries)."""
+    session = requests.Session()
+    adapter = HTTPAdapter(pool_connections=pool_size, pool_maxsize=pool_size, max_retries=0)
+    session.mount("https://", adapter)
+    session.mount("http://", adapter)
+    session.headers.update({
+        "Ocp-Apim-Subscription-Key": subscription_key,
+        "Accept": "application/json",
+        "User-Agent": "booker-assets",
+    })
+    return session

@@ -1,0 +1,237 @@
+"""The view: the calls of one report (or of the whole client) and the counts they cost.
+
+A request's path — resource → **view** → paginator → retry → auth → send → classify. A view
+(``ReportView``) is where a call starts: ``find`` (paged POST), ``get``, ``location``,
+``locations``, ``map``. Its ``_call`` is the pipeline below the paginator: ``with_retries``
+around ``BookerAuth.renewing`` around ``Transport.send`` + ``classify`` (contract
+``docs/booker-api.md``).
+
+What a view shares and what it owns is in its type: everything in ``Shared`` (one per client:
+transport, tokens, executor, retry policy, scrubber, location cache) is shared by every view
+of the client; ``stats`` and the stop flag are the view's own, so that reports fetched side
+by side each count their own requests and one report's failure stops only its own calls.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections import Counter
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, TypeVar
+
+from booker_assets.api.auth import BRAND, BookerAuth, TokenCache
+from booker_assets.api.executor import BoundedExecutor
+from booker_assets.api.paging import FindResult, Page, Paginator, Tally
+from booker_assets.api.replies import (
+    TRANSPORT_FAULTS,
+    Reply,
+    Scrubber,
+    classify,
+    expect_object,
+    fault,
+    invisible_location,
+    results,
+    unwrap,
+)
+from booker_assets.api.retry import RetryPolicy, with_retries
+from booker_assets.api.transport import Transport
+from booker_assets.errors import BookerResponseError
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+LOCATIONS_PATH = "/v4.1/merchant/locations"
+LOCATION_PATH = "/v4.1/merchant/location/{id}"
+
+
+class ClientStats:
+    """Thread-safe counters of one view's traffic."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self.requests = 0
+        self.pages = 0
+        self.retries: Counter[str] = Counter()
+        self.http_seconds = 0.0
+        self.tokens = 0
+
+    def add(self, *, requests: int = 0, pages: int = 0, seconds: float = 0.0, tokens: int = 0,
+            retry: str | None = None) -> None:
+        with self._lock:
+            self.requests += requests
+            self.pages += pages
+            self.http_seconds += seconds
+            self.tokens += tokens
+            if retry:
+                self.retries[retry] += 1
+
+    def snapshot(self) -> dict[str, Any]:
+        with self._lock:
+            return {
+                "requests": self.requests,
+                "pages": self.pages,
+                "retries": dict(self.retries),
+                "http_seconds": round(self.http_seconds, 3),
+                "tokens": self.tokens,
+            }
+
+
+@dataclass(frozen=True)
+class Shared:
+    """One of each per client, shared by all its views."""
+
+    page_size: int
+    transport: Transport  # session, in-flight slots, the key's rate limiter
+    tokens: TokenCache  # the brand token and one token per location
+    executor: BoundedExecutor  # every thread the client runs
+    retry: RetryPolicy
+    scrubber: Scrubber  # secrets and tokens blanked from server text
+    locations: dict[str, dict] = field(default_factory=dict)  # GET /location/{id} records
+    locations_lock: threading.Lock = field(default_factory=threading.Lock)
+
+
+class ReportView:
+    """Calls sharing ``shared``, counted in this view's own ``stats``."""
+
+    def __init__(self, shared: Shared, report: str = "") -> None:
+        self.shared = shared  # shared with every view of the client
+        self.report = report  # own: the default name of this view's calls in errors
+        self.stats = ClientStats()  # own
+        self._stopped = threading.Event()  # own
+
+    def view(self, report: str = "") -> ReportView:
+        """Another view of the same client, with stats of its own."""
+        return ReportView(self.shared, report)
+
+    def counted(self) -> ReportView:
+        """Deprecated alias of ``view()`` (assets.py still calls it)."""
+        return self.view()
+
+    def stop(self) -> None:
+        """Send no more requests from this view (a step failed: its other fetches stop)."""
+        self._stopped.set()
+
+    @property
+    def executor(self) -> BoundedExecutor:
+        return self.shared.executor
+
+    def map(self, fn: Callable[[T], R], items: Iterable[T]) -> list[R]:
+        """``fn`` over ``items`` on the client's executor; results in input order. Safe to
+        call from inside another ``map`` (see ``executor.py``)."""
+        return self.shared.executor.map(fn, items)
+
+    # ----- public calls -------------------------------------------------------------------
+
+    def find(self, path: str, results_key: str, body: dict | None = None, *,
+             location_id: int | str | None = None, report: str = "",
+             key_field: str | None = "ID") -> FindResult:
+        """Every row of a paged POST Find call, read consistently (``paging.py``).
+        ``key_field`` is the row key: ``ID``, or e.g. ``CustomerID`` for customers."""
+        name = report or self.report or path
+
+        def page(number: int, tally: Tally) -> Page:
+            where = _where(name, location_id, number)
+            payload = {**(body or {}), "UsePaging": True, "PageNumber": number,
+                       "PageSize": self.shared.page_size}
+            if location_id is not None:
+                payload["LocationID"] = _location_value(location_id)
+            reply = self._call("POST", path, where=where, scope=_scope(location_id),
+                               location_id=location_id, tally=tally, json=payload)
+            data = expect_object(reply.value(), where)
+            rows = results(data, results_key, where, allow_object=False)
+            total = data.get("TotalResultsCount")
+            if total is not None and not isinstance(total, int):
+                raise BookerResponseError(
+                    f"TotalResultsCount is {type(total).__name__}, not int", where=where)
+            self.stats.add(pages=1)
+            return Page(rows, total)
+
+        return Paginator(page, page_size=self.shared.page_size, where=_where(name, location_id),
+                         map_pages=self.map, key_field=key_field,
+                         on_reread=lambda: self.stats.add(retry="list_moved")).read()
+
+    def get(self, path: str, results_key: str | None, params: dict | None = None, *,
+            location_id: int | str | None = None, report: str = "") -> list[dict] | dict:
+        """A GET call: the rows under ``results_key``, or the (unwrapped) body when it is None."""
+        where = _where(report or self.report or path, location_id)
+        query = dict(params or {})
+        if location_id is not None:
+            query["LocationID"] = _location_value(location_id)
+        reply = self._call("GET", path, where=where, scope=_scope(location_id),
+                           location_id=location_id, params=query)
+        body = expect_object(reply.value(), where)
+        if results_key is None:
+            return unwrap(body)
+        return results(body, results_key, where, allow_object=True)
+
+    def locations(self) -> list[dict]:
+        """Every location the brand token sees."""
+        return self.find(LOCATIONS_PATH, "Results", report="locations").rows
+
+    def location(self, location_id: int | str) -> dict:
+        """One location's record (brand token), cached for the life of the client."""
+        key, shared = str(location_id), self.shared
+        with shared.locations_lock:
+            cached = shared.locations.get(key)
+        if cached is None:
+            where = _where("location", location_id)
+            reply = self._call("GET", LOCATION_PATH.format(id=key), where=where, scope=BRAND,
+                               location_id=location_id)
+            if reply.not_found:
+                raise invisible_location(location_id, where, reply.error.cause) from None
+            cached = unwrap(expect_object(reply.value(), where))
+            with shared.locations_lock:
+                shared.locations[key] = cached
+        return cached
+
+    # ----- the pipeline: retry → auth → send → classify -----------------------------------
+
+    def _call(self, method: str, path: str, *, where: str, scope: str | None,
+              location_id: int | str | None = None, token_call: bool = False,
+              tally: Tally | None = None, **fields: Any) -> Reply:
+        """One call's final reply (ok or fatal). ``scope`` None: no token (the token call)."""
+        shared = self.shared
+
+        def sent(seconds: float) -> None:
+            self.stats.add(requests=1, seconds=seconds)
+            if tally is not None:
+                tally.add()
+
+        def exchange(auth: BookerAuth | None) -> Reply:
+            try:
+                response = shared.transport.send(method, path, auth=auth, stopped=self._stopped,
+                                                 on_sent=sent, **fields)
+            except TRANSPORT_FAULTS as exc:
+                return fault(exc)
+            return classify(response, where=where, scrub=shared.scrubber,
+                            location_id=location_id, token_call=token_call)
+
+        if scope is None:
+            def attempt() -> Reply:
+                return exchange(None)
+        else:
+            def attempt() -> Reply:
+                return BookerAuth(shared.tokens, scope).renewing(where, exchange)
+
+        return with_retries(attempt, where=where, policy=shared.retry,
+                            on_retry=lambda kind: self.stats.add(retry=kind))
+
+
+def _scope(location_id: int | str | None) -> str:
+    return BRAND if location_id is None else str(location_id)
+
+
+def _where(report: str, location_id: int | str | None, page: int | None = None) -> str:
+    parts = [report]
+    if location_id is not None:
+        parts.append(f"location {location_id}")
+    if page is not None:
+        parts.append(f"page {page}")
+    return ", ".join(parts)
+
+
+def _location_value(location_id: int | str) -> int | str:
+    """Booker wants numeric ids as numbers; ids read from files arrive as strings."""
+    text = str(location_id).strip()
+    return int(text) if text.isdigit() else text
