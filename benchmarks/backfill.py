@@ -46,7 +46,7 @@ from booker_assets.catalogue.reports import TABLES
 from booker_assets.definitions import build_definitions
 from booker_assets.defs import assets as assets_module
 from booker_assets.defs import io_manager as io_module
-from booker_assets.defs.io_manager import connect_locked
+from booker_assets.defs.storage import connect_locked
 from booker_assets.load import extract as extract_module
 from booker_assets.sandbox import BookerSandbox, SandboxSettings
 from booker_assets.settings import Settings

@@ -9,7 +9,7 @@ import dagster as dg
 
 from booker_assets.api.client import BookerResource
 from booker_assets.defs.assets import build_report_assets
-from booker_assets.defs.automation import build_automation
+from booker_assets.defs.automation import Clock, build_automation, utc_now
 from booker_assets.defs.checks import build_checks
 from booker_assets.defs.connection import booker_check_connection, booker_resource_from_env
 from booker_assets.defs.io_manager import BookerDuckDBIOManager
@@ -28,11 +28,13 @@ def booker_resource(settings: Settings) -> BookerResource:
     return booker_resource_from_env()
 
 
-def build_definitions(settings: Settings, booker: BookerResource | None = None) -> dg.Definitions:
-    """The code location for ``settings``; tests and benchmarks pass their own ``booker``."""
+def build_definitions(settings: Settings, booker: BookerResource | None = None,
+                      clock: Clock = utc_now) -> dg.Definitions:
+    """The code location for ``settings``; tests and benchmarks pass their own ``booker`` (and
+    a ``clock`` when their sandbox's is frozen: it decides which days can be observed)."""
     partitions = build_partitions(settings)
-    assets = build_report_assets(settings, partitions)
-    automation = build_automation(settings, partitions, assets)
+    assets = build_report_assets(settings, partitions, clock)
+    automation = build_automation(settings, partitions, assets, clock)
     return dg.Definitions(
         assets=assets,
         asset_checks=build_checks(settings),

@@ -15,8 +15,8 @@ import dagster as dg
 
 from booker_assets.catalogue.reports import TABLES
 from booker_assets.definitions import build_definitions
-from booker_assets.defs.io_manager import connect_locked
 from booker_assets.defs.partitions import RANGE_END, RANGE_START
+from booker_assets.defs.storage import connect_locked, qualified
 from booker_assets.settings import load_settings
 
 
@@ -31,33 +31,22 @@ def materialize_range(
     run_config: dict | None = None,
     raise_on_error: bool = True,
 ) -> list[dg.ExecuteInProcessResult]:
-    """Days ``first``..``last`` × ``locations`` in one run per partitions definition (a backfill
-    run over a key range): the brand-level assets, then the location-scoped ones."""
-    results = []
-    for multi in (False, True):
-        assets = [a for a in defs.assets
-                  if isinstance(a.partitions_def, dg.MultiPartitionsDefinition) == multi
-                  and (selection is None or any(k.to_user_string() in selection for k in a.keys))]
-        if not assets:
-            continue
-        ends = (f"{first}|{locations[0]}", f"{last}|{locations[-1]}") if multi else (
-            first.isoformat(), last.isoformat())
-        results.append(dg.materialize(
-            assets,
-            selection=selection,
-            resources=defs.resources,
-            instance=instance,
-            run_config=run_config,
-            tags={RANGE_START: ends[0], RANGE_END: ends[1]},
-            raise_on_error=raise_on_error,
-        ))
-    return results
+    """Days ``first``..``last`` × ``locations`` in one run (a backfill run over a key range)."""
+    return [dg.materialize(
+        list(defs.assets),
+        selection=selection,
+        resources=defs.resources,
+        instance=instance,
+        run_config=run_config,
+        tags={RANGE_START: f"{first}|{locations[0]}", RANGE_END: f"{last}|{locations[-1]}"},
+        raise_on_error=raise_on_error,
+    )]
 
 
 def print_counts(database: str) -> None:
     with connect_locked(database, read_only=True) as conn:
         for name in TABLES:
-            ((count,),) = conn.execute(f"select count(*) from booker.{name}").fetchall()
+            ((count,),) = conn.execute(f"select count(*) from {qualified(conn, name)}").fetchall()
             print(f"  booker.{name:<22} {count:>8} rows")
 
 

@@ -54,9 +54,5 @@ class BookerCountMismatch(BookerError):
     transient = True
 
 
-class BookerStopped(BookerError):
-    """A fetch the step called off because another report of the step failed."""
-
-
 class BookerConfigError(BookerError):
     """A bad setting (location ids, dates, paths): raised at load or launch time."""

@@ -41,6 +41,8 @@ def make_settings(tmp_path: Path, locations: tuple[str, ...], **overrides) -> Se
 
 
 def make_defs(sandbox: BookerSandbox, settings: Settings, **resource_fields) -> dg.Definitions:
-    """The project's own definitions, with the Booker resource pointed at ``sandbox``."""
+    """The project's own definitions, with the Booker resource pointed at ``sandbox`` and the
+    sandbox's clock (it decides which days' snapshots can be observed)."""
     booker = BookerResource(base_url=sandbox.url, **sandbox.credentials, **resource_fields)
-    return build_definitions(settings, booker)
+    frozen = sandbox.settings.now
+    return build_definitions(settings, booker, clock=lambda: frozen or datetime.now(timezone.utc))

@@ -10,13 +10,17 @@ import dagster as dg
 import pytest
 
 from booker_assets.catalogue.reports import TABLES
-from booker_assets.defs.io_manager import connect_locked
+from booker_assets.defs.storage import connect_locked
 from booker_assets.demo import materialize_range
 from booker_assets.sandbox import BookerSandbox, FaultProfile
 from booker_assets_tests.conftest import SANDBOX_SETTINGS, make_defs, make_settings
 
 LOCS = ("1001", "1004")  # Eastern and Pacific
 DAYS = (date(2025, 3, 8), date(2025, 3, 9))  # 2025-03-09: the spring-forward 23-hour day
+# The sandbox's clock stands at 2025-06-30 12:00 UTC: in both zones the 29th has ended less
+# than a day ago and the 30th is today, so their snapshots can be observed.
+OBSERVED = (date(2025, 6, 29), date(2025, 6, 30))
+SNAPSHOTS = sorted(name for name, table in TABLES.items() if table.history == "snapshot")
 
 
 def _materialize(defs: dg.Definitions, days, locs, *, selection=None, run_config=None,
@@ -37,10 +41,12 @@ def _days(first: date, last: date) -> list[date]:
 
 @pytest.fixture(scope="module")
 def loaded(sandbox: BookerSandbox, tmp_path_factory) -> tuple[str, BookerSandbox]:
-    """Every location-scoped asset for DAYS × LOCS (a single run), shared by the grain tests."""
+    """Every asset for DAYS × LOCS (a single run, a backfill of past days), then OBSERVED ×
+    LOCS (the daily load's days), shared by the grain tests."""
     settings = make_settings(tmp_path_factory.mktemp("all"), LOCS)
-    results = materialize_range(make_defs(sandbox, settings, page_size=10), LOCS, *DAYS)
-    assert len(results) == 2 and all(r.success for r in results)
+    defs = make_defs(sandbox, settings, page_size=10)
+    results = [*materialize_range(defs, LOCS, *DAYS), *materialize_range(defs, LOCS, *OBSERVED)]
+    assert all(r.success for r in results)
     return settings.duckdb_path, sandbox
 
 
@@ -58,10 +64,11 @@ def test_orders_items_refunds_match_the_api(loaded):
     ds = sb.dataset
     orders = [o for loc in LOCS for d in DAYS for o in ds.orders(int(loc), d)]
     assert orders, "the sandbox should have orders on these days"
-    assert _count(db, "select count(*) from booker.orders") == len(orders)
-    assert _count(db, "select count(*) from booker.orders_items") == sum(
+    past = f"report_date <= '{DAYS[-1]}'"
+    assert _count(db, f"select count(*) from booker.orders where {past}") == len(orders)
+    assert _count(db, f"select count(*) from booker.orders_items where {past}") == sum(
         len(o["Items"]) for o in orders)
-    assert _count(db, "select count(*) from booker.orders_refunds") == sum(
+    assert _count(db, f"select count(*) from booker.orders_refunds where {past}") == sum(
         len(o.get("Refunds") or []) for o in orders)
     # Items and refunds join back to their order in the same partition.
     assert _count(db, """select count(*) from booker.orders_items i left join booker.orders o
@@ -78,7 +85,7 @@ def test_created_instant_falls_on_the_partition_day_in_local_time(loaded):
         rows = conn.execute("""select location_id, report_date, min(date_created),
             max(date_created) from booker.orders group by all""").fetchall()
     assert kind == "TIMESTAMP WITH TIME ZONE"
-    zones = {"1001": "America/New_York", "1004": "America/Los_Angeles"}
+    zones = {1001: "America/New_York", 1004: "America/Los_Angeles"}
     for loc, day, first, last in rows:
         zone = ZoneInfo(zones[loc])
         assert first.astimezone(zone).date() == day
@@ -95,19 +102,35 @@ def test_key_unique_per_partition_and_not_null(loaded, table):
     assert _count(db, f"select count(*) from booker.{table}") > 0, f"{table} is empty"
 
 
+@pytest.mark.parametrize("table", SNAPSHOTS)
+def test_a_backfill_of_past_days_stores_no_snapshot_and_says_so(loaded, table):
+    """Booker keeps no history of its lists: today's list is not March's."""
+    db, _ = loaded
+    past = f"report_date <= '{DAYS[-1]}'"
+    assert _count(db, f"select count(*) from booker.{table} where {past}") == 0
+    assert _count(db, f"""select count(*) from booker._loads where table_name = '{table}'
+        and {past} and status = 'no_history' and row_count = 0""") == len(LOCS) * len(DAYS)
+
+
 def test_grain_of_snapshots_and_schedules(loaded):
     db, sb = loaded
     ds = sb.dataset
     employees = sum(len(ds.employees(int(loc), False, False)) for loc in LOCS)
-    assert _count(db, "select count(*) from booker.employees") == employees * len(DAYS)
-    assert _count(db, "select count(*) from booker.employee_schedules") == employees * len(DAYS)
-    assert _count(db, "select count(*) from booker.location_schedules") == len(LOCS) * len(DAYS)
+    observed = f"report_date >= '{OBSERVED[0]}'"
+    assert _count(db, "select count(*) from booker.employees") == employees * len(OBSERVED)
+    assert _count(db, "select count(*) from booker.employee_schedules") == employees * (
+        len(DAYS) + len(OBSERVED))
+    assert _count(db, "select count(*) from booker.location_schedules") == len(LOCS) * (
+        len(DAYS) + len(OBSERVED))
     variants = sum(len(p["ProductVariants"]) for loc in LOCS for p in ds.products(int(loc)))
-    assert _count(db, "select count(*) from booker.products") == variants * len(DAYS)
-    customers = sum(len(ds.customers(int(loc), d)) for loc in LOCS for d in DAYS)
+    assert _count(db, "select count(*) from booker.products") == variants * len(OBSERVED)
+    assert _count(db, f"select count(*) from booker.locations where {observed}"
+                      " and location_id = id") == len(LOCS) * len(OBSERVED)
+    every_day = (*DAYS, *OBSERVED)
+    customers = sum(len(ds.customers(int(loc), d)) for loc in LOCS for d in every_day)
     assert _count(db, "select count(*) from booker.customers") == customers
     notes = _count(db, "select count(*) from booker.notes where note_type='customer'")
-    assert notes == sum(len(c["Customer"].get("Notes") or []) for loc in LOCS for d in DAYS
+    assert notes == sum(len(c["Customer"].get("Notes") or []) for loc in LOCS for d in every_day
                         for c in ds.customers(int(loc), d))
     assert _count(db, "select count(*) from booker.notes where note_type='progress'") > 0
     assert _count(db, "select count(*) from booker.customer_memberships") > 0
@@ -138,8 +161,8 @@ def test_options_change_what_comes_back(sandbox, tmp_path):
     db = settings.duckdb_path
 
     def rows_with(table: str, group: str, **options) -> int:
-        _materialize(defs, [DAYS[0]], ("1001",), selection=[f"booker/{table}"],
-                     run_config={"ops": {"booker_location_reports": {"config": options}}})
+        _materialize(defs, [OBSERVED[0]], ("1001",), selection=[f"booker/{table}"],
+                     run_config={"ops": {"booker_reports": {"config": options}}})
         return _count(db, f"select count(*) from booker.{table}")
 
     assert rows_with("memberships", "memberships", include_expired=True) > rows_with(
@@ -234,7 +257,7 @@ def test_a_year_backfill_is_cut_into_month_runs_per_location(tmp_path):
         partitions = graph.get(request.asset_selection[0]).partitions_def
         return partitions.get_partition_keys_in_range(dg.PartitionKeyRange(start, end))
 
-    assert len(requests) == 12 * 5  # 12 months x (4 locations + the brand-level locations)
+    assert len(requests) == 12 * 4  # 12 months x 4 locations
     assert max(len(keys(r)) for r in requests) == 31
     covered = {(str(key), k) for r in requests for key in r.asset_selection for k in keys(r)}
     assert covered == {(str(w.asset_key), w.partition_key) for w in wanted}

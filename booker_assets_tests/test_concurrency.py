@@ -17,13 +17,14 @@ import pytest
 from booker_assets.api.client import BookerResource
 from booker_assets.api.ratelimit import _STATE, TokenBucket
 from booker_assets.catalogue.reports import TABLES
-from booker_assets.defs.io_manager import connect_locked
+from booker_assets.defs.storage import connect_locked
 from booker_assets.demo import materialize_range
 from booker_assets.sandbox import BookerSandbox
 from booker_assets_tests.conftest import SANDBOX_SETTINGS, make_defs, make_settings
 
 LOCS = ("1001", "1003")
-FIRST, LAST = date(2025, 3, 1), date(2025, 3, 3)
+# Ending on the sandbox clock's day: the snapshots of the last two days can be observed.
+FIRST, LAST = date(2025, 6, 28), date(2025, 6, 30)
 RATE, BURST = 20, 5
 
 

@@ -16,9 +16,8 @@ import pytest
 from pydantic import ValidationError
 
 from booker_assets.api.client import BookerResource
-from booker_assets.defs.assets import build_report_assets
-from booker_assets.defs.automation import DaysBackConfig, build_automation, days_back_keys
-from booker_assets.defs.partitions import build_partitions
+from booker_assets.definitions import build_definitions
+from booker_assets.defs.automation import DaysBackConfig, days_back_keys
 from booker_assets.sandbox import BookerSandbox
 from booker_assets_tests.conftest import make_settings
 
@@ -35,12 +34,10 @@ def days_back_defs(
     sandbox: BookerSandbox, tmp_path: Path, now: datetime = NOON,
     locations: tuple[str, ...] = ("1001", "1002"), start_date: date = START,
 ) -> dg.Definitions:
+    """The shipped definitions (DuckDB IO manager included) on a frozen clock."""
     settings = make_settings(tmp_path, locations, start_date=start_date)
-    partitions = build_partitions(settings)
-    assets = build_report_assets(settings, partitions)
-    automation = build_automation(settings, partitions, assets, clock=lambda: now)
     booker = BookerResource(base_url=sandbox.url, **sandbox.credentials)
-    return dg.Definitions(assets=assets, resources={"booker": booker}, **automation)
+    return build_definitions(settings, booker, clock=lambda: now)
 
 
 def launch(defs: dg.Definitions, config: dict, instance: dg.DagsterInstance
@@ -66,8 +63,10 @@ def counts(instance: dg.DagsterInstance) -> tuple[int, int]:
 
 
 def filed(result: dg.ExecuteInProcessResult, instance: dg.DagsterInstance) -> AssetGraphSubset:
-    """The target of the backfill the run filed."""
-    backfill = instance.get_backfill(result.output_for_node("file_days_back_backfill"))
+    """The target of the backfill the run filed (the newest)."""
+    assert result.success
+    backfill = instance.get_backfills()[0]
+    assert backfill.tags["booker/days_back_run"] == result.run_id
     return backfill.asset_backfill_data.target_subset
 
 

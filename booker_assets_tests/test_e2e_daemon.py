@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from dagster_graphql import DagsterGraphQLClient
 
-from booker_assets.defs.io_manager import connect_locked
+from booker_assets.defs.storage import connect_locked
 from booker_assets.sandbox import BookerSandbox
 
 REPO = Path(__file__).resolve().parents[1]
@@ -147,7 +147,7 @@ def test_backfill_through_graphql_lands_in_duckdb(
     # single-run policy: one run per location (or per day) covering the other dimension
     assert len(runs) == 2 and {r["status"] for r in runs} == {"SUCCESS"}
 
-    expected = {(day, loc): len(sandbox.dataset.orders(int(loc), day))
+    expected = {(day, int(loc)): len(sandbox.dataset.orders(int(loc), day))
                 for day in DAYS for loc in LOCS}
     with connect_locked(environment["BOOKER_DUCKDB_PATH"], read_only=True) as conn:
         rows = conn.execute("SELECT report_date, location_id, count(*) FROM booker.orders"

@@ -3,6 +3,7 @@
 import fcntl
 import multiprocessing
 from datetime import date
+from decimal import Decimal
 from multiprocessing.synchronize import Event
 from pathlib import Path
 
@@ -10,38 +11,42 @@ import dagster as dg
 import pandas as pd
 import pytest
 
-from booker_assets.defs.io_manager import (
-    BookerDuckDBIOManager,
-    BookerStorageError,
-    PartitionLoad,
-    ReportFrame,
-    connect_locked,
-)
+from booker_assets.catalogue import schema as s
+from booker_assets.defs.io_manager import BookerDuckDBIOManager
+from booker_assets.defs.storage import BookerStorageError, connect_locked
+from booker_assets.load.flatten import Column
+from booker_assets.load.frames import PartitionLoad, Reject, ReportFrame
 
 D1, D2, D3 = date(2025, 3, 1), date(2025, 3, 2), date(2025, 3, 3)
 LOADED = pd.Timestamp("2025-03-04 12:00", tz="UTC")
 
 
-def report(rows: list[dict], partitions: list[tuple[date, str | None]]) -> ReportFrame:
+def report(rows: list[dict], partitions: list[tuple[date, int | None]],
+           columns: tuple[Column, ...] = (), rejects: tuple[Reject, ...] = ()) -> ReportFrame:
     """A ReportFrame whose loads count the rows of each partition."""
-    columns = None if rows else ["report_date", "location_id", "order_id", "amount"]
-    frame = pd.DataFrame(rows, columns=columns).assign(_loaded_at=LOADED)
+    names = None if rows else ["report_date", "location_id", "order_id", "amount"]
+    frame = pd.DataFrame(rows, columns=names).assign(_loaded_at=LOADED)
     counts = {p: sum((r["report_date"], r["location_id"]) == p for r in rows) for p in partitions}
     loads = [
-        PartitionLoad(d, loc, n, reported_total=n, pages=1, requests=1)
+        PartitionLoad(d, loc, n, reported_total=n, pages=1, requests=1,
+                      rejected=sum((r.report_date, r.location_id) == (d, loc) for r in rejects))
         for (d, loc), n in counts.items()
     ]
-    return ReportFrame(frame, partitions, loads)
+    return ReportFrame(frame, partitions, loads, list(rejects), columns)
 
 
-def row(day: date, loc: str | None, order_id: int, amount: float) -> dict:
+def row(day: date, loc: int | None, order_id: int | str, amount: float) -> dict:
     return {"report_date": day, "location_id": loc, "order_id": order_id, "amount": amount}
 
 
 def write(db: Path, obj: ReportFrame | pd.DataFrame, table: str = "orders", **metadata) -> dict:
-    """handle_output for asset booker/<table>; returns the output metadata it logged."""
+    """handle_output for asset booker/<table>; returns the output metadata it logged. The IO
+    manager raises a dg.Failure for the UI; the storage error under it is re-raised here."""
     context = dg.build_output_context(asset_key=["booker", table], definition_metadata=metadata)
-    BookerDuckDBIOManager(database=str(db)).handle_output(context, obj)
+    try:
+        BookerDuckDBIOManager(database=str(db)).handle_output(context, obj)
+    except dg.Failure as failure:
+        raise failure.__cause__ from failure
     return context.consume_logged_metadata()
 
 
@@ -56,41 +61,72 @@ def db(tmp_path: Path) -> Path:
 
 
 def test_rematerializing_a_partition_replaces_it(db: Path) -> None:
-    write(db, report([row(D1, "1002", 1, 1.0), row(D1, "1002", 2, 2.0)], [(D1, "1002")]))
-    write(db, report([row(D2, "1002", 9, 9.0)], [(D2, "1002")]))
-    meta = write(db, report([row(D1, "1002", 1, 10.0), row(D1, "1002", 2, 20.0)], [(D1, "1002")]))
+    write(db, report([row(D1, 1002, 1, 1.0), row(D1, 1002, 2, 2.0)], [(D1, 1002)]))
+    write(db, report([row(D2, 1002, 9, 9.0)], [(D2, 1002)]))
+    meta = write(db, report([row(D1, 1002, 1, 10.0), row(D1, 1002, 2, 20.0)], [(D1, 1002)]))
 
     assert query(db, "SELECT report_date, order_id, amount FROM booker.orders ORDER BY ALL") == [
         (D1, 1, 10.0),
         (D1, 2, 20.0),
         (D2, 9, 9.0),
     ]
-    assert meta["dagster/row_count"].value == 2
     assert meta["dagster/table_name"].value == "booker.orders"
-    assert meta["booker/partitions_written"].value == 1
-    assert [c.name for c in meta["dagster/column_schema"].schema.columns] == [
-        "report_date",
-        "location_id",
-        "order_id",
-        "amount",
-        "_loaded_at",
-    ]
-    assert meta["preview"].value.splitlines()[2].startswith("| 2025-03-01 | 1002 | 1 | 10.0 |")
+    assert meta["booker/rejected"].value == 0
 
 
-def test_long_slices_carry_the_column_schema_only_when_the_columns_change(db: Path) -> None:
-    # Dagster copies an output's metadata into every partition's event: 30 copies of the schema
+def test_the_writer_names_the_columns_it_added(db: Path) -> None:
     month = pd.date_range("2025-03-01", periods=30).date
-    rows = [row(day, "1002", i, 1.0) for i, day in enumerate(month)]
-    first = write(db, report(rows, [(d, "1002") for d in month]))
-    again = write(db, report(rows, [(d, "1002") for d in month]))
-    wider = write(db, report([r | {"tip": 1.0} for r in rows], [(d, "1002") for d in month]))
-    daily = write(db, report(rows[:1], [(month[0], "1002")]))
+    rows = [row(day, 1002, i, 1.0) for i, day in enumerate(month)]
+    first = write(db, report(rows, [(d, 1002) for d in month]))
+    again = write(db, report(rows, [(d, 1002) for d in month]))
+    wider = write(db, report([r | {"tip": 1.0} for r in rows], [(d, 1002) for d in month]))
 
-    assert "dagster/column_schema" in first  # the table was created
-    assert "dagster/column_schema" not in again
-    assert [c.name for c in wider["dagster/column_schema"].schema.columns][-1] == "tip"
-    assert "dagster/column_schema" in daily
+    assert "booker/new_columns" not in first  # created, not changed
+    assert "booker/new_columns" not in again
+    assert wider["booker/new_columns"].value == "tip"
+
+
+DECLARED = (Column("report_date", s.DATE), Column("location_id", s.BIGINT),
+            Column("order_id", s.BIGINT), Column("amount", s.MONEY), Column("note", s.TEXT),
+            Column("paid", s.BOOLEAN))
+
+
+def test_declared_columns_exist_from_the_first_load_with_their_types(db: Path) -> None:
+    """Whatever the day's values: an empty day creates every declared column."""
+    write(db, report([], [(D1, 1002)], columns=DECLARED))
+    write(db, report([{**row(D2, 1002, "7", 1.5), "paid": True}], [(D2, 1002)],
+                     columns=DECLARED))
+    assert query(db, "SELECT column_name, data_type FROM duckdb_columns()"
+                     " WHERE table_name = 'orders'") == [
+        ("report_date", "DATE"), ("location_id", "BIGINT"), ("_loaded_at",
+                                                              "TIMESTAMP WITH TIME ZONE"),
+        ("order_id", "BIGINT"), ("amount", "DECIMAL(18,2)"), ("note", "VARCHAR"),
+        ("paid", "BOOLEAN"),
+    ]
+    assert query(db, "SELECT order_id, amount FROM booker.orders") == [(7, Decimal("1.50"))]
+
+
+def test_a_value_that_does_not_fit_its_column_is_a_reject_not_a_failed_write(db: Path) -> None:
+    """An undeclared field first seen as a number, later as text: the row goes to the
+    rejects, the rest of the day loads."""
+    write(db, report([{**row(D1, 1002, 1, 1.0), "score": 5}], [(D1, 1002)]))
+    write(db, report([{**row(D2, 1002, 2, 1.0), "score": 6},
+                      {**row(D2, 1002, 3, 1.0), "score": "high"}], [(D2, 1002)]))
+
+    assert query(db, "SELECT order_id, score FROM booker.orders ORDER BY 1") == [(1, 5), (2, 6)]
+    assert query(db, "SELECT report_date, column_name, reason, raw->>'order_id'"
+                     " FROM booker._rejects") == [(D2, "score", "not a BIGINT value: high", "3")]
+    assert query(db, "SELECT report_date, row_count, rejected FROM booker._loads ORDER BY 1") == [
+        (D1, 1, 0), (D2, 1, 1)]
+
+
+def test_rejects_of_a_partition_are_replaced_with_it(db: Path) -> None:
+    bad = Reject(D1, 1002, "9", "amount", "not a DECIMAL(18,2) value", '{"ID": 9}')
+    write(db, report([row(D1, 1002, 1, 1.0)], [(D1, 1002)], rejects=(bad,)))
+    assert query(db, "SELECT record_id, column_name, raw->>'ID' FROM booker._rejects") == [
+        ("9", "amount", "9")]
+    write(db, report([row(D1, 1002, 1, 1.0)], [(D1, 1002)]))
+    assert query(db, "SELECT count(*) FROM booker._rejects") == [(0,)]
 
 
 def test_empty_frame_creates_table_and_records_zero_rows(db: Path) -> None:
@@ -103,48 +139,48 @@ def test_empty_frame_creates_table_and_records_zero_rows(db: Path) -> None:
             "_loaded_at": pd.Series([], dtype="datetime64[us, UTC]"),
         }
     )
-    write(db, ReportFrame(empty, [(D1, "1002")], [PartitionLoad(D1, "1002", 0, 0, 1, 1)]))
+    write(db, ReportFrame(empty, [(D1, 1002)], [PartitionLoad(D1, 1002, 0, 0, 1, 1)]))
 
     assert query(db, "SELECT count(*) FROM booker.orders") == [(0,)]
     assert query(
         db, "SELECT column_name, data_type FROM duckdb_columns() WHERE table_name = 'orders'"
     ) == [
         ("report_date", "DATE"),
-        ("location_id", "VARCHAR"),
-        ("order_id", "BIGINT"),
-        ("note", "VARCHAR"),
+        ("location_id", "BIGINT"),
         ("_loaded_at", "TIMESTAMP WITH TIME ZONE"),
+        ("order_id", "BIGINT"),
     ]
     assert query(
         db,
-        "SELECT table_name, report_date, location_id, row_count, reported_total FROM booker._loads",
-    ) == [("orders", D1, "1002", 0, 0)]
+        "SELECT table_name, report_date, location_id, row_count, reported_total, status"
+        " FROM booker._loads",
+    ) == [("orders", D1, 1002, 0, 0, "loaded")]
 
-    # "note" never held a value, so it takes the type of its first real values
-    write(db, report([{**row(D2, "1002", 1, 1.0), "note": 7}], [(D2, "1002")]))
+    # an undeclared column that never held a value has no type yet: added when one arrives
+    write(db, report([{**row(D2, 1002, 1, 1.0), "note": 7}], [(D2, 1002)]))
     assert query(db, "SELECT data_type FROM duckdb_columns() WHERE column_name = 'note'") == [
         ("BIGINT",)
     ]
 
 
 def test_empty_frame_replaces_existing_rows(db: Path) -> None:
-    write(db, report([row(D1, "1002", 1, 1.0)], [(D1, "1002")]))
-    write(db, report([], [(D1, "1002")]))
+    write(db, report([row(D1, 1002, 1, 1.0)], [(D1, 1002)]))
+    write(db, report([], [(D1, 1002)]))
 
     assert query(db, "SELECT count(*) FROM booker.orders") == [(0,)]
     assert query(db, "SELECT row_count FROM booker._loads") == [(0,)]
 
 
 def test_new_column_is_added_and_older_rows_get_null(db: Path) -> None:
-    write(db, report([row(D1, "1002", 1, 1.0)], [(D1, "1002")]))
-    write(db, report([{**row(D2, "1002", 2, 2.0), "tip": 0.5}], [(D2, "1002")]))
+    write(db, report([row(D1, 1002, 1, 1.0)], [(D1, 1002)]))
+    write(db, report([{**row(D2, 1002, 2, 2.0), "tip": 0.5}], [(D2, 1002)]))
 
     assert query(db, "SELECT order_id, tip FROM booker.orders ORDER BY 1") == [(1, None), (2, 0.5)]
 
 
 def test_reordered_columns_land_by_name(db: Path) -> None:
-    write(db, report([{**row(D1, "1002", 1, 1.0), "a": 1, "b": 2}], [(D1, "1002")]))
-    reordered = report([{"b": 20, "a": 10, **row(D2, "1002", 2, 2.0)}], [(D2, "1002")])
+    write(db, report([{**row(D1, 1002, 1, 1.0), "a": 1, "b": 2}], [(D1, 1002)]))
+    reordered = report([{"b": 20, "a": 10, **row(D2, 1002, 2, 2.0)}], [(D2, 1002)])
     reordered.frame = reordered.frame[list(reversed(reordered.frame.columns))]
     write(db, reordered)
 
@@ -155,11 +191,12 @@ def test_reordered_columns_land_by_name(db: Path) -> None:
 
 
 def test_failed_write_keeps_old_rows_and_names_table_and_column(db: Path) -> None:
-    write(db, report([row(D1, "1002", 1, 1.0), row(D1, "1002", 2, 2.0)], [(D1, "1002")]))
+    write(db, report([row(D1, 1002, 1, 1.0), row(D1, 1002, 2, 2.0)], [(D1, 1002)]))
     before = query(db, "SELECT * FROM booker.orders ORDER BY order_id")
 
-    # "x" cannot be cast to the BIGINT column: the INSERT fails after the DELETE ran
-    bad = report([row(D1, "1002", "x", 3.0)], [(D1, "1002")])
+    # the loader reads every declared value into its type; one that still is not fails the
+    # write, and nothing changes
+    bad = report([row(D1, 1002, "x", 3.0)], [(D1, 1002)], columns=DECLARED)
     with pytest.raises(BookerStorageError, match=r'"booker"\."orders".*2025-03-01.*order_id'):
         write(db, bad)
 
@@ -168,7 +205,7 @@ def test_failed_write_keeps_old_rows_and_names_table_and_column(db: Path) -> Non
 
 
 def test_rows_outside_the_declared_slice_are_rejected(db: Path) -> None:
-    stray = report([row(D1, "1002", 1, 1.0), row(D2, "1002", 2, 2.0)], [(D1, "1002")])
+    stray = report([row(D1, 1002, 1, 1.0), row(D2, 1002, 2, 2.0)], [(D1, 1002)])
     with pytest.raises(BookerStorageError, match="2025-03-02/1002: declared None"):
         write(db, stray)
 
@@ -176,17 +213,16 @@ def test_rows_outside_the_declared_slice_are_rejected(db: Path) -> None:
 
 
 def test_slice_of_three_dates_by_two_locations_then_a_non_rectangular_slice(db: Path) -> None:
-    grid = [(d, loc) for d in (D1, D2, D3) for loc in ("1002", "1003")]
+    grid = [(d, loc) for d in (D1, D2, D3) for loc in (1002, 1003)]
     write(db, report([row(d, loc, 1, 1.0) for d, loc in grid], grid))
-    write(db, report([row(D1, "1004", 1, 1.0)], [(D1, "1004")]))
-    meta = write(db, report([row(d, loc, 1, 2.0) for d, loc in grid], grid))
-    assert meta["booker/partitions_written"].value == 6
+    write(db, report([row(D1, 1004, 1, 1.0)], [(D1, 1004)]))
+    write(db, report([row(d, loc, 1, 2.0) for d, loc in grid], grid))
     assert query(db, "SELECT amount, count(*) FROM booker.orders GROUP BY 1 ORDER BY 1") == [
         (1.0, 1),
         (2.0, 6),
     ]
 
-    diagonal = [(D1, "1002"), (D2, "1003")]
+    diagonal = [(D1, 1002), (D2, 1003)]
     write(db, report([row(d, loc, 1, 3.0) for d, loc in diagonal], diagonal))
     assert (
         query(db, "SELECT report_date, location_id FROM booker.orders WHERE amount = 3 ORDER BY 1")
@@ -197,22 +233,22 @@ def test_slice_of_three_dates_by_two_locations_then_a_non_rectangular_slice(db: 
 
 def test_brand_level_partitions_have_null_location(db: Path) -> None:
     write(db, report([row(D1, None, 1, 1.0), row(D1, None, 2, 1.0)], [(D1, None)]))
-    write(db, report([row(D1, "1002", 3, 1.0)], [(D1, "1002")]))
+    write(db, report([row(D1, 1002, 3, 1.0)], [(D1, 1002)]))
     write(db, report([row(D1, None, 1, 5.0)], [(D1, None)]))
 
     assert query(db, "SELECT location_id, order_id, amount FROM booker.orders ORDER BY 2") == [
         (None, 1, 5.0),
-        ("1002", 3, 1.0),
+        (1002, 3, 1.0),
     ]
     assert query(db, "SELECT location_id, row_count FROM booker._loads ORDER BY 1") == [
-        ("1002", 1),
+        (1002, 1),
         (None, 1),
     ]
 
 
 def test_plain_dataframe_slice_comes_from_its_rows(db: Path) -> None:
-    write(db, report([row(D1, "1002", 1, 1.0), row(D2, None, 2, 1.0)], [(D1, "1002"), (D2, None)]))
-    write(db, pd.DataFrame([row(D1, "1002", 1, 4.0), row(D2, None, 2, 4.0)]))
+    write(db, report([row(D1, 1002, 1, 1.0), row(D2, None, 2, 1.0)], [(D1, 1002), (D2, None)]))
+    write(db, pd.DataFrame([row(D1, 1002, 1, 4.0), row(D2, None, 2, 4.0)]))
 
     assert query(db, "SELECT amount, count(*) FROM booker.orders GROUP BY 1") == [(4.0, 2)]
     assert query(db, "SELECT count(*) FROM booker._loads WHERE row_count = 1") == [(2,)]
@@ -221,11 +257,11 @@ def test_plain_dataframe_slice_comes_from_its_rows(db: Path) -> None:
 def test_current_view_keeps_latest_version_per_entity(db: Path) -> None:
     write(
         db,
-        report([row(D1, "1002", 1, 1.0), row(D1, "1002", 2, 1.0)], [(D1, "1002")]),
+        report([row(D1, 1002, 1, 1.0), row(D1, 1002, 2, 1.0)], [(D1, 1002)]),
         **{"booker/entity_key": ["order_id"]},
     )
     write(
-        db, report([row(D2, "1002", 1, 2.0)], [(D2, "1002")]), **{"booker/entity_key": ["order_id"]}
+        db, report([row(D2, 1002, 1, 2.0)], [(D2, 1002)]), **{"booker/entity_key": ["order_id"]}
     )
 
     assert query(
@@ -235,7 +271,7 @@ def test_current_view_keeps_latest_version_per_entity(db: Path) -> None:
 
 def test_timestamptz_stores_the_correct_utc_instant(db: Path) -> None:
     created = pd.Timestamp("2025-03-01 22:00", tz="America/New_York")
-    write(db, report([{**row(D1, "1002", 1, 1.0), "created": created}], [(D1, "1002")]))
+    write(db, report([{**row(D1, 1002, 1, 1.0), "created": created}], [(D1, 1002)]))
 
     assert query(
         db,
@@ -254,7 +290,7 @@ def test_load_input_returns_exactly_the_upstream_slice(db: Path) -> None:
     @dg.asset(key_prefix=["booker"], partitions_def=by_location)
     def orders(context: dg.AssetExecutionContext) -> ReportFrame:
         key = context.partition_key.keys_by_dimension
-        day, loc = date.fromisoformat(key["date"]), key["location"]
+        day, loc = date.fromisoformat(key["date"]), int(key["location"])
         return report([row(day, loc, 1, 1.0)], [(day, loc)])
 
     for key in ("2025-03-01|1002", "2025-03-01|1003", "2025-03-02|1002"):
@@ -271,8 +307,8 @@ def test_load_input_returns_exactly_the_upstream_slice(db: Path) -> None:
         frame = io_manager.load_input(context)
         return list(zip(frame.report_date, frame.location_id, strict=True))
 
-    assert load("2025-03-01|1003", by_location) == [(D1, "1003")]
-    assert load("2025-03-01", days) == [(D1, "1002"), (D1, "1003")]
+    assert load("2025-03-01|1003", by_location) == [(D1, 1003)]
+    assert load("2025-03-01", days) == [(D1, 1002), (D1, 1003)]
     assert len(io_manager.load_input(dg.build_input_context(asset_key=["booker", "orders"]))) == 3
 
 
@@ -286,7 +322,7 @@ def test_two_processes_writing_the_same_file_queue_instead_of_failing(db: Path) 
     ready = [spawn.Event(), spawn.Event()]
     children = [
         spawn.Process(target=_write_in_child, args=(str(db), loc, event))
-        for loc, event in zip(("1002", "1003"), ready, strict=True)
+        for loc, event in zip((1002, 1003), ready, strict=True)
     ]
     with connect_locked(str(db)) as conn:  # both children start while the file is held
         conn.execute("CREATE TABLE held (x INTEGER)")
@@ -297,7 +333,7 @@ def test_two_processes_writing_the_same_file_queue_instead_of_failing(db: Path) 
         child.join(60)
 
     assert [child.exitcode for child in children] == [0, 0]
-    assert query(db, "SELECT location_id FROM booker.orders ORDER BY 1") == [("1002",), ("1003",)]
+    assert query(db, "SELECT location_id FROM booker.orders ORDER BY 1") == [(1002,), (1003,)]
 
 
 def test_lock_timeout_says_another_process_holds_the_file(db: Path) -> None:
@@ -315,12 +351,12 @@ def test_unwritable_database_path_is_named(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("not a directory")
     database = tmp_path / "file" / "t.duckdb"
     with pytest.raises(BookerStorageError, match=str(database)):
-        write(database, report([row(D1, "1002", 1, 1.0)], [(D1, "1002")]))
+        write(database, report([row(D1, 1002, 1, 1.0)], [(D1, 1002)]))
 
 
 def test_loads_must_cover_every_partition(db: Path) -> None:
-    short = report([row(D1, "1002", 1, 1.0)], [(D1, "1002")])
-    short.partitions.append((D2, "1002"))
+    short = report([row(D1, 1002, 1, 1.0)], [(D1, 1002)])
+    short.partitions.append((D2, 1002))
     with pytest.raises(BookerStorageError, match="one PartitionLoad per partition"):
         write(db, short)
 

@@ -14,7 +14,7 @@ from datetime import date, datetime, timedelta, timezone
 import pytest
 import requests
 
-from booker_assets.api.dates import parse_iso, parse_legacy
+from booker_assets.api.dates import EASTERN, read_date
 from booker_assets.sandbox import (
     DEMO_CREDENTIALS,
     HARD_KINDS,
@@ -70,6 +70,14 @@ def claims(token: str) -> dict:
 def find(sandbox: BookerSandbox, path: str, token: str, **body: object) -> requests.Response:
     return requests.post(f"{sandbox.url}{path}", json={"UsePaging": True, **body},
                          headers=auth(token), timeout=10)
+
+
+def parse_iso(value: str):
+    return read_date(value, EASTERN).instant
+
+
+def parse_legacy(value: str, zone):
+    return read_date(value, zone).instant
 
 
 def day_window(day: date, offset: str) -> dict[str, str]:

@@ -18,7 +18,7 @@ import pytest
 
 from booker_assets.catalogue.reports import TABLES
 from booker_assets.definitions import build_definitions
-from booker_assets.defs.io_manager import connect_locked
+from booker_assets.defs.storage import connect_locked
 from booker_assets.demo import materialize_range
 from booker_assets.load.pii import PiiKey, PiiPolicy
 from booker_assets.sandbox import BookerSandbox, FaultProfile
@@ -143,9 +143,9 @@ def _customers(sandbox: BookerSandbox, tmp_path: Path, name: str,
     materialize_range(make_defs(sandbox, settings), ["1001"], DAY, DAY,
                       selection=["booker/customers", "booker/notes"])
     with connect_locked(settings.duckdb_path, read_only=True) as conn:
-        frame = conn.execute("SELECT * EXCLUDE (_loaded_at) FROM booker.customers "
-                             "ORDER BY id").fetchdf()
-    return frame.astype(object).where(frame.notna(), None).to_dict("records")
+        cursor = conn.execute("SELECT * EXCLUDE (_loaded_at) FROM booker.customers ORDER BY id")
+        names = [column[0] for column in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
 POLICIES = {

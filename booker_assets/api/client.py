@@ -162,8 +162,7 @@ class BookerClient(ReportView):
     def _check_reachable(self) -> ConnectionCheck:
         try:
             response = self.shared.transport.send(
-                "GET", "/", stopped=self._stopped,
-                on_sent=lambda seconds: self.stats.add(requests=1, seconds=seconds))
+                "GET", "/", on_sent=lambda seconds: self.stats.add(requests=1, seconds=seconds))
         except TRANSPORT_FAULTS as exc:
             return ConnectionCheck("base URL", False, f"cannot reach {self.base_url} "
                                    f"({fault(exc).cause}): check BOOKER_BASE_URL and the network")

@@ -21,7 +21,6 @@ from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase
 
 from booker_assets.api.ratelimit import TokenBucket, shared_bucket
-from booker_assets.errors import BookerStopped
 
 
 class Transport:
@@ -44,19 +43,16 @@ class Transport:
     def close(self) -> None:
         self._session.close()
 
-    def send(self, method: str, path: str, *, stopped: threading.Event,
-             on_sent: Callable[[float], None], auth: AuthBase | None = None,
-             **fields: Any) -> requests.Response:
-        """The response, or a ``requests`` exception; ``BookerStopped`` once ``stopped`` is
-        set. ``on_sent`` gets the seconds of every request that went on the wire."""
+    def send(self, method: str, path: str, *, on_sent: Callable[[float], None],
+             auth: AuthBase | None = None, **fields: Any) -> requests.Response:
+        """The response, or a ``requests`` exception. ``on_sent`` gets the seconds of every
+        request that went on the wire."""
         session = self._session
         prepared = session.prepare_request(
             requests.Request(method, self.base_url + path, auth=auth, **fields))
         environment = session.merge_environment_settings(prepared.url, {}, None, None, None)
         with self._slots:
             self.limiter.acquire()
-            if stopped.is_set():  # checked after the wait: it may have been long
-                raise BookerStopped("stopped: another report of this step failed", where=path)
             started = self._monotonic()
             try:
                 return session.send(prepared, timeout=self._timeout, allow_redirects=True,

@@ -98,19 +98,10 @@ class ReportView:
         self.shared = shared  # shared with every view of the client
         self.report = report  # own: the default name of this view's calls in errors
         self.stats = ClientStats()  # own
-        self._stopped = threading.Event()  # own
 
     def view(self, report: str = "") -> ReportView:
         """Another view of the same client, with stats of its own."""
         return ReportView(self.shared, report)
-
-    def counted(self) -> ReportView:
-        """Deprecated alias of ``view()`` (assets.py still calls it)."""
-        return self.view()
-
-    def stop(self) -> None:
-        """Send no more requests from this view (a step failed: its other fetches stop)."""
-        self._stopped.set()
 
     @property
     def executor(self) -> BoundedExecutor:
@@ -200,8 +191,8 @@ class ReportView:
 
         def exchange(auth: BookerAuth | None) -> Reply:
             try:
-                response = shared.transport.send(method, path, auth=auth, stopped=self._stopped,
-                                                 on_sent=sent, **fields)
+                response = shared.transport.send(method, path, auth=auth, on_sent=sent,
+                                                 **fields)
             except TRANSPORT_FAULTS as exc:
                 return fault(exc)
             return classify(response, where=where, scrub=shared.scrubber,

@@ -1,10 +1,14 @@
 """The report catalogue: every Booker report as data, read by one extractor and one asset factory.
 
-A ``ReportGroup`` is one fetch (its ``root`` call) and the tables derived from it. Tables that
-share a fetch are one Dagster multi-asset, so ``orders_items`` and ``orders_refunds`` come from
-the same orders pages as ``orders``, and notes and customer memberships from the same customers.
-Paths and results keys tagged [chosen] in the contract live only here, so a real account that
-says otherwise is a one-line change.
+A ``ReportGroup`` is one fetch (its ``root``) and the tables derived from it, so ``orders_items``
+and ``orders_refunds`` come from the same orders pages as ``orders``, and notes and customer
+memberships from the same customers. Paths, results keys and field names tagged [chosen] in
+docs/booker-api.md live only here, so a real account that says otherwise is a one-line change;
+adding a report is one ``ReportGroup`` entry and nothing else.
+
+How a partition day reaches Booker is one of three ``Days`` kinds: an ISO window per day
+(``IsoWindow``), the slice's dates (``DateRange``, rows carry their own date), or nothing
+(a snapshot: Booker returns today's list and keeps no history of it).
 """
 
 from __future__ import annotations
@@ -13,124 +17,220 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-import dagster as dg
-from pydantic import Field
+from booker_assets.catalogue import schema as s
+from booker_assets.catalogue.options import OPTIONS
+from booker_assets.catalogue.schema import Record
 
 MERCHANT = "/v4.1/merchant"
+LOCATION_COLUMN = "location_id"
+
+
+@dataclass(frozen=True)
+class IsoWindow:
+    """One call per partition day D: ``[D 00:00, D+1 00:00)`` in the location's zone, as ISO
+    date-times with offset in the ``since``/``until`` fields (docs/booker-api.md §4)."""
+
+    since: str
+    until: str
+
+
+@dataclass(frozen=True)
+class DateRange:
+    """One call for the slice's first to last day as ``YYYY-MM-DD``; each row names its day in
+    ``day_field``. With the option ``defaults_option`` on, Booker ignores the dates and returns
+    one undated row per weekday (``defaults_flag=true``)."""
+
+    since: str
+    until: str
+    day_field: str = "Date"
+    defaults_flag: str = "getDefaultDaySchedule"
+    defaults_option: str = "schedule_defaults"
+
+
+Days = IsoWindow | DateRange | None
 
 
 @dataclass(frozen=True)
 class Call:
-    """One Booker operation: a paged Find (POST) or a Get."""
+    """One Booker operation: a paged Find (POST) or a Get, and the record its rows follow."""
 
     path: str  # may hold {location_id} and {parent_id}
-    results_key: str | None
+    results_key: str
+    record: Record
     paged: bool = True
     params: Mapping[str, Any] = field(default_factory=dict)  # constant body/query fields
-    options: Mapping[str, str] = field(default_factory=dict)  # Dagster option -> API field
-    window: tuple[str, str] | None = None  # ISO From/To fields: one call per partition day
-    date_range: tuple[str, str] | None = None  # fromDate/toDate: one call for the slice's days
-    defaults_flag: str | None = None  # set from the schedule_defaults option
+    options: Mapping[str, str] = field(default_factory=dict)  # option name -> API field
+    days: Days = None
+    key_field: str = "ID"  # unique per row within a call: how a page shift is caught
+    unwrap: str | None = None  # rows are {<unwrap>ID, <unwrap>: {...}} wrappers
+
+    def __post_init__(self) -> None:
+        unknown = set(self.options) - set(OPTIONS)
+        if isinstance(self.days, DateRange):
+            unknown -= {self.days.defaults_option}
+        if unknown:
+            raise ValueError(f"{self.path}: unknown options {sorted(unknown)}")
 
 
 @dataclass(frozen=True)
-class Source:
-    """How a table's rows come from its group's root rows."""
+class LocationRecord:
+    """The location's own record, ``GET /location/{id}`` with the brand token: the one the
+    extractor already reads for the location's time zone, so it costs no request."""
 
-    kind: Literal["root", "explode", "per_parent"]
-    list_field: str | None = None  # explode: the list inside each parent row
-    call: Call | None = None  # per_parent: called once per distinct parent
-    when_any: tuple[str, ...] = ()  # per_parent: only parents where one of these is true
+    record: Record = field(default_factory=lambda: s.LOCATION)
+    days: Days = None
+
+
+Root = Call | LocationRecord
+
+
+@dataclass(frozen=True)
+class FromRoot:
+    """The root's rows themselves, less the lists that are tables of their own."""
+
+
+@dataclass(frozen=True)
+class Explode:
+    """One row per element of ``list_field`` in each root row, with some parent columns."""
+
+    list_field: str
+    record: Record
     carry: Mapping[str, str] = field(default_factory=dict)  # new column -> parent's column
-    carry_prefix: str | None = None  # explode: carry every parent column under this prefix
-    index_column: str | None = None  # explode: 1-based position in the parent's list
-    constants: Mapping[str, Any] = field(default_factory=dict)
-    drop: tuple[str, ...] = ()  # fields that are tables of their own
+    carry_prefix: str | None = None  # carry every parent column under this prefix
+    index_column: str | None = None  # 1-based position in the parent's list
+    constants: Mapping[str, str] = field(default_factory=dict)
+    drop: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        if not self.list_field:
+            raise ValueError("Explode needs the list_field whose elements become rows")
+
+
+@dataclass(frozen=True)
+class PerParent:
+    """One ``call`` per distinct root row (only rows where a ``when_any`` field is true)."""
+
+    call: Call
+    when_any: tuple[str, ...] = ()
+    carry: Mapping[str, str] = field(default_factory=dict)
+    constants: Mapping[str, str] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        if self.call.paged:
+            raise ValueError(f"{self.call.path}: per-parent calls are Gets")
+
+
+Source = FromRoot | Explode | PerParent
 
 
 @dataclass(frozen=True)
 class Table:
+    """One DuckDB table (one Dagster asset): where its rows come from and what they mean.
+
+    ``history`` says whether Booker dates the rows (``dated``: any past day can be loaded) or
+    returns today's list (``snapshot``: a day gets rows only while it can be observed).
+    ``counted`` tables are checked against the TotalResultsCount of their root call;
+    ``changes_after_day`` tables are re-loaded over the lookback (late refunds, edits).
+    """
+
     name: str
     description: str
     sources: tuple[Source, ...]
     key: tuple[str, ...]  # unique within a partition
-    entity_key: tuple[str, ...]  # one row per entity in the ``<name>_current`` view
+    history: Literal["dated", "snapshot"]
+    counted: bool = False
+    changes_after_day: bool = False
+    entity_key: tuple[str, ...] = ()  # the ``<name>_current`` view's entity; default: key
     pii: tuple[str, ...] = ()  # column prefixes dropped or hashed under BOOKER_PII
 
-
-class NoOptions(dg.Config):
-    """This report has no Domo options."""
-
-
-_EXPIRED = Field(False, description="Domo 'Include Expired?': also expired memberships")
-_DEFAULTS = Field(False, description="Domo 'Get Schedule Defaults?': weekday defaults, no dates")
-
-
-class MembershipOptions(dg.Config):
-    include_expired: bool = _EXPIRED
-
-
-class EmployeeOptions(dg.Config):
-    ignore_freelancers: bool = Field(False, description="Domo 'Ignore Freelancers?'")
-    only_active_employees: bool = Field(False, description="Domo 'Only Active Employees?'")
-    schedule_defaults: bool = _DEFAULTS
-
-
-class ScheduleOptions(dg.Config):
-    schedule_defaults: bool = _DEFAULTS
+    def __post_init__(self) -> None:
+        if not self.sources or not self.key:
+            raise ValueError(f"table {self.name} needs sources and a key")
+        if self.counted and self.sources != (self.sources[0],) or (
+                self.counted and not isinstance(self.sources[0], FromRoot)):
+            raise ValueError(f"table {self.name}: only a table of root rows alone is counted")
+        if not self.entity_key:
+            object.__setattr__(self, "entity_key", self.key)
 
 
 @dataclass(frozen=True)
 class ReportGroup:
     name: str
-    root: Call
+    root: Root
     tables: tuple[Table, ...]
-    scope: Literal["brand", "location"] = "location"
-    unwrap: str | None = None  # rows are {<Key>ID, <Key>: {...}} wrappers
-    options: type[dg.Config] = NoOptions
+    options: tuple[str, ...] = ()  # the Domo options these reports read
+
+    def __post_init__(self) -> None:
+        unknown = set(self.options) - set(OPTIONS)
+        if unknown:
+            raise ValueError(f"report {self.name}: unknown options {sorted(unknown)}")
+        if any(t.counted for t in self.tables) and not (
+                isinstance(self.root, Call) and self.root.paged):
+            raise ValueError(f"report {self.name}: only paged Finds report a total")
+
+    @property
+    def exploded(self) -> tuple[str, ...]:
+        """Root fields that are tables of their own (``Items``, ``Notes``...): never columns."""
+        return tuple(dict.fromkeys(src.list_field for t in self.tables for src in t.sources
+                                   if isinstance(src, Explode)))
 
 
-def _find(path: str, results_key: str = "Results", **kwargs: Any) -> Call:
-    return Call(path=f"{MERCHANT}/{path}", results_key=results_key, **kwargs)
+def _find(path: str, record: Record, results_key: str = "Results", **kwargs: Any) -> Call:
+    return Call(path=f"{MERCHANT}/{path}", results_key=results_key, record=record, **kwargs)
 
 
-def _get(path: str, results_key: str, **kwargs: Any) -> Call:
-    return Call(path=f"{MERCHANT}/{path}", results_key=results_key, paged=False, **kwargs)
+def _get(path: str, results_key: str, record: Record, **kwargs: Any) -> Call:
+    return Call(path=f"{MERCHANT}/{path}", results_key=results_key, record=record, paged=False,
+                **kwargs)
 
 
-_ROOT = Source("root")
-_SCHEDULE = {"date_range": ("fromDate", "toDate"), "defaults_flag": "getDefaultDaySchedule"}
+_LOC = (LOCATION_COLUMN,)
+_SCHEDULE_DAYS = DateRange("fromDate", "toDate")
 _ORDER = {"order_id": "id", "order_number": "order_number", "order_date_created": "date_created"}
-_LOC = ("location_id",)
+_INCLUDE_EXPIRED = {"include_expired": "IncludeExpired"}
+
+
+def _snapshot(name: str, what: str, root: Call, options: tuple[str, ...] = ()) -> ReportGroup:
+    """A list Booker returns as it is today: one table of its rows, counted."""
+    return ReportGroup(name, root, options=options, tables=(
+        Table(name, f"{what} (snapshot: stored only for the day it is observed). Key: "
+              "location_id, id.", (FromRoot(),), key=(*_LOC, "id"), history="snapshot",
+              counted=True),
+    ))
+
 
 GROUPS: tuple[ReportGroup, ...] = (
     ReportGroup(
         name="locations",
-        scope="brand",
-        root=_find("locations"),
+        root=LocationRecord(),
         tables=(
-            Table("locations", "Every location the token sees: one row per location per day "
-                  "(daily snapshot). Key: id.", (_ROOT,), key=("id",), entity_key=("id",)),
+            Table("locations", "The location's own record (snapshot: stored only for the day "
+                  "it is observed). Key: location_id.", (FromRoot(),), key=_LOC,
+                  history="snapshot"),
         ),
     ),
     ReportGroup(
         name="customers",
         root=_find(
             "customers",
+            s.CUSTOMER,
             "Customers",
             params={"FilterByExactLocationID": True, "CustomerRecordType": 1},
-            window=("FromDateLastModifiedOffset", "ToDateLastModifiedOffset"),
+            days=IsoWindow("FromDateLastModifiedOffset", "ToDateLastModifiedOffset"),
+            key_field="CustomerID",
+            unwrap="Customer",
         ),
-        unwrap="Customer",
-        options=MembershipOptions,
+        options=("include_expired",),
         tables=(
             Table(
                 "customers",
                 "Customers modified on the partition day (local time), as of that change. "
                 "Key: location_id, id.",
-                (Source("root", drop=("Notes",)),),
+                (FromRoot(),),
                 key=(*_LOC, "id"),
-                entity_key=(*_LOC, "id"),
+                history="dated",
+                counted=True,
+                changes_after_day=True,
                 pii=("email", "home_phone", "cell_phone", "work_phone", "address_",
                      "date_of_birth"),
             ),
@@ -138,149 +238,114 @@ GROUPS: tuple[ReportGroup, ...] = (
                 "customer_memberships",
                 "Memberships of the customers modified that day (only those with a current or "
                 "past membership are asked). Key: location_id, customer_membership_id.",
-                (
-                    Source(
-                        "per_parent",
-                        call=_get(
-                            "customer/{parent_id}/memberships",
-                            "Results",
-                            options={"include_expired": "IncludeExpired"},
-                        ),
-                        when_any=("HasMembership", "HasPastMembership"),
-                    ),
-                ),
+                (PerParent(_get("customer/{parent_id}/memberships", "Results",
+                                s.CUSTOMER_MEMBERSHIP, options=_INCLUDE_EXPIRED),
+                           when_any=("HasMembership", "HasPastMembership")),),
                 key=(*_LOC, "customer_membership_id"),
-                entity_key=(*_LOC, "customer_membership_id"),
+                history="dated",
+                changes_after_day=True,
             ),
             Table(
                 "notes",
                 "Customer notes and progress notes of the customers modified that day; "
                 "note_type is 'customer' or 'progress'. Key: location_id, note_type, id.",
                 (
-                    Source(
-                        "explode",
-                        list_field="Notes",
-                        carry={"customer_id": "id"},
-                        constants={"note_type": "customer"},
-                    ),
-                    Source(
-                        "per_parent",
-                        call=_get("customer/{parent_id}/progress_notes", "Results"),
-                        carry={"customer_id": "id"},
-                        constants={"note_type": "progress"},
-                    ),
+                    Explode("Notes", s.CUSTOMER_NOTE, carry={"customer_id": "id"},
+                            constants={"note_type": "customer"}),
+                    PerParent(_get("customer/{parent_id}/progress_notes", "Results",
+                                   s.PROGRESS_NOTE),
+                              carry={"customer_id": "id"}, constants={"note_type": "progress"}),
                 ),
                 key=(*_LOC, "note_type", "id"),
-                entity_key=(*_LOC, "note_type", "id"),
+                history="dated",
+                changes_after_day=True,
             ),
         ),
     ),
     ReportGroup(
         name="employees",
-        root=_find(
-            "employees",
-            options={
-                "ignore_freelancers": "IgnoreFreelancers",
-                "only_active_employees": "OnlyIncludeActiveEmployees",
-            },
-        ),
-        options=EmployeeOptions,
+        root=_find("employees", s.EMPLOYEE, options={
+            "ignore_freelancers": "IgnoreFreelancers",
+            "only_active_employees": "OnlyIncludeActiveEmployees",
+        }),
+        options=("ignore_freelancers", "only_active_employees", "schedule_defaults"),
         tables=(
-            Table("employees", "Employees of the location (daily snapshot). "
-                  "Key: location_id, id.", (_ROOT,), key=(*_LOC, "id"), entity_key=(*_LOC, "id")),
+            Table("employees", "Employees of the location (snapshot: stored only for the day "
+                  "it is observed). Key: location_id, id.", (FromRoot(),), key=(*_LOC, "id"),
+                  history="snapshot", counted=True),
             Table(
                 "employee_schedules",
                 "One row per employee per date (or per weekday with schedule_defaults). "
                 "Key: location_id, employee_id, date, weekday.",
-                (
-                    Source(
-                        "per_parent",
-                        call=_get("employee/{parent_id}/schedule", "EmployeeDaySchedules",
-                                  **_SCHEDULE),
-                        carry={"employee_id": "id"},
-                    ),
-                ),
+                (PerParent(_get("employee/{parent_id}/schedule", "EmployeeDaySchedules",
+                                s.EMPLOYEE_SCHEDULE, days=_SCHEDULE_DAYS),
+                           carry={"employee_id": "id"}),),
                 key=(*_LOC, "employee_id", "date", "weekday"),
-                entity_key=(*_LOC, "employee_id", "date", "weekday"),
+                history="dated",
             ),
         ),
     ),
     ReportGroup(
         name="location_schedules",
-        root=_get("location/{location_id}/schedule", "LocationDaySchedules", **_SCHEDULE),
-        options=ScheduleOptions,
+        root=_get("location/{location_id}/schedule", "LocationDaySchedules",
+                  s.LOCATION_SCHEDULE, days=_SCHEDULE_DAYS),
+        options=("schedule_defaults",),
         tables=(
             Table("location_schedules", "Opening hours: one row per date (or per weekday with "
-                  "schedule_defaults). Key: location_id, date, weekday.", (_ROOT,),
-                  key=(*_LOC, "date", "weekday"), entity_key=(*_LOC, "date", "weekday")),
+                  "schedule_defaults). Key: location_id, date, weekday.", (FromRoot(),),
+                  key=(*_LOC, "date", "weekday"), history="dated"),
         ),
     ),
-    ReportGroup(
-        name="memberships",
-        root=_find("memberships", options={"include_expired": "IncludeExpired"}),
-        options=MembershipOptions,
-        tables=(
-            Table("memberships", "Membership plans offered (daily snapshot). "
-                  "Key: location_id, id.", (_ROOT,), key=(*_LOC, "id"), entity_key=(*_LOC, "id")),
-        ),
-    ),
+    _snapshot("memberships", "Membership plans offered",
+              _find("memberships", s.MEMBERSHIP, options=_INCLUDE_EXPIRED),
+              options=("include_expired",)),
     ReportGroup(
         name="products",
-        root=_find("products"),
+        root=_find("products", s.PRODUCT),
         tables=(
             Table(
                 "products",
                 "One row per product variant, with its product's columns as product_* "
-                "(daily snapshot). Key: location_id, id (the variant).",
-                (Source("explode", list_field="ProductVariants", carry_prefix="product_"),),
+                "(snapshot: stored only for the day it is observed). Key: location_id, id "
+                "(the variant).",
+                (Explode("ProductVariants", s.PRODUCT_VARIANT, carry_prefix="product_"),),
                 key=(*_LOC, "id"),
-                entity_key=(*_LOC, "id"),
+                history="snapshot",
             ),
         ),
     ),
     ReportGroup(
         name="orders",
-        root=_find("orders", window=("FromDateCreatedOffset", "ToDateCreatedOffset")),
+        root=_find("orders", s.ORDER, days=IsoWindow("FromDateCreatedOffset",
+                                                      "ToDateCreatedOffset")),
         tables=(
             Table("orders", "Orders created on the partition day (local time), without their "
                   "item and refund lists. Key: location_id, id.",
-                  (Source("root", drop=("Items", "Refunds")),),
-                  key=(*_LOC, "id"), entity_key=(*_LOC, "id")),
+                  (FromRoot(),), key=(*_LOC, "id"), history="dated",
+                  counted=True, changes_after_day=True),
             Table(
                 "orders_items",
                 "One row per order item of the day's orders, with the order's id, number and "
                 "date. Key: location_id, id.",
-                (Source("explode", list_field="Items", carry=_ORDER, drop=("Refunds",)),),
+                (Explode("Items", s.ORDER_ITEM, carry=_ORDER, drop=("Refunds",)),),
                 key=(*_LOC, "id"),
-                entity_key=(*_LOC, "id"),
+                history="dated",
+                changes_after_day=True,
             ),
             Table(
                 "orders_refunds",
                 "One row per order-level refund of the day's orders (the complete list; item "
                 "refunds repeat it). Key: location_id, order_id, refund_index.",
-                (Source("explode", list_field="Refunds", carry=_ORDER,
-                        index_column="refund_index"),),
+                (Explode("Refunds", s.REFUND, carry=_ORDER, index_column="refund_index"),),
                 key=(*_LOC, "order_id", "refund_index"),
-                entity_key=(*_LOC, "order_id", "refund_index"),
+                history="dated",
+                changes_after_day=True,
             ),
         ),
     ),
-    ReportGroup(
-        name="rooms",
-        root=_find("rooms"),
-        tables=(
-            Table("rooms", "Rooms of the location (daily snapshot). Key: location_id, id.",
-                  (_ROOT,), key=(*_LOC, "id"), entity_key=(*_LOC, "id")),
-        ),
-    ),
-    ReportGroup(
-        name="treatments",
-        root=_find("treatments", "Treatments"),
-        tables=(
-            Table("treatments", "Treatments offered (daily snapshot). Key: location_id, id.",
-                  (_ROOT,), key=(*_LOC, "id"), entity_key=(*_LOC, "id")),
-        ),
-    ),
+    _snapshot("rooms", "Rooms of the location", _find("rooms", s.ROOM)),
+    _snapshot("treatments", "Treatments offered", _find("treatments", s.TREATMENT, "Treatments")),
 )
 
 TABLES: dict[str, Table] = {t.name: t for g in GROUPS for t in g.tables}
+GROUP_OF: dict[str, ReportGroup] = {t.name: g for g in GROUPS for t in g.tables}

@@ -1,25 +1,31 @@
-"""The asset factory: the report catalogue as two Dagster multi-assets, one asset per table.
+"""The asset factory: the report catalogue as one Dagster multi-asset, one asset per table.
+
+Every table is partitioned by day × location. One step fetches every selected report for
+every location of the run at once, a single stream of requests paced by the rate limit, and
+stores each table as soon as its report is complete. A report that fails (bad data, a refused
+call, a bug) does not stop the others: they are stored, and the step then fails naming each
+failed report, location and days with its cause. Only a failure that heals by waiting (see
+``BookerError.transient``) lets the step retry.
 
 No ``from __future__ import annotations`` here: Dagster reads the ``config`` parameter's type
-from the annotation at definition time, and it is built from the reports' options classes.
+from the annotation at definition time, and it is built from the catalogue's options.
 """
 
-from collections.abc import Iterator
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from datetime import date
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Future, as_completed
+from dataclasses import dataclass
+from datetime import date, datetime
 
 import dagster as dg
 import pandas as pd
+import pydantic
 
-from booker_assets.api.client import BookerResource
+from booker_assets.api.client import BookerClient, BookerResource
+from booker_assets.catalogue.options import OPTIONS
 from booker_assets.catalogue.reports import GROUPS, ReportGroup, Table
 from booker_assets.defs.partitions import BookerPartitions, days_by_location
-from booker_assets.errors import (
-    BookerConfigError,
-    BookerCredentialsError,
-    BookerError,
-    BookerRequestError,
-)
+from booker_assets.errors import BookerError
+from booker_assets.load.columns import table_columns
 from booker_assets.load.extract import extract
 from booker_assets.load.frames import ReportFrame
 from booker_assets.load.pii import PiiPolicy
@@ -27,140 +33,160 @@ from booker_assets.settings import Settings
 
 GROUP_NAME = "booker"
 API_POOL = "booker_api"  # dagster.yaml caps concurrent steps calling Booker (rate budget)
-# Step retries for what the client's own retries could not absorb (a long 503 storm).
+STEP_NAME = "booker_reports"
+# Step retries only for what the client's own retries could not absorb (a long 503 storm).
 RETRY = dg.RetryPolicy(
     max_retries=2, delay=30, backoff=dg.Backoff.EXPONENTIAL, jitter=dg.Jitter.PLUS_MINUS
 )
-# Errors that a retry cannot fix: bad credentials, refused requests, bad settings.
-FATAL = (BookerCredentialsError, BookerRequestError, BookerConfigError)
 # A backfill is cut into runs of at most a month of days (per location): a run holds its days'
 # rows until the step ends, so this bounds a run's memory however long the backfill.
 RUN_DAYS = 31
-FETCH_WORKERS = 16  # (report, location) fetches of a step in flight; requests are bounded apart
-SCOPES = ("brand", "location")
 
 
-def build_report_assets(settings: Settings, partitions: BookerPartitions) -> list:
-    """The catalogue as two multi-assets, one output (asset) per table: the brand-level reports
-    (partitioned by day) and the location-scoped ones (by day × location)."""
-    return [_report_asset([g for g in GROUPS if g.scope == scope], settings, partitions)
-            for scope in SCOPES]
-
-
-def _report_asset(groups: list[ReportGroup], settings: Settings, partitions: BookerPartitions):
-    """One step fetches every selected report at once, a single stream of requests paced by the
-    rate limit, and stores each table as soon as its report is complete. (A step per report
-    left the budget idle while Dagster and DuckDB finished each step.)"""
-    outs = {
-        table.name: dg.AssetOut(
-            key=dg.AssetKey([GROUP_NAME, table.name]),
-            description=table.description,
-            is_required=False,
-            group_name=GROUP_NAME,
-            kinds={"booker", "duckdb"},
-            metadata={
-                "booker/report": group.name,
-                "booker/key": list(table.key),
-                "booker/entity_key": list(table.entity_key),
-            },
-        )
-        for group in groups
-        for table in group.tables
+def report_options_config() -> type[dg.Config]:
+    """Domo's options as the step's config; each option says which tables it changes."""
+    fields = {
+        name: (bool, pydantic.Field(False, description=f"Domo '{o.domo_name}' {o.description} "
+                                                       f"Changes: {', '.join(o.tables)}."))
+        for name, o in OPTIONS.items()
     }
-    scope = groups[0].scope
-    options_type = _options_type(groups)
+    return pydantic.create_model("ReportOptions", __base__=dg.Config, **fields)
+
+
+ReportOptions = report_options_config()
+
+
+def build_report_assets(settings: Settings, partitions: BookerPartitions,
+                        clock: Callable[[], datetime]) -> list:
+    """The catalogue as one multi-asset, one output (asset) per table. ``clock`` tells which
+    days' snapshots can still be observed."""
+    outs = {table.name: _out(group, table, settings.pii) for group in GROUPS
+            for table in group.tables}
 
     @dg.multi_asset(
-        name=f"booker_{scope}_reports",
+        name=STEP_NAME,
         outs=outs,
-        partitions_def=partitions.daily if scope == "brand" else partitions.daily_by_location,
+        partitions_def=partitions.daily_by_location,
         backfill_policy=dg.BackfillPolicy.multi_run(max_partitions_per_run=RUN_DAYS),
         can_subset=True,
         retry_policy=RETRY,
         pool=API_POOL,
     )
-    def reports(
-        context: dg.AssetExecutionContext, booker: BookerResource, config: options_type
+    def booker_reports(
+        context: dg.AssetExecutionContext, booker: BookerResource, config: ReportOptions
     ) -> Iterator[dg.Output]:
-        yield from _materialize(context, booker, groups, config.model_dump(), settings.pii)
+        yield from _materialize(context, booker.get_client(), config.model_dump(), settings.pii,
+                                clock())
 
-    return reports
+    return [booker_reports]
 
 
-def _options_type(groups: list[ReportGroup]) -> type[dg.Config]:
-    """Every Domo option of these reports in one config (each report reads its own)."""
-    bases = tuple(dict.fromkeys(group.options for group in groups))
-    return type("ReportOptions", bases, {"__doc__": "Domo's options, per report."})
+def _out(group: ReportGroup, table: Table, pii: PiiPolicy) -> dg.AssetOut:
+    columns = table_columns(group, table, pii)
+    options = [o for o in group.options if table.name in OPTIONS[o].tables]
+    return dg.AssetOut(
+        key=dg.AssetKey([GROUP_NAME, table.name]),
+        description=table.description + (
+            f" Options: {', '.join(options)}." if options else ""),
+        is_required=False,
+        group_name=GROUP_NAME,
+        kinds={"booker", "duckdb"},
+        metadata={
+            "booker/report": group.name,
+            "booker/key": list(table.key),
+            "booker/entity_key": list(table.entity_key),
+            "booker/history": table.history,
+            "dagster/table_name": f"{GROUP_NAME}.{table.name}",
+            "dagster/column_schema": dg.TableSchema(columns=[
+                dg.TableColumn(c.name, c.type, description=c.description) for c in columns]),
+        },
+    )
+
+
+@dataclass(frozen=True)
+class Failed:
+    """A report that could not be loaded for a location."""
+
+    report: str
+    location: str
+    days: list[date]
+    error: Exception
+
+    @property
+    def transient(self) -> bool:
+        return isinstance(self.error, BookerError) and self.error.transient
+
+    def __str__(self) -> str:
+        span = f"{self.days[0]}" + (f"..{self.days[-1]}" if len(self.days) > 1 else "")
+        return f"{self.report}, location {self.location}, {span}: {self.error}"
 
 
 def _materialize(
-    context: dg.AssetExecutionContext,
-    booker: BookerResource,
-    groups: list[ReportGroup],
-    options: dict,
-    pii: PiiPolicy,
+    context: dg.AssetExecutionContext, client: BookerClient, options: dict, pii: PiiPolicy,
+    now: datetime,
 ) -> Iterator[dg.Output]:
     selected = set(context.selected_output_names)
-    wanted = {g.name: (g, [t for t in g.tables if t.name in selected]) for g in groups}
+    wanted = {g.name: (g, [t for t in g.tables if t.name in selected]) for g in GROUPS}
     wanted = {name: (group, tables) for name, (group, tables) in wanted.items() if tables}
     slices = days_by_location(context.partition_keys)
-    client = booker.get_client()
-    views = {name: client.counted() for name in wanted}  # each report counts its own requests
-    pool = ThreadPoolExecutor(max_workers=FETCH_WORKERS, thread_name_prefix="booker-report")
-    try:
-        fetches = {
-            name: [pool.submit(extract, views[name], group, tables, location_id, days,
-                               _own(group, options), pii)
-                   for location_id, days in slices.items()]
-            for name, (group, tables) in wanted.items()
-        }
-        for name, futures in _as_completed(fetches):
+    views = {name: client.view(name) for name in wanted}  # each report counts its requests
+    failed: list[Failed] = []
+    # Every fetch runs on the client's one bounded executor, as do their pages and
+    # per-parent calls; this thread only waits, and stores each report as it completes.
+    fetches = {
+        client.executor.submit(extract, views[name], group, tables, location, days,
+                               _own(group, options), pii, now): (name, location, days)
+        for name, (group, tables) in wanted.items() for location, days in slices.items()
+    }
+    done: dict[str, list[dict[str, ReportFrame]]] = {name: [] for name in wanted}
+    for future in as_completed(fetches):
+        name, location, days = fetches[future]
+        if not _collect(future, done[name], failed, name, location, days, context):
+            continue
+        if len(done[name]) == len(slices):  # every location of this report is fetched
             group, tables = wanted[name]
-            per_location = [future.result() for future in futures]
-            yield from _outputs(group, tables, per_location, slices, _own(group, options),
+            yield from _outputs(tables, done.pop(name), slices, _own(group, options),
                                 views[name].stats.snapshot())
-    except BookerError as exc:
-        # A Failure's description is what the UI shows, also under "Exceeded max_retries".
-        raise dg.Failure(description=str(exc), allow_retries=not isinstance(exc, FATAL),
-                         metadata={"booker/error": type(exc).__name__}) from exc
-    finally:  # after a failure, the other reports' fetches send nothing more
-        for view in views.values():
-            view.stop()
-        pool.shutdown(wait=False, cancel_futures=True)
+    if failed:
+        raise dg.Failure(
+            description=f"{len(failed)} report fetch(es) failed; the other reports were "
+                        "stored:\n" + "\n".join(f"- {f}" for f in failed),
+            allow_retries=any(f.transient for f in failed),
+            metadata={"booker/failed": [f"{f.report}/{f.location}" for f in failed]},
+        )
 
 
-def _own(group: ReportGroup, options: dict) -> dict:
+def _collect(future: Future, frames: list, failed: list[Failed], name: str, location: str,
+             days: list[date], context: dg.AssetExecutionContext) -> bool:
+    """Keep a fetch's frames, or log its failure at once (the UI shows it while the other
+    reports go on); True when the fetch succeeded."""
+    try:
+        frames.append(future.result())
+        return True
+    except Exception as exc:  # noqa: BLE001 - one report's failure, whatever it is, stays in it
+        failed.append(Failed(name, location, days, exc))
+        context.log.error(f"report failed: {failed[-1]}")
+        return False
+
+
+def _own(group: ReportGroup, options: Mapping[str, bool]) -> dict:
     """The options this report reads."""
-    return {name: options[name] for name in group.options.model_fields}
+    return {name: options[name] for name in group.options}
 
 
-def _as_completed(fetches: dict[str, list[Future]]) -> Iterator[tuple[str, list[Future]]]:
-    """Each report once all its locations are fetched, or one of them failed; soonest first."""
-    pending = dict(fetches)
-    while pending:
-        running = [f for futures in pending.values() for f in futures if not f.done()]
-        wait(running, return_when=FIRST_COMPLETED)
-        for name in [name for name, futures in pending.items() if _settled(futures)]:
-            yield name, pending.pop(name)
-
-
-def _settled(futures: list[Future]) -> bool:
-    return all(f.done() for f in futures) or any(f.done() and f.exception() for f in futures)
-
-
-def _outputs(group: ReportGroup, tables: list[Table], per_location: list[dict[str, ReportFrame]],
-             slices: dict[str | None, list[date]], options: dict, stats: dict
-             ) -> Iterator[dg.Output]:
+def _outputs(tables: list[Table], per_location: list[dict[str, ReportFrame]],
+             slices: dict[str, list[date]], options: dict, stats: dict) -> Iterator[dg.Output]:
     all_days = sorted({d for days in slices.values() for d in days})
     for table in tables:
+        frame = _combine([frames[table.name] for frames in per_location])
         yield dg.Output(
-            _combine([frames[table.name] for frames in per_location]),
+            frame,
             output_name=table.name,
             metadata={
                 "booker/window": f"{all_days[0]} to {all_days[-1]} (location-local days)",
-                "booker/locations": ", ".join(str(loc) for loc in slices if loc) or "brand",
+                "booker/locations": ", ".join(slices),
                 "booker/options": dg.MetadataValue.json(options),
-                **{f"booker/{name}": value for name, value in _cost(stats).items()},
+                **{f"booker/run_{name}": value for name, value in _cost(stats).items()},
             },
         )
 
@@ -179,4 +205,6 @@ def _combine(frames: list[ReportFrame]) -> ReportFrame:
         frame=pd.concat(with_rows, ignore_index=True),
         partitions=[p for f in frames for p in f.partitions],
         loads=[load for f in frames for load in f.loads],
+        rejects=[r for f in frames for r in f.rejects],
+        columns=frames[0].columns,
     )

@@ -21,16 +21,16 @@ import dagster as dg
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from booker_assets.api.client import BookerClient, BookerResource
-from booker_assets.api.dates import local_day, zone_for
+from booker_assets.api.dates import local_day
+from booker_assets.api.zones import zone_for
+from booker_assets.catalogue.reports import TABLES
 from booker_assets.defs.checks import LOCATIONS_KEY, location_drift
 from booker_assets.defs.partitions import RANGE_END, RANGE_START, BookerPartitions
 from booker_assets.errors import BookerError
 from booker_assets.settings import Settings
 
 # Reports Booker changes after the day (refunds, edited customers): re-loaded over the lookback.
-CHANGING_TABLES = (
-    "orders", "orders_items", "orders_refunds", "customers", "customer_memberships", "notes",
-)
+CHANGING_TABLES = tuple(name for name, table in TABLES.items() if table.changes_after_day)
 LOAD_TAG = "booker/load"
 SENSOR_INTERVAL_SECONDS = 300
 
@@ -223,22 +223,6 @@ def daily_load_sensor(
         )
 
     return booker_daily_loads
-
-
-def locations_schedule() -> dg.ScheduleDefinition:
-    """Brand level, no time zone of its own: the UTC day, shortly after it ends."""
-    job = dg.define_asset_job(
-        "booker_locations_job",
-        selection=dg.AssetSelection.assets(LOCATIONS_KEY),
-        description="The brand-level booker/locations snapshot.",
-    )
-    return dg.build_schedule_from_partitioned_job(
-        job,
-        name="booker_locations_daily",
-        hour_of_day=0,
-        minute_of_hour=30,
-        default_status=dg.DefaultScheduleStatus.RUNNING,
-    )
 
 
 def location_drift_sensor(settings: Settings) -> dg.SensorDefinition:
@@ -495,7 +479,7 @@ def days_back_job(
     @dg.op(name="file_backfill")
     def file_backfill(
         context: dg.OpExecutionContext, config: DaysBackConfig, booker: BookerResource
-    ) -> str:
+    ) -> None:
         now = clock()
         newest = newest_partition_day(partitions, now)
         chosen = [loc for loc in settings.location_ids
@@ -510,12 +494,11 @@ def days_back_job(
         selection = [by_table[t] for t in config.tables] or list(by_table.values())
         backfill_id = file_backfill_for(context, assets, selection, partition_keys, config)
         context.log.info(f"backfill {backfill_id}: {len(partition_keys)} partitions")
-        return backfill_id
 
     @dg.graph(name=DAYS_BACK_NODE,
               config=checked_at_launch(checked_days_back_config(scope_now)))
-    def file_days_back_backfill() -> str:
-        return file_backfill()
+    def file_days_back_backfill() -> None:
+        file_backfill()
 
     @dg.job(
         name="booker_days_back",
@@ -546,7 +529,8 @@ def file_backfill_for(
         partition_names=partition_keys,
         asset_selection=selection,
         backfill_timestamp=utc_now().timestamp(),
-        tags={"booker/days_back": f"{config.days_back_start}..{config.days_back_end}"},
+        tags={"booker/days_back": f"{config.days_back_start}..{config.days_back_end}",
+              "booker/days_back_run": context.run_id},
         dynamic_partitions_store=context.instance,
         all_partitions=False,
         title=f"Booker days back {config.days_back_start} to {config.days_back_end}",
@@ -567,7 +551,7 @@ def build_automation(
     keys = load_keys(assets, partitions)
     return {
         "jobs": [days_back_job(settings, partitions, assets, clock)],
-        "schedules": [locations_schedule()],
+        "schedules": [],
         "sensors": [
             daily_load_sensor(settings, partitions, keys, clock),
             location_drift_sensor(settings),

@@ -1,7 +1,8 @@
 """Asset checks over the DuckDB tables: whole table each time, offending partitions in metadata.
 
 They read through ``connect_locked`` (read-only), so they queue behind a writing run instead
-of failing on DuckDB's file lock. Each check is one SQL query returning the offending rows.
+of failing on DuckDB's file lock. Each check is one SQL query returning the offending rows;
+tables are written ``{name}`` and named by ``storage.render``, like every reader does.
 (No ``from __future__ import annotations``: Dagster validates the ``context`` annotation.)
 """
 
@@ -15,7 +16,7 @@ import duckdb
 import pandas as pd
 
 from booker_assets.catalogue.reports import TABLES
-from booker_assets.defs.io_manager import BookerStorageError, connect_locked, markdown_table
+from booker_assets.defs.storage import BookerStorageError, connect_locked, markdown_table, render
 from booker_assets.settings import Settings
 
 SCHEMA = "booker"
@@ -35,12 +36,13 @@ def _key(table: str) -> dg.AssetKey:
 
 
 def _t(table: str) -> str:
-    return f'{SCHEMA}."{table}"'
+    """A table placeholder, named when the query runs (the catalog is the file's name)."""
+    return "{" + table + "}"
 
 
 def _query(database: str, sql: str, params: Sequence = ()) -> list[tuple]:
     with connect_locked(database, read_only=True) as conn:
-        return conn.execute(sql, list(params)).fetchall()
+        return conn.execute(render(conn, sql), list(params)).fetchall()
 
 
 def _result(
@@ -136,15 +138,31 @@ def key_checks(table: str) -> tuple[SqlCheck, SqlCheck]:
 def reported_total_check(table: str) -> SqlCheck:
     return SqlCheck(
         table, "rows_match_reported_total",
-        "Rows stored per partition equal the TotalResultsCount Booker reported for it (where it"
-        " reported one; see booker._loads).",
-        f"SELECT l.report_date, l.location_id, l.reported_total, count(t.report_date)"
+        "Rows stored per partition, plus its rejects, equal the TotalResultsCount Booker"
+        " reported for it (where it reported one; see booker._loads).",
+        f"SELECT l.report_date, l.location_id, l.reported_total,"
+        f" count(t.report_date) + coalesce(any_value(l.rejected), 0)"
         f" FROM {_t('_loads')} l LEFT JOIN {_t(table)} t ON t.report_date = l.report_date"
         f" AND t.location_id IS NOT DISTINCT FROM l.location_id"
         f" WHERE l.table_name = ? AND l.reported_total IS NOT NULL GROUP BY ALL"
-        f" HAVING count(t.report_date) <> l.reported_total ORDER BY ALL",
-        ("report_date", "location_id", "reported_total", "rows"),
+        f" HAVING count(t.report_date) + coalesce(any_value(l.rejected), 0) <> l.reported_total"
+        f" ORDER BY ALL",
+        ("report_date", "location_id", "reported_total", "rows_and_rejects"),
         "partitions differ from Booker's TotalResultsCount",
+        params=(table,),
+    )
+
+
+def rejects_check(table: str) -> SqlCheck:
+    return SqlCheck(
+        table, "no_rejects",
+        "No Booker record of this table was rejected (booker._rejects: a record no reader could"
+        " read, or a value that does not fit its column). The rest of its partition loaded.",
+        f"SELECT report_date, location_id, record_id, column_name, reason,"
+        f" left(raw::VARCHAR, 300) FROM {_t('_rejects')} WHERE table_name = ?"
+        f" ORDER BY report_date, location_id, record_id",
+        ("report_date", "location_id", "record_id", "column", "reason", "raw"),
+        "rejected records (the first shown; all in booker._rejects)",
         params=(table,),
     )
 
@@ -201,12 +219,12 @@ def freshness_check(database: str, location_ids: Sequence[str]) -> BookerCheck:
         oldest_ok = date.today() - timedelta(days=FRESH_DAYS)
         return _result(
             database,
-            f"SELECT c.location_id, max(o.report_date) FROM (SELECT unnest(?::VARCHAR[])"
+            f"SELECT c.location_id, max(o.report_date) FROM (SELECT unnest(?::BIGINT[])"
             f" AS location_id) c LEFT JOIN {_t('orders')} o USING (location_id) GROUP BY ALL"
             f" HAVING max(o.report_date) IS NULL OR max(o.report_date) < ?::DATE ORDER BY ALL",
             ["location_id", "newest_day"],
             f"locations have no orders loaded since {oldest_ok}",
-            params=[list(location_ids), oldest_ok],
+            params=[[int(loc) for loc in location_ids], oldest_ok],
         )
 
     return BookerCheck(spec, fresh)
@@ -285,8 +303,8 @@ def check_evaluators(settings: Settings) -> dict[dg.AssetCheckKey, BookerCheck]:
     db = settings.duckdb_path
     sql_checks = [
         *(check for table in TABLES for check in key_checks(table)),
-        *(reported_total_check(t) for t, spec in TABLES.items()
-          if spec.sources[0].kind == "root"),  # the tables extract counts against Booker
+        *(reported_total_check(name) for name, table in TABLES.items() if table.counted),
+        *(rejects_check(name) for name in TABLES),
         *ORDER_CHECKS,
     ]
     checks = [

@@ -1,202 +1,105 @@
-"""DuckDB IO manager for Booker reports: one transaction per slice, columns by name, file lock.
+"""DuckDB IO manager for Booker reports: one transaction per slice, declared columns, rejects.
 
-Taken from dagster-duckdb / dagster-duckdb-pandas:
-- ``DuckDBResource.get_connection`` opens the connection (its ``backoff`` retry on DuckDB's
-  file lock still helps against processes that ignore our lock file, e.g. the DuckDB CLI);
-- the pandas handler's conventions: DuckDB scans the DataFrame in place (no copy, no pyarrow),
-  inputs come back through ``fetchdf``, the table is the last component of the asset key.
+Taken from dagster-duckdb / dagster-duckdb-pandas: ``DuckDBResource.get_connection`` opens the
+connection, DuckDB scans the DataFrame in place, the table is the last part of the asset key.
 
-Changed, because the stock ``DuckDBPandasIOManager`` (dagster-notes §2) ...
+Changed, because the stock ``DuckDBPandasIOManager`` ...
 - runs DELETE and INSERT as separate autocommits, so a failed INSERT loses the partition:
-  here schema, DDL, delete, insert, ``_loads`` and the view are ONE transaction, rolled back
-  on any error;
-- skips empty frames: here an empty frame still creates the table and records the day in
-  ``<schema>._loads`` with row_count 0;
-- inserts by position: here ``INSERT ... BY NAME``, missing columns are added with
-  ``ALTER TABLE ADD COLUMN`` and DuckDB casts drifted types (its error names the column);
-- derives the slice from ``partition_expr`` and needs a rectangular slice with one key range:
-  here the slice comes from the data (``ReportFrame.partitions``), so any set of
-  (report_date, location_id) pairs works, including brand-level ``location_id IS NULL`` ones;
-- fails when two processes open the file: here every connection is taken under an exclusive
-  ``flock`` on ``<database>.lock`` (plus a per-process ``threading.Lock``), so writers queue.
+  here schema, DDL, delete, insert, rejects, ``_loads`` and the view are ONE transaction;
+- skips empty frames: here an empty frame still creates the table (with every declared column)
+  and records the day in ``<schema>._loads`` with row_count 0 (or ``no_history``);
+- inserts by position and types columns by the first values it sees: here ``INSERT ... BY
+  NAME`` into declared types; a column the data brings is added with the type it arrived in,
+  and a later value that does not fit a column's type makes its row a reject, not a failed
+  write;
+- derives the slice from ``partition_expr``: here the slice comes from the data
+  (``ReportFrame.partitions``), so any set of (report_date, location_id) pairs works;
+- fails when two processes open the file: here every connection is taken under the lock of
+  ``storage.connect_locked``, so writers queue.
 """
 
 from __future__ import annotations
 
-import fcntl
-import os
-import threading
-import time
+import contextlib
 from collections import Counter
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
+from dataclasses import asdict
 from datetime import date, datetime, timezone
-from pathlib import Path
 
 import dagster as dg
 import duckdb
 import pandas as pd
-from dagster_duckdb import DuckDBResource
 from pydantic import Field
 
-from booker_assets.errors import BookerError
-from booker_assets.load.frames import (
-    Partition,
-    PartitionLoad,
-    ReportFrame,
-    require_columns,
+from booker_assets.defs.migrate import migrate
+from booker_assets.defs.storage import (
+    SCHEMA,
+    BookerStorageError,
+    connect_locked,
+    prepare_path,
+    qualified,
+    quote,
 )
+from booker_assets.errors import BookerError
+from booker_assets.load.flatten import Column
+from booker_assets.load.frames import BASE_COLUMNS, Partition, PartitionLoad, ReportFrame
 
-# Columns every report table has, with the types they are stored as whatever pandas inferred
-# (an empty frame's object columns would otherwise become VARCHAR or DuckDB's NULL type).
-KEY_TYPES = {
-    "report_date": "DATE",
-    "location_id": "VARCHAR",
-    "_loaded_at": "TIMESTAMP WITH TIME ZONE",
-}
 ENTITY_KEY_METADATA = "booker/entity_key"
 DATE_DIMENSION, LOCATION_DIMENSION = "date", "location"
 _NULL_TYPE = '"NULL"'  # what DuckDB infers for an object column holding no values
-_FALLBACK_TYPE = "VARCHAR"
-SCHEMA_ALWAYS_UP_TO_DAYS = 8  # a daily load with its 7-day lookback
-
-class BookerStorageError(BookerError):
-    """A DuckDB read or write failed; ``where`` names the database, table and slice."""
-
-
-# ---------------------------------------------------------------- connections and locking
-
-_thread_locks: dict[Path, threading.Lock] = {}
-_thread_locks_guard = threading.Lock()
-
-
-@contextmanager
-def connect_locked(
-    database: str, read_only: bool = False, timeout_seconds: float = 600
-) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A DuckDB connection held under the lock every Booker reader and writer takes.
-
-    Not re-entrant: do not call it again (same database) while holding its connection.
-    """
-    path = _prepare_path(database, read_only)
-    deadline = time.monotonic() + timeout_seconds
-    with _thread_lock(path, deadline), _file_lock(path, deadline, timeout_seconds):
-        config = {"access_mode": "READ_ONLY"} if read_only else {}
-        with DuckDBResource(database=str(path), connection_config=config).get_connection() as conn:
-            try:
-                yield conn
-            finally:  # get_connection skips close() when the body raises
-                conn.close()
-
-
-def _prepare_path(database: str, read_only: bool) -> Path:
-    path = Path(database).expanduser().resolve()
-    if read_only and not path.exists():
-        # checked here: DuckDB's "file not found" would be retried by backoff for ~100 s
-        raise BookerStorageError(
-            "the file does not exist", where=f"DuckDB {path}", fix="materialize an asset first"
-        )
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        (path.parent / f"{path.name}.lock").touch()
-    except OSError as exc:
-        raise BookerStorageError(
-            f"cannot create the database or its lock file: {exc}",
-            where=f"DuckDB {path}",
-            fix="point BOOKER_DUCKDB_PATH (the IO manager's `database`) at a writable directory",
-        ) from exc
-    if path.exists() and not read_only and not os.access(path, os.W_OK):
-        raise BookerStorageError(
-            "the database file is not writable",
-            where=f"DuckDB {path}",
-            fix="fix its permissions or point BOOKER_DUCKDB_PATH (`database`) elsewhere",
-        )
-    return path
-
-
-@contextmanager
-def _thread_lock(path: Path, deadline: float) -> Iterator[None]:
-    # flock is per open file, so threads would also exclude each other; this lock just
-    # makes them wait in-process and keeps DuckDB's same-process instance cache consistent.
-    with _thread_locks_guard:
-        lock = _thread_locks.setdefault(path, threading.Lock())
-    if not lock.acquire(timeout=max(deadline - time.monotonic(), 0)):
-        raise BookerStorageError(
-            "another thread of this process holds the DuckDB file", where=f"DuckDB {path}"
-        )
-    try:
-        yield
-    finally:
-        lock.release()
-
-
-@contextmanager
-def _file_lock(path: Path, deadline: float, timeout_seconds: float) -> Iterator[None]:
-    lock_path = path.parent / f"{path.name}.lock"
-    with open(lock_path, "a") as handle:
-        while True:
-            try:
-                fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise BookerStorageError(
-                        f"another process holds the DuckDB file (lock {lock_path}) for more"
-                        f" than {timeout_seconds:g} s",
-                        where=f"DuckDB {path}",
-                        fix="wait for the other run or raise lock_timeout_seconds",
-                    ) from None
-                time.sleep(0.05)
-        try:
-            yield
-        finally:
-            fcntl.flock(handle, fcntl.LOCK_UN)
-
-
-# ---------------------------------------------------------------- the IO manager
+_BASE_TYPES = {c.name: c.type for c in BASE_COLUMNS}
+LOADS_COLUMNS = (
+    "table_name VARCHAR, report_date DATE, location_id BIGINT, row_count BIGINT, "
+    "reported_total BIGINT, pages INTEGER, requests INTEGER, status VARCHAR, rejected BIGINT, "
+    "loaded_at TIMESTAMPTZ"
+)
+REJECTS_COLUMNS = (
+    "table_name VARCHAR, report_date DATE, location_id BIGINT, record_id VARCHAR, "
+    "column_name VARCHAR, reason VARCHAR, raw JSON, loaded_at TIMESTAMPTZ"
+)
 
 
 class BookerDuckDBIOManager(dg.ConfigurableIOManager):
     """Stores each ReportFrame slice in ``<schema_name>.<asset name>`` (see module docstring)."""
 
     database: str = Field(description="DuckDB file; its directory is created if missing.")
-    schema_name: str = Field(default="booker", description="Schema of every report table.")
+    schema_name: str = Field(default=SCHEMA, description="Schema of every report table.")
     lock_timeout_seconds: float = Field(
         default=600, description="How long to wait for other processes using the file."
     )
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        """An unusable path fails the run at start, before any Booker call or step retry."""
-        _prepare_path(self.database, read_only=False)
+        """An unusable path fails the run at start, before any Booker call or step retry; a
+        database written by an older version is upgraded once, here."""
+        prepare_path(self.database, read_only=False)
+        with connect_locked(self.database, timeout_seconds=self.lock_timeout_seconds) as conn:
+            changes = migrate(conn, self.schema_name)
+        for line in changes if context.log else []:
+            context.log.info(line)
 
     def handle_output(self, context: dg.OutputContext, obj: ReportFrame | pd.DataFrame) -> None:
         report = obj if isinstance(obj, ReportFrame) else ReportFrame.from_frame(obj)
         table = context.asset_key.path[-1]
-        with connect_locked(self.database, timeout_seconds=self.lock_timeout_seconds) as conn:
-            columns, changed = _write_slice(conn, self.schema_name, table, report,
-                                            _entity_key(context))
-        metadata = {
-            "dagster/row_count": len(report.frame),
+        try:
+            with connect_locked(self.database,
+                                timeout_seconds=self.lock_timeout_seconds) as conn:
+                written = write_slice(conn, self.schema_name, table, report,
+                                      _entity_key(context))
+        except BookerError as exc:
+            # The UI's first line is the cause; only a held lock heals by waiting.
+            raise dg.Failure(description=str(exc), allow_retries=exc.transient) from exc
+        context.add_output_metadata({
             "dagster/table_name": f"{self.schema_name}.{table}",
-            "booker/partitions_written": len(report.partitions),
-            "preview": dg.MetadataValue.md(markdown_table(report.frame.head(5))),
-        }
-        # Dagster stores an output's metadata once per partition of the range, and the column
-        # schema is most of it (~17% of a 30-day run's CPU): long backfill slices carry it
-        # only where the table's columns changed; daily loads always do.
-        days = {day for day, _ in report.partitions}
-        if changed or len(days) <= SCHEMA_ALWAYS_UP_TO_DAYS:
-            metadata["dagster/column_schema"] = dg.MetadataValue.table_schema(
-                dg.TableSchema(columns=[dg.TableColumn(name, dtype) for name, dtype in columns])
-            )
-        context.add_output_metadata(metadata)
+            "booker/rejected": written.rejected,
+            **({"booker/new_columns": ", ".join(written.added)} if written.added else {}),
+        })
 
     def load_input(self, context: dg.InputContext) -> pd.DataFrame:
         wanted = _wanted_partitions(context) if context.has_asset_partitions else None
         with connect_locked(
             self.database, read_only=True, timeout_seconds=self.lock_timeout_seconds
         ) as conn:
-            table = _qualified(conn, self.schema_name, context.asset_key.path[-1])
+            table = qualified(conn, context.asset_key.path[-1], self.schema_name)
             try:
                 return _read(conn, table, wanted)
             except duckdb.CatalogException as exc:
@@ -223,7 +126,7 @@ def _wanted_partitions(context: dg.InputContext) -> list[Partition]:
         if not isinstance(key, dg.MultiPartitionKey):  # a plain "2025-03-01|1002" string
             key = partitions_def.get_partition_key_from_str(key)
         dims = key.keys_by_dimension
-        wanted.append((date.fromisoformat(dims[DATE_DIMENSION]), dims[LOCATION_DIMENSION]))
+        wanted.append((date.fromisoformat(dims[DATE_DIMENSION]), int(dims[LOCATION_DIMENSION])))
     return wanted
 
 
@@ -236,7 +139,7 @@ def _read(
         conn.register("_wanted", _partition_frame(wanted))
         frame = conn.execute(
             f"SELECT t.* FROM {table} t SEMI JOIN _wanted w ON t.report_date = w.report_date::DATE"
-            " AND (w.location_id IS NULL OR t.location_id = w.location_id::VARCHAR)"
+            " AND (w.location_id IS NULL OR t.location_id = w.location_id::BIGINT)"
             " ORDER BY t.report_date, t.location_id"
         ).fetchdf()
     frame["report_date"] = frame["report_date"].dt.date  # fetchdf gives datetime64; assets use date
@@ -246,46 +149,75 @@ def _read(
 # ---------------------------------------------------------------- the write transaction
 
 
-def _write_slice(
+class Written:
+    """What a write did: rejects stored, columns added."""
+
+    def __init__(self, rejected: int, added: list[str]) -> None:
+        self.rejected, self.added = rejected, added
+
+
+def write_slice(
     conn: duckdb.DuckDBPyConnection,
     schema: str,
     table: str,
     report: ReportFrame,
-    entity_key: list[str],
-) -> tuple[list[tuple[str, str]], bool]:
-    """Replace the slice in one transaction; return the table's (column, type) afterwards and
-    whether this write changed them."""
-    target = _qualified(conn, schema, table)
+    entity_key: Sequence[str] = (),
+) -> Written:
+    """Replace the slice's rows, rejects and loads in one transaction."""
+    target = qualified(conn, table, schema)
     conn.begin()
     try:
-        frame = _with_loaded_at(report.frame)
-        require_columns(frame, list(KEY_TYPES))
-        # One scan of the DataFrame (the costly part: object columns are read value by value);
-        # the checks and the insert then read DuckDB's own copy.
-        conn.register("_frame_in", frame)
-        conn.execute("CREATE TEMP TABLE _frame AS SELECT * FROM _frame_in")
-        conn.unregister("_frame_in")
-        _register_slice(conn, report)
-        conn.execute(f"CREATE SCHEMA IF NOT EXISTS {_qualified(conn, schema)}")
-        before = _ensure_columns(conn, schema, table, conn.execute("DESCRIBE _frame").fetchall())
+        _stage(conn, report)
+        conn.execute(f"CREATE SCHEMA IF NOT EXISTS {qualified(conn, schema=schema)}")
+        added = _ensure_columns(conn, schema, table, report.columns)
         _check_frame_matches_slice(conn)
+        _reject_misfits(conn, schema, table)
         conn.execute(
             f"DELETE FROM {target} t USING _slice s WHERE t.report_date = s.report_date"
             " AND t.location_id IS NOT DISTINCT FROM s.location_id"
         )
         conn.execute(f"INSERT INTO {target} BY NAME SELECT * FROM _frame")
+        rejected = _record_rejects(conn, schema, table)
         _record_loads(conn, schema, table)
         if entity_key:
             _create_current_view(conn, schema, table, entity_key)
-        columns = _table_columns(conn, schema, table)
         conn.commit()
     except Exception as exc:
-        conn.rollback()
-        raise BookerStorageError(
-            f"nothing was changed: {exc}",
-            where=f"writing {target} ({_describe(report.partitions)})",
-        ) from exc
-    return columns, columns != before
+        _rollback(conn)
+        raise _storage_error(exc, target, report.partitions) from exc
+    return Written(rejected, added)
+
+
+def _stage(conn: duckdb.DuckDBPyConnection, report: ReportFrame) -> None:
+    """The slice's rows, rejects and loads as typed temp tables: one scan of the DataFrame,
+    cast to the declared types (the loader already read every value into its type)."""
+    frame = _with_loaded_at(report.frame)
+    missing = [c.name for c in BASE_COLUMNS if c.name not in frame.columns]
+    if missing:
+        raise ValueError(f"the frame lacks the required columns {missing}")
+    declared = {c.name: c.type for c in report.columns} | _BASE_TYPES
+    conn.register("_frame_in", frame)
+    inferred = dict(conn.execute("SELECT column_name, column_type FROM (DESCRIBE _frame_in)")
+                    .fetchall())
+    select = ", ".join(
+        f"CAST({quote(name)} AS {declared[name]}) AS {quote(name)}" if name in declared
+        else quote(name)
+        for name, dtype in inferred.items() if name in declared or dtype != _NULL_TYPE
+    )
+    conn.execute(f"CREATE TEMP TABLE _frame AS SELECT {select} FROM _frame_in")
+    conn.unregister("_frame_in")
+    _register_slice(conn, report)
+    rejects = pd.DataFrame([asdict(r) for r in report.rejects],
+                           columns=["report_date", "location_id", "record_id", "column", "reason",
+                                    "raw"])
+    conn.register("_rejects_in", rejects)
+    conn.execute(
+        "CREATE TEMP TABLE _rejects AS SELECT report_date::DATE AS report_date,"
+        " location_id::BIGINT AS location_id, record_id::VARCHAR AS record_id,"
+        " \"column\"::VARCHAR AS column_name, reason::VARCHAR AS reason, raw::JSON AS raw"
+        " FROM _rejects_in"
+    )
+    conn.unregister("_rejects_in")
 
 
 def _with_loaded_at(frame: pd.DataFrame) -> pd.DataFrame:
@@ -298,66 +230,66 @@ def _register_slice(conn: duckdb.DuckDBPyConnection, report: ReportFrame) -> Non
     keys = [(ld.report_date, ld.location_id) for ld in report.loads]
     if len(set(keys)) != len(keys) or Counter(keys) != Counter(report.partitions):
         raise ValueError("ReportFrame.loads must hold exactly one PartitionLoad per partition")
-    loads = pd.DataFrame(
-        [vars(ld) for ld in report.loads], columns=list(PartitionLoad.__dataclass_fields__)
-    )
+    loads = pd.DataFrame([asdict(ld) for ld in report.loads],
+                         columns=list(PartitionLoad.__dataclass_fields__))
     conn.register("_slice_in", loads)
     # a typed copy: an all-None column would otherwise have DuckDB's NULL type
     conn.execute(
         "CREATE TEMP TABLE _slice AS SELECT report_date::DATE AS report_date,"
-        " location_id::VARCHAR AS location_id, row_count::BIGINT AS row_count,"
+        " location_id::BIGINT AS location_id, row_count::BIGINT AS row_count,"
         " reported_total::BIGINT AS reported_total, pages::INTEGER AS pages,"
-        " requests::INTEGER AS requests FROM _slice_in"
+        " requests::INTEGER AS requests, status::VARCHAR AS status,"
+        " rejected::BIGINT AS rejected FROM _slice_in"
     )
+    conn.unregister("_slice_in")
 
 
-def _ensure_columns(
-    conn: duckdb.DuckDBPyConnection, schema: str, table: str, described: Sequence[tuple]
-) -> list[tuple[str, str]]:
-    """Create the table or add the columns it lacks; retype columns that never held a value.
-    Returns the table's (column, type) as they were before."""
-    inferred = {row[0]: row[1] for row in described}
-    incoming = {
-        name: KEY_TYPES.get(name, _FALLBACK_TYPE if dtype == _NULL_TYPE else dtype)
-        for name, dtype in inferred.items()
-    }
-    before = _table_columns(conn, schema, table)
-    existing = {name.casefold(): (name, dtype) for name, dtype in before}
-    target = _qualified(conn, schema, table)
+def _ensure_columns(conn: duckdb.DuckDBPyConnection, schema: str, table: str,
+                    declared: Sequence[Column]) -> list[str]:
+    """Create the table with every declared column, or add the columns it lacks (declared
+    ones, and those the data brought, typed as they arrived). Returns the added names."""
+    staged = conn.execute("SELECT column_name, column_type FROM (DESCRIBE _frame)").fetchall()
+    wanted = {c.name: c.type for c in BASE_COLUMNS} | {c.name: c.type for c in declared}
+    wanted |= {name: dtype for name, dtype in staged if name not in wanted}
+    existing = {name.casefold() for name, _ in table_columns(conn, schema, table)}
+    target = qualified(conn, table, schema)
     if not existing:
-        columns = ", ".join(f"{_quote(name)} {dtype}" for name, dtype in incoming.items())
+        columns = ", ".join(f"{quote(name)} {dtype}" for name, dtype in wanted.items())
         conn.execute(f"CREATE TABLE {target} ({columns})")
-        return before
-    for name, dtype in incoming.items():
-        if name.casefold() not in existing:
-            conn.execute(f"ALTER TABLE {target} ADD COLUMN {_quote(name)} {dtype}")
-    drifted = [
-        (existing[n.casefold()][0], t)
-        for n, t in incoming.items()
-        if n.casefold() in existing and existing[n.casefold()][1] != t and inferred[n] != _NULL_TYPE
-    ]
-    _retype_empty_columns(conn, target, drifted)
-    return before
+        return []
+    added = [name for name in wanted if name.casefold() not in existing]
+    for name in added:
+        conn.execute(f"ALTER TABLE {target} ADD COLUMN {quote(name)} {wanted[name]}")
+    return added
 
 
-def _retype_empty_columns(
-    conn: duckdb.DuckDBPyConnection, target: str, drifted: list[tuple[str, str]]
-) -> None:
-    """A column created from an empty day (VARCHAR) takes the type of its first real values."""
-    if not drifted:
-        return
-    counts = conn.execute(
-        "SELECT " + ", ".join(f"count({_quote(name)})" for name, _ in drifted) + f" FROM {target}"
-    ).fetchall()[0]
-    for (name, dtype), count in zip(drifted, counts, strict=True):
-        if count == 0:
-            conn.execute(f"ALTER TABLE {target} ALTER COLUMN {_quote(name)} SET DATA TYPE {dtype}")
+def _reject_misfits(conn: duckdb.DuckDBPyConnection, schema: str, table: str) -> None:
+    """Rows with a value their column's type cannot hold (a field first seen as a number,
+    now text) move to the rejects instead of failing the write."""
+    types = {name.casefold(): dtype for name, dtype in table_columns(conn, schema, table)}
+    staged = conn.execute("SELECT column_name, column_type FROM (DESCRIBE _frame)").fetchall()
+    misfit = [(name, types[name.casefold()]) for name, dtype in staged
+              if types[name.casefold()] != dtype]
+    for name, dtype in misfit:
+        bad = f"{quote(name)} IS NOT NULL AND TRY_CAST({quote(name)} AS {dtype}) IS NULL"
+        conn.execute(
+            "INSERT INTO _rejects SELECT f.report_date, f.location_id, NULL, ?,"
+            f" 'not a {dtype} value: ' || CAST(f.{quote(name)} AS VARCHAR), to_json(f)"
+            f" FROM _frame f WHERE {bad}", [name])
+        conn.execute(f"DELETE FROM _frame WHERE {bad}")
+    if misfit:
+        conn.execute(
+            "UPDATE _slice s SET row_count = (SELECT count(*) FROM _frame f WHERE"
+            " f.report_date = s.report_date AND f.location_id IS NOT DISTINCT FROM s.location_id),"
+            " rejected = (SELECT count(*) FROM _rejects r WHERE r.report_date = s.report_date"
+            " AND r.location_id IS NOT DISTINCT FROM s.location_id)"
+        )
 
 
 def _check_frame_matches_slice(conn: duckdb.DuckDBPyConnection) -> None:
     """Rows outside the slice would never be deleted on a re-run; row counts must agree."""
     mismatches = conn.execute(
-        "WITH rows AS (SELECT report_date::DATE AS d, location_id::VARCHAR AS l, count(*) AS n"
+        "WITH rows AS (SELECT report_date::DATE AS d, location_id::BIGINT AS l, count(*) AS n"
         " FROM _frame GROUP BY ALL)"
         " SELECT coalesce(s.report_date, r.d), coalesce(s.location_id, r.l), s.row_count, r.n"
         " FROM _slice s FULL JOIN rows r"
@@ -375,14 +307,24 @@ def _check_frame_matches_slice(conn: duckdb.DuckDBPyConnection) -> None:
         )
 
 
-def _record_loads(conn: duckdb.DuckDBPyConnection, schema: str, table: str) -> None:
-    loads = _qualified(conn, schema, "_loads")
+def _record_rejects(conn: duckdb.DuckDBPyConnection, schema: str, table: str) -> int:
+    rejects = qualified(conn, "_rejects", schema)
+    conn.execute(f"CREATE TABLE IF NOT EXISTS {rejects} ({REJECTS_COLUMNS})")
     conn.execute(
-        f"CREATE TABLE IF NOT EXISTS {loads} (table_name VARCHAR, report_date DATE,"
-        " location_id VARCHAR, row_count BIGINT, reported_total BIGINT, pages INTEGER,"
-        " requests INTEGER, loaded_at TIMESTAMPTZ)"
+        f"DELETE FROM {rejects} r USING _slice s WHERE r.table_name = ?"
+        " AND r.report_date = s.report_date AND r.location_id IS NOT DISTINCT FROM s.location_id",
+        [table],
     )
-    # no primary key: location_id is NULL for brand-level reports, so upsert = delete + insert
+    conn.execute(f"INSERT INTO {rejects} BY NAME SELECT ? AS table_name, *, now() AS loaded_at"
+                 " FROM _rejects", [table])
+    ((count,),) = conn.execute("SELECT count(*) FROM _rejects").fetchall()
+    return count
+
+
+def _record_loads(conn: duckdb.DuckDBPyConnection, schema: str, table: str) -> None:
+    loads = qualified(conn, "_loads", schema)
+    conn.execute(f"CREATE TABLE IF NOT EXISTS {loads} ({LOADS_COLUMNS})")
+    # no primary key: location_id may be NULL, so upsert = delete + insert
     conn.execute(
         f"DELETE FROM {loads} l USING _slice s WHERE l.table_name = ?"
         " AND l.report_date = s.report_date"
@@ -396,29 +338,47 @@ def _record_loads(conn: duckdb.DuckDBPyConnection, schema: str, table: str) -> N
 
 
 def _create_current_view(
-    conn: duckdb.DuckDBPyConnection, schema: str, table: str, entity_key: list[str]
+    conn: duckdb.DuckDBPyConnection, schema: str, table: str, entity_key: Sequence[str]
 ) -> None:
-    known = {name.casefold() for name, _ in _table_columns(conn, schema, table)}
+    known = {name.casefold() for name, _ in table_columns(conn, schema, table)}
     missing = [name for name in entity_key if name.casefold() not in known]
     if missing:
         raise ValueError(f"{ENTITY_KEY_METADATA} names columns the table lacks: {missing}")
     conn.execute(
-        f"CREATE OR REPLACE VIEW {_qualified(conn, schema, table + '_current')} AS"
-        f" SELECT * FROM {_quote(table)} QUALIFY row_number() OVER (PARTITION BY"
-        f" {', '.join(map(_quote, entity_key))} ORDER BY report_date DESC, _loaded_at DESC) = 1"
+        f"CREATE OR REPLACE VIEW {qualified(conn, table + '_current', schema)} AS"
+        f" SELECT * FROM {qualified(conn, table, schema)} QUALIFY row_number() OVER (PARTITION BY"
+        f" {', '.join(map(quote, entity_key))} ORDER BY report_date DESC, _loaded_at DESC) = 1"
     )
+
+
+def _rollback(conn: duckdb.DuckDBPyConnection) -> None:
+    """Roll back if DuckDB still has the transaction (after an IO error it may not: its
+    "cannot rollback" would then hide the cause)."""
+    with contextlib.suppress(duckdb.Error):
+        conn.rollback()
+
+
+def _storage_error(exc: Exception, target: str, partitions: Sequence[Partition]
+                   ) -> BookerStorageError:
+    cause = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    fix = ""
+    if "No space left on device" in str(exc) or "disk full" in str(exc).lower():
+        fix = "free disk space where BOOKER_DUCKDB_PATH lives, then re-run these partitions"
+    return BookerStorageError(f"nothing was changed: {cause}",
+                              where=f"writing {target} ({_describe(partitions)})", fix=fix)
 
 
 # ---------------------------------------------------------------- small helpers
 
 
-def _table_columns(
+def table_columns(
     conn: duckdb.DuckDBPyConnection, schema: str, table: str
 ) -> list[tuple[str, str]]:
+    ((catalog,),) = conn.execute("SELECT current_database()").fetchall()
     return conn.execute(
         "SELECT column_name, data_type FROM duckdb_columns()"
-        " WHERE schema_name = ? AND table_name = ? ORDER BY column_index",
-        [schema, table],
+        " WHERE database_name = ? AND schema_name = ? AND table_name = ? ORDER BY column_index",
+        [catalog, schema, table],
     ).fetchall()
 
 
@@ -433,25 +393,3 @@ def _describe(partitions: Sequence[Partition]) -> str:
     locations = sorted({str(loc) for _, loc in partitions})
     shown = ", ".join(locations[:5]) + (", ..." if len(locations) > 5 else "")
     return f"{len(partitions)} partition(s): report_date {days[0]}..{days[-1]}, location_id {shown}"
-
-
-def _quote(identifier: str) -> str:
-    return '"' + identifier.replace('"', '""') + '"'
-
-
-def _qualified(conn: duckdb.DuckDBPyConnection, *names: str) -> str:
-    """catalog.schema[.table]: DuckDB names the catalog after the file, so in a file named
-    ``booker.duckdb`` a bare ``booker.orders`` is rejected as ambiguous."""
-    # fetchall, not fetchone: DuckDB 2 refuses the next statement while a result is unfinished
-    ((catalog,),) = conn.execute("SELECT current_database()").fetchall()
-    return ".".join(map(_quote, (catalog, *names)))
-
-
-def markdown_table(frame: pd.DataFrame) -> str:
-    """A GitHub-style markdown table of ``frame`` (``tabulate`` is not installed)."""
-
-    def line(cells: Sequence[object]) -> str:
-        return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
-
-    header = [line(frame.columns), line(["---"] * len(frame.columns))]
-    return "\n".join(header + [line(row) for row in frame.itertuples(index=False)])

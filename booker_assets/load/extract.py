@@ -1,60 +1,153 @@
-"""The one extractor: runs a ``ReportGroup`` for one location over a set of days.
+"""The one extractor: runs a ``ReportGroup`` for one location over a slice of days.
 
-It fetches the group's root once (or once per day when the root has a date-time window), derives
-every selected table from those rows (explode lists, per-parent calls), places each row on its
-partition day and flattens it. Per-parent calls go once per distinct parent, concurrently.
+It fetches the group's root (once per day for an ``IsoWindow``, once for the slice otherwise),
+derives every selected table from those rows (lists exploded, per-parent calls once per
+distinct parent), places each row on its day and types it against the declared schema.
+
+Where a row lands:
+- rows of a day's window, or naming their own day (schedules), go to that day;
+- undated rows (Booker's lists as they are today: employees, products...; weekday schedule
+  defaults) go only to the days that can be observed now: the load runs during the day or
+  within a day after it ended, in the location's zone. Older days get no rows and the status
+  ``no_history``: Booker keeps no history of its lists, and today's list is not that day's.
+
+A record that cannot be read becomes a ``Reject`` of its table; the rest of its day loads.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
-from datetime import date, datetime, timezone
+from dataclasses import dataclass, field, replace
+from datetime import date, datetime, timedelta, timezone, tzinfo
 from typing import Any
 
-import pandas as pd
-
-from booker_assets.api.client import BookerClient, FindResult
-from booker_assets.api.dates import day_window, to_iso, zone_for
-from booker_assets.catalogue.reports import Call, ReportGroup, Source, Table
-from booker_assets.load.flatten import Zone, flatten_record
-from booker_assets.load.frames import PartitionLoad, ReportFrame
+from booker_assets.api.dates import day_window, local_day, to_iso
+from booker_assets.api.paging import FindResult
+from booker_assets.api.view import ReportView
+from booker_assets.api.zones import zone_for
+from booker_assets.catalogue import schema as s
+from booker_assets.catalogue.reports import (
+    Call,
+    DateRange,
+    Explode,
+    FromRoot,
+    IsoWindow,
+    LocationRecord,
+    PerParent,
+    ReportGroup,
+    Table,
+)
+from booker_assets.load.columns import table_columns
+from booker_assets.load.flatten import BadValue, flatten, read_value
+from booker_assets.load.frames import PartitionLoad, Reject, ReportFrame, build_frame
 from booker_assets.load.pii import PiiPolicy, protect_pii
 
-BASE_COLUMNS = ("report_date", "location_id", "_loaded_at")
-Placed = tuple[date | None, dict]  # None: a snapshot row that belongs to every day of the slice
+OBSERVABLE_DAYS_AFTER = 1  # a snapshot may be stored for day D until D+1 ends, locally
 
 
 @dataclass(frozen=True)
-class Job:
-    """One group, one location, one slice of days: what every fetch step needs."""
+class Slice:
+    """One group, one location, a slice of days: what every fetch step of a report needs."""
 
-    client: BookerClient
+    client: ReportView
     group: ReportGroup
-    location_id: str | None
+    location_id: int
     days: list[date]
-    zone: Zone
+    zone: tzinfo
     options: Mapping[str, Any]
+    observable: list[date]  # days whose snapshot can be taken now
 
-    def date_range(self, call: Call) -> dict[str, str]:
-        """fromDate/toDate covering the slice (Booker wants them even for defaults)."""
-        if not call.date_range:
-            return {}
-        return {call.date_range[0]: self.days[0].isoformat(),
-                call.date_range[1]: self.days[-1].isoformat()}
+    @property
+    def defaults(self) -> bool:
+        """Domo's "Get Schedule Defaults?": schedule calls return undated weekday rows."""
+        return bool(self.options.get(DateRange.defaults_option))
+
+    def describe(self, day: date | None = None) -> str:
+        """Errors name the partition(s) to re-run: the call's day, else the slice."""
+        first, last = (day, day) if day else (self.days[0], self.days[-1])
+        return f"{self.group.name} for {first}" + (f"..{last}" if last != first else "")
+
+
+@dataclass(frozen=True)
+class Parent:
+    """A root row: where it is placed, the record as Booker sent it, and its typed row."""
+
+    day: date | None  # None: undated
+    raw: dict
+    row: dict | None  # None: the record could not be read
+    problem: BadValue | None
 
 
 @dataclass
-class RootFetch:
-    rows: list[Placed]
-    results: dict[date | None, FindResult | None]  # per day for windowed roots, else under None
+class Derived:
+    """A table's rows and rejects as derived, each with its day (None: undated)."""
+
+    rows: list[tuple[date | None, dict]] = field(default_factory=list)
+    rejects: list[tuple[date | None, Reject]] = field(default_factory=list)
+
+    def reject(self, day: date | None, raw: Any, problem: BadValue) -> None:
+        record_id = raw.get("ID") if isinstance(raw, dict) else None
+        self.rejects.append((day, Reject(
+            report_date=None, location_id=None,
+            record_id=None if record_id is None else str(record_id),
+            column=problem.column, reason=problem.reason,
+            raw=json.dumps(raw, ensure_ascii=False, sort_keys=True, default=str),
+        )))
 
 
-def _api_fields(call: Call, options: Mapping[str, Any]) -> dict[str, Any]:
+def observable_days(days: Iterable[date], zone: tzinfo, now: datetime) -> list[date]:
+    """Days whose lists can still be observed at ``now``: today and yesterday, locally."""
+    today = local_day(now, zone)
+    return [d for d in days if timedelta(0) <= today - d <= timedelta(OBSERVABLE_DAYS_AFTER)]
+
+
+def extract(
+    client: ReportView,
+    group: ReportGroup,
+    tables: list[Table],
+    location_id: str | int,
+    days: list[date],
+    options: Mapping[str, Any],
+    pii: PiiPolicy | str = "keep",
+    now: datetime | None = None,
+) -> dict[str, ReportFrame]:
+    """Fetch ``group`` for one location and ``days``; one frame per table in ``tables``."""
+    location = client.location(location_id)
+    zone = zone_for(location.get("TimeZone"))
+    days = sorted(set(days))
+    now = now or datetime.now(timezone.utc)
+    job = Slice(client, group, int(location_id), days, zone, options,
+                observable_days(days, zone, now))
+    fetch = any(_dated(job, t) for t in tables) or bool(job.observable)
+    parents, results = _fetch_root(job, location) if fetch else ([], {})
+    loaded_at = datetime.now(timezone.utc)
+    return {t.name: _table_frame(job, t, parents, results, loaded_at, pii) for t in tables}
+
+
+def _dated(job: Slice, table: Table) -> bool:
+    """Whether Booker dates this table's rows (for this slice's options)."""
+    if table.history == "snapshot":
+        return False
+    calls = [job.group.root] + [src.call for src in table.sources if isinstance(src, PerParent)]
+    return not (job.defaults and any(isinstance(c.days, DateRange) for c in calls
+                                     if not isinstance(c, LocationRecord)))
+
+
+# ---------------------------------------------------------------- calls
+
+
+def _api_fields(job: Slice, call: Call) -> dict[str, Any]:
     fields = dict(call.params)
-    fields.update({api: options[opt] for opt, api in call.options.items() if opt in options})
-    if call.defaults_flag:
-        fields[call.defaults_flag] = bool(options.get("schedule_defaults", False))
+    fields.update({api: job.options[opt] for opt, api in call.options.items()
+                   if opt in job.options})
+    if isinstance(call.days, DateRange):
+        if job.defaults:
+            fields[call.days.defaults_flag] = True
+        else:  # Booker wants the dates even for defaults; the slice's, in the location's days
+            fields |= {call.days.since: job.days[0].isoformat(),
+                       call.days.until: job.days[-1].isoformat(),
+                       call.days.defaults_flag: False}
     return fields
 
 
@@ -63,168 +156,222 @@ def _query(fields: Mapping[str, Any]) -> dict[str, str]:
     return {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in fields.items()}
 
 
-def _row_day(row: dict, call: Call, fallback: date | None) -> date | None:
-    """Schedule rows carry their own ``Date``; everything else takes its parent's day."""
-    if call.date_range and row.get("Date"):
-        return date.fromisoformat(str(row["Date"])[:10])
-    return fallback
-
-
-def _call(job: Job, call: Call, fields: dict[str, Any], parent_id: Any = None,
+def _call(job: Slice, call: Call, fields: dict[str, Any], parent_id: Any = None,
           day: date | None = None) -> tuple[list[dict], FindResult | None]:
     path = call.path.format(location_id=job.location_id, parent_id=parent_id)
-    report = job.group.name
+    report = job.describe(day)
     if parent_id is not None:  # e.g. "customers/memberships": which per-parent call failed
-        report += "/" + call.path.rsplit("/", 1)[-1]
-    # errors name the partition(s) to re-run: the call's day, else the slice
-    first, last = (day, day) if day else (job.days[0], job.days[-1])
-    report += f" for {first}" + (f"..{last}" if last != first else "")
+        report = report.replace(job.group.name, f"{job.group.name}/{call.path.rsplit('/', 1)[-1]}")
     if call.paged:
-        result = job.client.find(path, call.results_key or "Results", fields,
-                                 location_id=job.location_id, report=report)
+        result = job.client.find(path, call.results_key, fields, location_id=job.location_id,
+                                 report=report, key_field=call.key_field)
         return result.rows, result
-    rows = job.client.get(path, call.results_key, _query(fields),
-                          location_id=job.location_id, report=report)
+    rows = job.client.get(path, call.results_key, _query(fields), location_id=job.location_id,
+                          report=report)
     return (rows if isinstance(rows, list) else [rows]), None
 
 
-def _fetch_root(job: Job) -> RootFetch:
-    call, fields = job.group.root, _api_fields(job.group.root, job.options)
-    if call.window:
+def _fetch_root(job: Slice, location: dict) -> tuple[list[Parent], dict[date | None, FindResult]]:
+    root = job.group.root
+    if isinstance(root, LocationRecord):
+        return [_parent(job, None, location, root.record)], {}
+    fields = _api_fields(job, root)
+    if isinstance(root.days, IsoWindow):
+        window = root.days
+
         def one_day(day: date) -> tuple[list[dict], FindResult | None]:
             start, end = day_window(day, job.zone)
-            window = {call.window[0]: to_iso(start), call.window[1]: to_iso(end)}
-            return _call(job, call, fields | window, day=day)
+            return _call(job, root, fields | {window.since: to_iso(start),
+                                              window.until: to_iso(end)}, day=day)
 
         per_day = dict(zip(job.days, job.client.map(one_day, job.days), strict=True))
-        rows = [(day, row) for day, (found, _) in per_day.items() for row in found]
-        return RootFetch(rows, {day: result for day, (_, result) in per_day.items()})
-    found, result = _call(job, call, fields | job.date_range(call))
-    return RootFetch([(_row_day(row, call, None), row) for row in found], {None: result})
+        parents = [_parent(job, day, _unwrap(row, root.unwrap), root.record)
+                   for day, (rows, _) in per_day.items() for row in rows]
+        return parents, {day: result for day, (_, result) in per_day.items() if result}
+    rows, result = _call(job, root, fields)
+    parents = [_parent(job, _own_day(job, root, row), _unwrap(row, root.unwrap), root.record)
+               for row in rows]
+    return parents, ({None: result} if result else {})
+
+
+def _parent(job: Slice, day: date | None, raw: dict, record: s.Record) -> Parent:
+    """A root row, typed without the lists that are tables of their own (read as those)."""
+    lists = job.group.exploded
+    try:
+        return Parent(day, raw, flatten(_drop(raw, lists), _drop(record, lists), job.zone), None)
+    except BadValue as problem:
+        return Parent(day, raw, None, problem)
+
+
+def _own_day(job: Slice, call: Call, row: dict) -> date | None:
+    """A schedule row's own day (``Date``, in any form, or its twin); None: undated."""
+    if not isinstance(call.days, DateRange) or job.defaults:
+        return None
+    field = call.days.day_field
+    return read_value(s.DATE, row.get(field + "Offset") or row.get(field), job.zone,
+                      field.lower())
 
 
 def _unwrap(row: dict, key: str | None) -> dict:
-    """``{CustomerID, Customer: {...}}`` → the customer's own fields."""
-    if not key or key not in row:
+    """``{CustomerID, Customer: {...}}`` → the customer's own fields and the wrapper's id."""
+    if not key or not isinstance(row.get(key), dict):
         return row
     return {**{k: v for k, v in row.items() if k != key}, **row[key]}
 
 
-def _without(record: dict, fields: Iterable[str]) -> dict:
-    return {k: v for k, v in record.items() if k not in fields}
+# ---------------------------------------------------------------- tables
 
 
-def _carried(source: Source, parent: dict[str, Any]) -> dict[str, Any]:
-    carried = {new: parent.get(old) for new, old in source.carry.items()}
-    if source.carry_prefix:
-        carried |= {source.carry_prefix + k: v for k, v in parent.items()}
-    return carried | dict(source.constants)
+def _table_frame(job: Slice, table: Table, parents: list[Parent],
+                 results: dict[date | None, FindResult], loaded_at: datetime,
+                 pii: PiiPolicy | str) -> ReportFrame:
+    derived = Derived()
+    for source in table.sources:
+        _derive(job, source, parents, derived)
+    dated = _dated(job, table)
+    placed, rejects = _place(job, derived, dated)
+    rows = [protect_pii(row, table.pii, pii) | {"report_date": day, "location_id": job.location_id,
+                                                 "_loaded_at": loaded_at}
+            for day, row in placed]
+    columns = table_columns(job.group, table, pii)
+    return ReportFrame(
+        frame=build_frame(rows, columns),
+        partitions=[(d, job.location_id) for d in job.days],
+        loads=[_load(job, table, day, placed, rejects, results, dated) for day in job.days],
+        rejects=rejects,
+        columns=columns,
+    )
 
 
-def _derive(job: Job, source: Source, parents: list[Placed]) -> list[Placed]:
-    zone = job.zone
-    if source.kind == "root":
-        return [(day, flatten_record(_without(p, source.drop), zone) | dict(source.constants))
-                for day, p in parents]
-    if source.kind == "explode":
-        placed = []
-        for day, parent in parents:
-            carried = _carried(source, flatten_record(_without(parent, [source.list_field]), zone))
-            for index, child in enumerate(parent.get(source.list_field) or [], start=1):
-                row = flatten_record(_without(child, source.drop), zone) | carried
-                if source.index_column:
-                    row[source.index_column] = index
-                placed.append((day, row))
-        return placed
-    return _per_parent(job, source, parents)
+def _derive(job: Slice, source: FromRoot | Explode | PerParent, parents: list[Parent],
+            out: Derived) -> None:
+    if isinstance(source, Explode):
+        _explode(job, source, parents, out)
+    elif isinstance(source, PerParent):
+        _per_parent(job, source, parents, out)
+    else:
+        for parent in parents:
+            if parent.row is None:
+                out.reject(parent.day, parent.raw, _problem(parent))
+            else:
+                out.rows.append((parent.day, parent.row))
 
 
-def _per_parent(job: Job, source: Source, parents: list[Placed]) -> list[Placed]:
+def _explode(job: Slice, source: Explode, parents: list[Parent], out: Derived) -> None:
+    for parent in parents:
+        children = parent.raw.get(source.list_field) or []
+        if not isinstance(children, list):
+            children = [children]  # a lone object where a list belongs: read, or rejected
+        for index, child in enumerate(children, start=1):
+            if parent.row is None:
+                out.reject(parent.day, child, _problem(parent, "its parent record"))
+                continue
+            try:
+                row = flatten(_drop(child, source.drop), source.record, job.zone)
+            except BadValue as problem:
+                out.reject(parent.day, child, problem)
+                continue
+            row |= _carried(source.carry, source.constants, parent.row)
+            if source.carry_prefix:
+                row |= {source.carry_prefix + k: v for k, v in parent.row.items()}
+            if source.index_column:
+                row[source.index_column] = index
+            out.rows.append((parent.day, row))
+
+
+def _per_parent(job: Slice, source: PerParent, parents: list[Parent], out: Derived) -> None:
     """One call per distinct parent (a customer changed on two days is asked once)."""
-    call = source.call
-    assert call is not None
-    wanted = [(d, p) for d, p in parents
-              if not source.when_any or any(p.get(f) for f in source.when_any)]
-    ids = list(dict.fromkeys(p["ID"] for _, p in wanted))
-    fields = _api_fields(call, job.options) | job.date_range(call)
-    fetched = job.client.map(lambda pid: _call(job, call, fields, pid)[0], ids)
+    wanted = [p for p in parents
+              if not source.when_any or any(_true(p.raw.get(f)) for f in source.when_any)]
+    for parent in wanted:
+        if parent.row is None:  # not asked: its id or fields could not be read
+            out.reject(parent.day, parent.raw, _problem(parent, f"the parent of "
+                                                                 f"{source.call.path}"))
+    good = [p for p in wanted if p.row is not None]
+    ids = list(dict.fromkeys(p.raw["ID"] for p in good))
+    fields = _api_fields(job, source.call)
+    fetched = job.client.map(lambda pid: _call(job, source.call, fields, pid)[0], ids)
     children = dict(zip(ids, fetched, strict=True))
-    placed = []
-    for day, parent in wanted:
-        carried = _carried(source, flatten_record(parent, job.zone))
-        for child in children[parent["ID"]]:
-            placed.append((_row_day(child, call, day), flatten_record(child, job.zone) | carried))
-    return placed
+    for parent in good:
+        assert parent.row is not None
+        for child in children[parent.raw["ID"]]:
+            try:
+                day = (_own_day(job, source.call, child)
+                       if isinstance(source.call.days, DateRange) else parent.day)
+                row = flatten(child, source.call.record, job.zone)
+            except BadValue as problem:
+                out.reject(parent.day, child, problem)
+                continue
+            out.rows.append((day, row | _carried(source.carry, source.constants, parent.row)))
 
 
-def _frame(rows: list[dict], table: Table, pii: PiiPolicy | str) -> pd.DataFrame:
-    frame = pd.DataFrame([protect_pii(r, table.pii, pii) for r in rows])
-    for column in table.key:  # e.g. ``date`` on schedule defaults: the views need every key
-        if column not in frame:
-            frame[column] = None
-    keep = set(BASE_COLUMNS) | set(table.key)
-    empty = [c for c in frame.columns if c not in keep and frame[c].isna().all()]
-    # An all-null column carries no type; the table gets it when a value first arrives.
-    frame = _integer_ids(frame.drop(columns=empty))
-    # datetime64, not date objects: DuckDB reads it as a block (a sixth of a write's scan)
-    return frame.assign(report_date=pd.to_datetime(frame["report_date"]))
+def _place(job: Slice, derived: Derived, dated: bool
+           ) -> tuple[list[tuple[date, dict]], list[Reject]]:
+    """Dated rows on their day, undated ones on each observable day; none silently dropped.
+
+    An undated reject of a dated table (a schedule not asked because its employee could not
+    be read) belongs to every day of the slice."""
+    days = set(job.days)
+    placed: list[tuple[date, dict]] = []
+    rejects: list[tuple[date | None, Reject]] = list(derived.rejects)
+    for day, row in derived.rows:
+        if day is None:
+            placed += [(d, row) for d in job.observable]
+        elif day in days:
+            placed.append((day, row))
+        else:
+            outside = Derived()
+            outside.reject(job.days[0], row, BadValue(
+                "report_date", f"Booker dated it {day}, outside the days asked "
+                f"({job.days[0]}..{job.days[-1]})"))
+            rejects += outside.rejects
+    spread = job.days if dated else job.observable
+    return placed, [replace(reject, report_date=d, location_id=job.location_id)
+                    for day, reject in rejects for d in ([day] if day else spread)]
 
 
-def _integer_ids(frame: pd.DataFrame) -> pd.DataFrame:
-    """IDs with gaps come out of pandas as float64; store them as integers (BIGINT).
-
-    Only ``id``/``*_id`` columns: an amount that happens to be whole on one day must stay a
-    float, or the table would be created BIGINT and refuse the next day's cents.
-    """
-    ids = [c for c in frame.columns if (c == "id" or c.endswith("_id"))
-           and pd.api.types.is_float_dtype(frame[c])
-           and (frame[c].dropna() % 1 == 0).all()]
-    return frame.astype({c: "Int64" for c in ids}) if ids else frame
-
-
-def extract(
-    client: BookerClient,
-    group: ReportGroup,
-    tables: list[Table],
-    location_id: str | None,
-    days: list[date],
-    options: Mapping[str, Any],
-    pii: PiiPolicy | str = "keep",
-) -> dict[str, ReportFrame]:
-    """Fetch ``group`` for one location (None: brand level) and ``days``; one frame per table."""
-    zone = zone_for(client.location(location_id)["TimeZone"]) if location_id else timezone.utc
-    days = sorted(set(days))
-    job = Job(client, group, location_id, days, zone, options)
-    root = _fetch_root(job)
-    parents = [(day, _unwrap(row, group.unwrap)) for day, row in root.rows]
-    loaded_at = datetime.now(timezone.utc)
-    frames = {}
-    for table in tables:
-        placed = [pr for source in table.sources
-                  for pr in _derive(job, source, parents)]
-        rows = [row | {"report_date": d, "location_id": location_id, "_loaded_at": loaded_at}
-                for day, row in placed for d in ([day] if day else days) if d in days]
-        counted = table.sources[0].kind == "root"
-        frames[table.name] = ReportFrame(
-            frame=_frame(rows, table, pii) if rows else _empty(table),
-            partitions=[(d, location_id) for d in days],
-            loads=[_load(d, location_id, rows, root, counted) for d in days],
-        )
-    return frames
-
-
-def _empty(table: Table) -> pd.DataFrame:
-    return pd.DataFrame({c: pd.Series(dtype="object") for c in (*BASE_COLUMNS, *table.key)})
-
-
-def _load(day: date, location_id: str | None, rows: list[dict], root: RootFetch,
-          counted: bool) -> PartitionLoad:
-    result = root.results.get(day, root.results.get(None))
+def _load(job: Slice, table: Table, day: date, placed: list[tuple[date, dict]],
+          rejects: list[Reject], results: dict[date | None, FindResult], dated: bool
+          ) -> PartitionLoad:
+    if not dated and day not in job.observable:
+        return PartitionLoad(day, job.location_id, 0, status="no_history")
+    result = results.get(day) or results.get(None)
+    own = results.get(day)  # a day's own window call; calls shared by the slice count apart
     return PartitionLoad(
         report_date=day,
-        location_id=location_id,
-        row_count=sum(1 for r in rows if r["report_date"] == day),
-        reported_total=result.total if (counted and result) else None,
-        pages=result.pages if result else 0,
-        requests=result.requests if result else 0,
+        location_id=job.location_id,
+        row_count=sum(1 for d, _ in placed if d == day),
+        reported_total=result.total if (table.counted and result) else None,
+        pages=own.pages if own else 0,
+        requests=own.requests if own else 0,
+        rejected=sum(1 for r in rejects if r.report_date == day),
     )
+
+
+# ---------------------------------------------------------------- small helpers
+
+
+def _carried(carry: Mapping[str, str], constants: Mapping[str, str], parent: dict) -> dict:
+    return {new: parent.get(old) for new, old in carry.items()} | dict(constants)
+
+
+def _problem(parent: Parent, what: str = "") -> BadValue:
+    problem = parent.problem
+    assert problem is not None
+    if not what:
+        return problem
+    return BadValue(problem.column, f"{what} could not be read ({problem.reason})")
+
+
+def _true(value: Any) -> bool:
+    try:
+        return bool(read_value(s.BOOLEAN, value, timezone.utc, "flag"))
+    except BadValue:
+        return False
+
+
+def _drop(record: Any, fields: Iterable[str]) -> Any:
+    fields = set(fields)
+    if not isinstance(record, dict) or not fields:
+        return record
+    return {k: v for k, v in record.items() if k not in fields}

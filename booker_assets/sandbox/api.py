@@ -12,7 +12,7 @@ from functools import cached_property
 from typing import Any
 from urllib.parse import parse_qs
 
-from booker_assets.api.dates import EASTERN, BookerDateError, parse_iso, parse_legacy
+from booker_assets.api.dates import EASTERN, BookerDateError, read_date
 from booker_assets.sandbox.data import SandboxDataset
 from booker_assets.sandbox.settings import SandboxSettings
 from booker_assets.sandbox.tokens import TokenSigner
@@ -115,22 +115,24 @@ class Args:
         if value is None:
             return None
         try:
-            return parse_iso(str(value))
+            moment = read_date(str(value), EASTERN)
         except BookerDateError as exc:
             raise ArgumentProblem(name, f"{name}: {exc}; send ISO-8601 with an offset.") from exc
+        if moment is None or not moment.anchored or str(value).strip().startswith("/"):
+            raise ArgumentProblem(name, f"{name}: {value!r} has no offset; send ISO-8601 with an "
+                                        "offset.")
+        return moment.instant
 
     def day(self, name: str) -> date | None:
         """``YYYY-MM-DD`` (or an ISO date-time) or the legacy ``/Date(ms)/`` (midnight Eastern)."""
         value = self.raw(name)
         if value is None:
             return None
-        text = str(value).strip()
         try:
-            if text.startswith("/Date("):
-                return parse_legacy(text, EASTERN).astimezone(EASTERN).date()
-            return datetime.fromisoformat(text).date()
-        except (ValueError, BookerDateError) as exc:
+            moment = read_date(str(value), EASTERN)  # legacy: midnight Eastern
+        except BookerDateError as exc:
             raise ArgumentProblem(name, f"{name} is not a date: {value!r}.") from exc
+        return None if moment is None else moment.written.date()
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,8 @@ from functools import lru_cache
 from typing import TypeVar
 from zoneinfo import ZoneInfo
 
-from booker_assets.api.dates import day_window, to_iso, to_legacy, zone_for
+from booker_assets.api.dates import day_window, to_iso, to_legacy
+from booker_assets.api.zones import zone_for
 
 # Day numbers (for IDs) count from a fixed epoch, so IDs never depend on start_date.
 _EPOCH = date(2000, 1, 1)

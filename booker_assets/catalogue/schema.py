@@ -1,0 +1,307 @@
+"""Declared schemas: every field of the Booker records in docs/booker-api.md §6, typed.
+
+A record schema maps Booker's field names to a ``Field`` (a column type and the description the
+Dagster UI shows) or to a nested record, flattened into ``<parent>_<child>`` columns. A date-time
+field is declared once, under its legacy name: its ISO ``...Offset`` twin is read with it.
+Columns exist from a table's first load whatever the day's values are, and a value that does
+not fit its declared type makes its record a reject (``booker._rejects``), never a cast.
+
+Where the contract names a field but not its type, the type is our reading, chosen so that
+no plausible value is lost: text for codes and numbers users read (``OrderNumber``), DOUBLE
+for counts that may be fractional (quantities, inventory, points). Money is DECIMAL(18,2): an
+amount is exact cents, and sums over years of orders must not drift as DOUBLE sums do.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Union
+
+BIGINT = "BIGINT"
+MONEY = "DECIMAL(18,2)"
+DOUBLE = "DOUBLE"
+TEXT = "VARCHAR"
+BOOLEAN = "BOOLEAN"
+TIMESTAMP = "TIMESTAMP WITH TIME ZONE"
+DATE = "DATE"
+TIME = "TIME"
+JSON = "JSON"
+TYPES = (BIGINT, MONEY, DOUBLE, TEXT, BOOLEAN, TIMESTAMP, DATE, TIME, JSON)
+
+
+@dataclass(frozen=True)
+class Field:
+    """One Booker field: its column type and what it means."""
+
+    type: str
+    description: str
+
+    def __post_init__(self) -> None:
+        if self.type not in TYPES:
+            raise ValueError(f"unknown column type {self.type!r}; known: {', '.join(TYPES)}")
+
+
+Record = Mapping[str, Union[Field, "Record"]]
+
+
+def money(what: str) -> Record:
+    return {"Amount": Field(MONEY, f"{what}: amount"),
+            "CurrencyCode": Field(TEXT, f"{what}: ISO 4217 currency code")}
+
+
+def lookup(what: str) -> Record:
+    return {"ID": Field(BIGINT, f"{what}: Booker's id"), "Name": Field(TEXT, f"{what}: name")}
+
+
+def _id(what: str) -> Field:
+    return Field(BIGINT, f"Booker's id of the {what}")
+
+
+def _when(what: str) -> Field:
+    return Field(TIMESTAMP, f"When {what} (UTC; read from the ISO twin or the legacy form)")
+
+
+def _flag(what: str) -> Field:
+    return Field(BOOLEAN, what)
+
+
+def _text(what: str) -> Field:
+    return Field(TEXT, what)
+
+
+ADDRESS: Record = {
+    "Street1": _text("Street, first line"),
+    "Street2": _text("Street, second line"),
+    "City": _text("City"),
+    "State": _text("State or province"),
+    "Zip": _text("Postal code"),
+    "Country": lookup("Country"),
+}
+
+LOCATION: Record = {
+    "ID": _id("location"),
+    "AccountName": _text("Booker account name of the location"),
+    "BusinessName": _text("Business name shown to customers"),
+    "BusinessType": lookup("Business type"),
+    "EmailAddress": _text("Location's email address"),
+    "Address": ADDRESS,
+    "Phone": _text("Location's phone number"),
+    "TimeZone": {
+        # text: some deployments send a Windows zone name here, not a number
+        "ID": _text("Booker's time-zone id"),
+        "Name": _text("Windows display name of the zone, e.g. (GMT-06:00) Central Time"),
+        "StandardName": _text("Windows standard name of the zone, e.g. Central Standard Time"),
+    },
+    "WebSite": _text("Web site"),
+    "CurrencyCode": _text("Currency of the location's amounts (ISO 4217)"),
+    "Status": Field(BIGINT, "1 Implementation, 2 Demo, 3 LiveNoCharge, 4 Live, 5 Terminated, "
+                            "6 ChargeNotLive"),
+    "BrandAccountName": _text("Account name of the brand the location belongs to"),
+}
+
+CUSTOMER: Record = {
+    "CustomerID": _id("customer (from the list's wrapper)"),
+    "ID": _id("customer"),
+    "GUID": _text("Customer's GUID"),
+    "FirstName": _text("First name"),
+    "LastName": _text("Last name"),
+    "Email": _text("Email address (personal: see BOOKER_PII)"),
+    "HomePhone": _text("Home phone (personal)"),
+    "CellPhone": _text("Cell phone (personal)"),
+    "WorkPhone": _text("Work phone (personal)"),
+    "Address": ADDRESS,
+    "DateOfBirth": Field(DATE, "Date of birth (personal)"),
+    "Gender": lookup("Gender"),
+    "LocationID": _id("customer's home location"),
+    "IsActive": _flag("The customer record is active"),
+    "CustomerRecordType": lookup("Record type (1: customer)"),
+    "AllowReceiveEmails": _flag("Opted in to emails"),
+    "AllowReceiveSMS": _flag("Opted in to text messages"),
+    "LoyaltyPoints": Field(DOUBLE, "Loyalty points balance"),
+    "HasMembership": _flag("Has a membership"),
+    "HasActiveMembership": _flag("Has an active membership"),
+    "HasPastMembership": _flag("Had a membership that ended"),
+    "CustomerStats": {
+        "DateOfFirstVisit": _when("the customer first visited"),
+        "DateOfLastVisit": _when("the customer last visited"),
+        "TotalServiceSales": money("Lifetime service sales"),
+        "TotalRetailSales": money("Lifetime retail sales"),
+        "TotalSales": money("Lifetime sales"),
+    },
+    "DateCreated": _when("the customer was created"),
+    "DateLastModified": _when("the customer was last modified (places the row on its day)"),
+}
+
+CUSTOMER_MEMBERSHIP: Record = {
+    "CustomerMembershipID": _id("customer's membership"),
+    "CustomerID": _id("customer"),
+    "MembershipID": _id("membership plan"),
+    "MembershipName": _text("Name of the membership plan"),
+    "LevelName": _text("Level of the plan"),
+    "Status": lookup("Membership status"),
+    "StartDate": _when("the membership started"),
+    "MembershipExpirationDate": _when("the membership expires or expired"),
+    "NextChargeDate": _when("the membership is charged next"),
+    "PaymentFrequencyType": lookup("Payment frequency"),
+    "HasAutopay": _flag("Charged automatically"),
+    "SignupFee": money("Signup fee"),
+    "TotalFee": money("Total fee"),
+    "IsExpired": _flag("The membership has expired"),
+}
+
+EMPLOYEE: Record = {
+    "ID": _id("employee"),
+    "LocationID": _id("location"),
+    "FirstName": _text("First name"),
+    "LastName": _text("Last name"),
+    "DisplayName": _text("Name shown to customers"),
+    "Email": _text("Email address"),
+    "MobilePhone": _text("Mobile phone"),
+    "Gender": lookup("Gender"),
+    "Type": Field(BIGINT, "1 employee, 2 freelancer"),
+    "Status": lookup("Employment status (Active, Inactive)"),
+    "DateCreated": _when("the employee was created"),
+}
+
+_DAY_SCHEDULE: Record = {
+    "LocationID": _id("location"),
+    "Date": Field(DATE, "The day (null for weekday defaults, schedule_defaults=true)"),
+    "Weekday": _text("Day of the week, e.g. Monday"),
+    "StartTime": Field(TIME, "Opening or shift start, local time of day"),
+    "EndTime": Field(TIME, "Closing or shift end, local time of day"),
+}
+EMPLOYEE_SCHEDULE: Record = {
+    **_DAY_SCHEDULE,
+    "EmployeeID": _id("employee"),
+    "IsOff": _flag("The employee is off that day"),
+}
+LOCATION_SCHEDULE: Record = {**_DAY_SCHEDULE, "IsClosed": _flag("The location is closed")}
+
+MEMBERSHIP: Record = {
+    "ID": _id("membership plan"),
+    "Name": _text("Plan name"),
+    "Description": _text("Plan description"),
+    "Levels": Field(JSON, "The plan's levels: ID, LevelName, Fee, PaymentFrequencyType, "
+                          "SignupFee (JSON list)"),
+    "Status": lookup("Plan status"),
+    "StartDate": _when("the plan is offered from"),
+    "ExpirationDate": _when("the plan expires"),
+    "IsExpired": _flag("The plan has expired"),
+}
+
+CUSTOMER_NOTE: Record = {
+    "ID": _id("note"),
+    "DateCreated": _when("the note was written"),
+    "Text": _text("The note"),
+    "CreatedByUser": _text("Who wrote it"),
+}
+PROGRESS_NOTE: Record = {
+    "ID": _id("note"),
+    "CustomerID": _id("customer"),
+    "AppointmentID": _id("appointment"),
+    "EmployeeID": _id("employee who wrote it"),
+    "Text": _text("The note"),
+    "DateCreated": _when("the note was written"),
+}
+
+PRODUCT: Record = {
+    "ID": _id("product"),
+    "Name": _text("Product name"),
+    "Description": _text("Product description"),
+    "Brand": _text("Brand"),
+    "Category": lookup("Product category"),
+    "IsActive": _flag("The product is sold"),
+}
+PRODUCT_VARIANT: Record = {
+    "ID": _id("product variant"),
+    "Name": _text("Variant name, e.g. its size"),
+    "SKU": _text("Stock keeping unit"),
+    "Barcode": _text("Barcode"),
+    "Price": money("Retail price"),
+    "Cost": money("Cost"),
+    "RetailInventory": Field(DOUBLE, "Units in retail stock"),
+    "BackbarInventory": Field(DOUBLE, "Units in back-bar stock"),
+}
+
+ORDER: Record = {
+    "ID": _id("order"),
+    "OrderNumber": _text("Order number shown on receipts"),
+    "LocationID": _id("location"),
+    "CustomerID": _id("customer (null: walk-in)"),
+    "Status": lookup("Order status"),
+    "IsCompleted": _flag("The order is completed"),
+    "IsDeleted": _flag("The order is deleted"),
+    "DateCreated": _when("the order was created (places the row on its day)"),
+    "DateCompleted": _when("the order was completed"),
+    "DatePaid": _when("the order was paid"),
+    "DateLastModified": _when("the order was last modified"),
+    "SubTotal": money("Subtotal"),
+    "Discount": money("Discount"),
+    "TotalTaxes": money("Taxes"),
+    "TotalTip": money("Tip"),
+    "FinalTotal": money("Final total"),
+    "RefundsAmount": money("Refunded so far"),
+}
+ORDER_ITEM: Record = {
+    "ID": _id("order item"),
+    "OrderID": _id("order"),
+    "DateCreated": _when("the item was added"),
+    "Type": lookup("Item type"),
+    "BillableItemID": _id("billable item (service, product, gift card...)"),
+    "BillableItem": {"Name": _text("Billable item: name"), "SKU": _text("Billable item: SKU"),
+                     "Price": money("Billable item: list price")},
+    "Quantity": Field(DOUBLE, "Quantity"),
+    "UnitPrice": money("Unit price"),
+    "DynamicPrice": {"OriginalPrice": money("Original price"), "Discount": money("Discount"),
+                     "FinalPrice": money("Final price")},
+    "IsService": _flag("The item is a service"),
+    "IsRetail": _flag("The item is a retail product"),
+    "IsGiftCard": _flag("The item is a gift card"),
+    "EmployeeID": _id("employee credited"),
+    "AppointmentID": _id("appointment"),
+    "CustomerMembershipID": _id("customer's membership used"),
+}
+REFUND: Record = {
+    "OrderID": _id("order"),
+    "OrderItemID": _id("order item refunded"),
+    "Amount": money("Refunded"),
+    "PaymentMethod": lookup("Payment method"),
+    "Type": lookup("Refund type"),
+    "TotalTax": money("Tax refunded"),
+    "Notes": _text("Notes"),
+    "DateCreated": _when("the refund was made"),
+}
+
+ROOM: Record = {
+    "ID": _id("room"),
+    "LocationID": _id("location"),
+    "Name": _text("Room name"),
+    "Description": _text("Room description"),
+    "Capacity": Field(BIGINT, "People the room holds"),
+    "Type": _text("Room type"),
+    "Treatments": Field(JSON, "Ids of the treatments given in the room (JSON list)"),
+    "DateCreated": _when("the room was created"),
+    "DateLastModified": _when("the room was last modified"),
+}
+
+TREATMENT: Record = {
+    "ID": _id("treatment"),
+    "Name": _text("Treatment name"),
+    "DisplayName": _text("Name shown to customers"),
+    "Description": _text("Description"),
+    "Category": lookup("Category"),
+    "SubCategory": lookup("Subcategory"),
+    "Price": money("Price"),
+    "TreatmentDuration": Field(BIGINT, "Duration of the treatment, minutes"),
+    "TotalDuration": Field(BIGINT, "Duration with preparation, minutes"),
+    "IsActive": _flag("The treatment is offered"),
+    "IsDeleted": _flag("The treatment is deleted"),
+    "IsClass": _flag("The treatment is a class"),
+    "IsForCouples": _flag("The treatment is for couples"),
+    "AllowCustomersToBookOnline": _flag("Customers may book it online"),
+    "EmployeeIDs": Field(JSON, "Ids of the employees who give it (JSON list)"),
+    "RoomIDs": Field(JSON, "Ids of the rooms it is given in (JSON list)"),
+    "DateCreated": _when("the treatment was created"),
+    "DateLastModified": _when("the treatment was last modified"),
+}

@@ -1,0 +1,161 @@
+"""Upgrading a database written by an older version, in place, on the first load of this one.
+
+Version 1 (before declared schemas) stored ``location_id`` as text, typed columns by the first
+values seen, kept brand-level ``locations`` rows without a location, and stored today's lists
+under every past day a backfill covered. Version 2:
+- ``location_id`` is BIGINT everywhere, and the ``locations`` rows carry their own id;
+- every declared column gets its declared type, where every stored value converts exactly
+  (a column with a value that does not is left as it is, and said so: nothing is rounded
+  or dropped);
+- snapshot rows stored for a day at least two days before they were loaded (so not observed
+  that day) move to the schema ``booker_backdated``, kept for whoever wants them, and their
+  partitions are marked ``no_history`` in ``_loads``. Removing them from the tables, not
+  flagging them in place, keeps every query on ``booker`` truthful without a new filter.
+"""
+
+from __future__ import annotations
+
+import time
+
+import duckdb
+
+from booker_assets.catalogue.reports import GROUP_OF, TABLES
+from booker_assets.defs.storage import qualified, quote
+from booker_assets.load.columns import table_columns as declared_columns
+
+SCHEMA_VERSION = 2
+BACKDATED_SCHEMA = "booker_backdated"
+
+
+def migrate(conn: duckdb.DuckDBPyConnection, schema: str) -> list[str]:
+    """Bring the database to ``SCHEMA_VERSION``; returns a line per change made."""
+    version = _version(conn, schema)
+    if version is None or version >= SCHEMA_VERSION:
+        if version is None:
+            _set_version(conn, schema)
+        return []
+    started = time.perf_counter()
+    conn.begin()
+    try:
+        lines = _upgrade(conn, schema)
+        _set_version(conn, schema)
+        conn.commit()
+    except Exception:
+        conn.rollback()
+        raise
+    return [*lines, f"upgraded the database to version {SCHEMA_VERSION} in "
+                    f"{time.perf_counter() - started:.2f} s"]
+
+
+def _version(conn: duckdb.DuckDBPyConnection, schema: str) -> int | None:
+    """The stored version; 1 for report tables without one; None for an empty database."""
+    tables = _stored(conn, schema)
+    if "_schema_version" in tables:
+        ((version,),) = conn.execute(
+            f"SELECT max(version) FROM {qualified(conn, '_schema_version', schema)}").fetchall()
+        return version
+    return 1 if tables else None
+
+
+def _set_version(conn: duckdb.DuckDBPyConnection, schema: str) -> None:
+    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {qualified(conn, schema=schema)}")
+    table = qualified(conn, "_schema_version", schema)
+    conn.execute(f"CREATE TABLE IF NOT EXISTS {table} (version INTEGER, migrated_at TIMESTAMPTZ)")
+    conn.execute(f"INSERT INTO {table} VALUES (?, now())", [SCHEMA_VERSION])
+
+
+def _stored(conn: duckdb.DuckDBPyConnection, schema: str) -> set[str]:
+    ((catalog,),) = conn.execute("SELECT current_database()").fetchall()
+    return {name for (name,) in conn.execute(
+        "SELECT table_name FROM duckdb_tables() WHERE database_name = ? AND schema_name = ?",
+        [catalog, schema]).fetchall()}
+
+
+def _types(conn: duckdb.DuckDBPyConnection, schema: str, table: str) -> dict[str, str]:
+    ((catalog,),) = conn.execute("SELECT current_database()").fetchall()
+    return dict(conn.execute(
+        "SELECT column_name, data_type FROM duckdb_columns() WHERE database_name = ?"
+        " AND schema_name = ? AND table_name = ?", [catalog, schema, table]).fetchall())
+
+
+def _upgrade(conn: duckdb.DuckDBPyConnection, schema: str) -> list[str]:
+    stored = _stored(conn, schema)
+    if "_loads" in stored:
+        _loads_columns(conn, schema)
+    if "locations" in stored:
+        _locations(conn, schema, "_loads" in stored)
+    lines = [line for table in sorted(stored & set(TABLES)) for line in _table(conn, schema, table)]
+    if "_loads" in stored and _types(conn, schema, "_loads")["location_id"] != "BIGINT":
+        lines.append(_retype(conn, qualified(conn, "_loads", schema), "_loads", "location_id",
+                             "VARCHAR", "BIGINT"))
+    return lines
+
+
+def _loads_columns(conn: duckdb.DuckDBPyConnection, schema: str) -> None:
+    loads = qualified(conn, "_loads", schema)
+    if "status" not in _types(conn, schema, "_loads"):
+        conn.execute(f"ALTER TABLE {loads} ADD COLUMN status VARCHAR DEFAULT 'loaded'")
+        conn.execute(f"ALTER TABLE {loads} ADD COLUMN rejected BIGINT DEFAULT 0")
+
+
+def _locations(conn: duckdb.DuckDBPyConnection, schema: str, has_loads: bool) -> None:
+    """Brand-level ``locations`` rows (no location) become each location's own record, and
+    their loads one per location the day's snapshot held."""
+    target = qualified(conn, "locations", schema)
+    conn.execute(f"UPDATE {target} SET location_id = id WHERE location_id IS NULL")
+    if not has_loads:
+        return
+    loads = qualified(conn, "_loads", schema)
+    conn.execute(
+        f"INSERT INTO {loads} BY NAME SELECT 'locations' AS table_name, l.report_date,"
+        " t.id AS location_id, 1 AS row_count, 0 AS pages, 0 AS requests,"
+        f" 'loaded' AS status, 0 AS rejected, l.loaded_at FROM {loads} l JOIN {target} t"
+        " ON t.report_date = l.report_date"
+        " WHERE l.table_name = 'locations' AND l.location_id IS NULL")
+    conn.execute(f"DELETE FROM {loads} WHERE table_name = 'locations' AND location_id IS NULL")
+
+
+def _table(conn: duckdb.DuckDBPyConnection, schema: str, name: str) -> list[str]:
+    target = qualified(conn, name, schema)
+    stored = _types(conn, schema, name)
+    lines = [_retype(conn, target, name, column.name, stored[column.name], column.type)
+             for column in declared_columns(GROUP_OF[name], TABLES[name])
+             if stored.get(column.name) not in (None, column.type)]
+    if TABLES[name].history == "snapshot":
+        lines += _move_backdated(conn, schema, name)
+    return lines
+
+
+def _retype(conn: duckdb.DuckDBPyConnection, target: str, table: str, column: str, old: str,
+            new: str) -> str:
+    ((misfits,),) = conn.execute(
+        f"SELECT count(*) FROM {target} WHERE {quote(column)} IS NOT NULL"
+        f" AND TRY_CAST({quote(column)} AS {new}) IS NULL").fetchall()
+    if misfits:
+        return (f"{table}.{column} stays {old}: {misfits} stored values are not {new} (nothing "
+                "is converted that would change)")
+    conn.execute(f"ALTER TABLE {target} ALTER COLUMN {quote(column)} SET DATA TYPE {new}")
+    return f"{table}.{column}: {old} -> {new}"
+
+
+def _move_backdated(conn: duckdb.DuckDBPyConnection, schema: str, table: str) -> list[str]:
+    """Snapshot rows stored under a day they could not have been observed on."""
+    target = qualified(conn, table, schema)
+    where = "report_date < CAST(_loaded_at AS DATE) - 1"
+    ((count,),) = conn.execute(f"SELECT count(*) FROM {target} WHERE {where}").fetchall()
+    if not count:
+        return []
+    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {qualified(conn, schema=BACKDATED_SCHEMA)}")
+    kept = qualified(conn, table, BACKDATED_SCHEMA)
+    conn.execute(f"CREATE TABLE IF NOT EXISTS {kept} AS SELECT * FROM {target} LIMIT 0")
+    conn.execute(f"INSERT INTO {kept} BY NAME SELECT * FROM {target} WHERE {where}")
+    if "_loads" in _stored(conn, schema):
+        conn.execute(
+            f"UPDATE {qualified(conn, '_loads', schema)} l SET status = 'no_history',"
+            " row_count = 0, reported_total = NULL FROM (SELECT DISTINCT report_date,"
+            f" location_id FROM {target} WHERE {where}) b WHERE l.table_name = ?"
+            " AND l.report_date = b.report_date"
+            " AND CAST(l.location_id AS BIGINT) IS NOT DISTINCT FROM b.location_id", [table])
+    conn.execute(f"DELETE FROM {target} WHERE {where}")
+    return [f"{table}: {count} rows stored for days before they were observed moved to "
+            f"{BACKDATED_SCHEMA}.{table}"]

@@ -1,0 +1,59 @@
+"""Each table's declared columns, derived from the catalogue: what the extractor writes and the
+descriptions the Dagster UI shows."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+
+from booker_assets.catalogue import schema as s
+from booker_assets.catalogue.reports import Explode, FromRoot, PerParent, ReportGroup, Table
+from booker_assets.catalogue.schema import Record
+from booker_assets.load.flatten import Column, columns_of
+from booker_assets.load.frames import BASE_COLUMNS
+from booker_assets.load.pii import PiiPolicy
+
+
+def table_columns(group: ReportGroup, table: Table, pii: PiiPolicy | str = "keep"
+                  ) -> tuple[Column, ...]:
+    """Base columns, then every source's declared columns, without repeats; under
+    ``BOOKER_PII`` personal columns are text (``hash``) or absent (``drop``)."""
+    found: dict[str, Column] = {c.name: c for c in BASE_COLUMNS}
+    for source in table.sources:
+        for column in _source_columns(group, source):
+            found.setdefault(column.name, column)
+    policy = PiiPolicy.of(pii)
+    if policy.mode == "keep" or not table.pii:
+        return tuple(found.values())
+    personal = [c for c in found.values() if c.name.startswith(table.pii)]
+    if policy.mode == "drop":
+        return tuple(c for c in found.values() if c not in personal)
+    return tuple(Column(c.name, s.TEXT, f"{c.description} (keyed hash: BOOKER_PII=hash)")
+                 if c in personal else c for c in found.values())
+
+
+def _source_columns(group: ReportGroup, source: FromRoot | Explode | PerParent) -> list[Column]:
+    parent = _without(group.root.record, group.exploded)
+    if isinstance(source, FromRoot):
+        return columns_of(parent)
+    if isinstance(source, Explode):
+        own = columns_of(_without(source.record, source.drop))
+        if source.carry_prefix:
+            own += columns_of(parent, source.carry_prefix)
+    else:
+        own = columns_of(source.call.record)
+    own += _carried(parent, source.carry)
+    if isinstance(source, Explode) and source.index_column:
+        own.append(Column(source.index_column, s.BIGINT, "1-based position in the parent's list"))
+    own += [Column(name, s.TEXT, f"Always {value!r} for these rows")
+            for name, value in source.constants.items()]
+    return own
+
+
+def _carried(parent: Record, carry: Mapping[str, str]) -> list[Column]:
+    by_name = {c.name: c for c in columns_of(parent)}
+    return [Column(new, by_name[old].type, f"The parent's {old}: {by_name[old].description}")
+            for new, old in carry.items()]
+
+
+def _without(record: Record, fields: tuple[str, ...]) -> Record:
+    return {k: v for k, v in record.items() if k not in fields}
