@@ -31,9 +31,10 @@ def materialize_range(
     run_config: dict | None = None,
     raise_on_error: bool = True,
 ) -> list[dg.ExecuteInProcessResult]:
-    """Days ``first``..``last`` × ``locations`` in one run (a backfill run over a key range)."""
+    """Days ``first``..``last`` × ``locations`` in one run (a backfill run over a key range),
+    the asset checks of what it loads evaluated after the load."""
     return [dg.materialize(
-        list(defs.assets),
+        [*defs.assets, *defs.asset_checks],
         selection=selection,
         resources=defs.resources,
         instance=instance,

@@ -261,3 +261,26 @@ def test_a_year_backfill_is_cut_into_month_runs_per_location(tmp_path):
     assert max(len(keys(r)) for r in requests) == 31
     covered = {(str(key), k) for r in requests for key in r.asset_selection for k in keys(r)}
     assert covered == {(str(w.asset_key), w.partition_key) for w in wanted}
+
+
+def test_each_partition_carries_its_own_figures_and_the_run_once(sandbox, tmp_path):
+    """A range run writes many partitions: each materialization shows that partition's rows
+    and Booker's total for it; the run's figures appear once, labelled as the run's."""
+    settings = make_settings(tmp_path, LOCS)
+    key = dg.AssetKey(["booker", "orders"])
+    with dg.instance_for_test() as instance:
+        materialize_range(make_defs(sandbox, settings), LOCS, *DAYS, instance=instance,
+                          selection=["booker/orders"])
+        records = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=key),
+                                                  limit=100).records
+    events = {r.partition_key: r.asset_materialization.metadata for r in records}
+    with connect_locked(settings.duckdb_path, read_only=True) as conn:
+        stored = {f"{day}|{loc}": n for day, loc, n in conn.execute(
+            "SELECT report_date, location_id, count(*) FROM booker.orders GROUP BY ALL"
+        ).fetchall()}
+    assert set(events) == {f"{d}|{loc}" for d in DAYS for loc in LOCS}
+    for partition, metadata in events.items():
+        assert metadata["dagster/row_count"].value == stored.get(partition, 0), partition
+        assert metadata["booker/reported_total"].value == stored.get(partition, 0)
+        assert metadata["booker/location"].value.startswith(partition.split("|")[1] + " ")
+    assert sum("booker/run_requests" in m for m in events.values()) == 1

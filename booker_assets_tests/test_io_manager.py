@@ -70,8 +70,7 @@ def test_rematerializing_a_partition_replaces_it(db: Path) -> None:
         (D1, 2, 20.0),
         (D2, 9, 9.0),
     ]
-    assert meta["dagster/table_name"].value == "booker.orders"
-    assert meta["booker/rejected"].value == 0
+    assert meta == {}  # the asset reports each partition; the writer only what it changed
 
 
 def test_the_writer_names_the_columns_it_added(db: Path) -> None:

@@ -56,9 +56,11 @@ def _backfill(sandbox: BookerSandbox, directory: Path, **resource) -> tuple[str,
                                 LAST)
     assert [r.success for r in results] == [True]
     report_of = {table.name: group.name for group in GROUPS for table in group.tables}
-    per_report = {(r.run_id, report_of[e.asset_key.path[-1]]):
-                  e.step_materialization_data.materialization.metadata
-                  for r in results for e in r.get_asset_materialization_events()}
+    # the run's figures ride on one partition of each table
+    per_report = {(r.run_id, report_of[e.asset_key.path[-1]]): metadata
+                  for r in results for e in r.get_asset_materialization_events()
+                  if "booker/run_retries" in (
+                      metadata := e.step_materialization_data.materialization.metadata)}
     reported = Counter()
     for metadata in per_report.values():  # a report's tables all carry the report's figures
         reported["total"] += metadata["booker/run_retries"].value

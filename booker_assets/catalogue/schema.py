@@ -32,14 +32,18 @@ TYPES = (BIGINT, MONEY, DOUBLE, TEXT, BOOLEAN, TIMESTAMP, DATE, TIME, JSON)
 
 @dataclass(frozen=True)
 class Field:
-    """One Booker field: its column type and what it means."""
+    """One Booker field: its column type and what it means. A JSON list declares its
+    ``items`` (a field or a record), so each element is read like a column would be."""
 
     type: str
     description: str
+    items: Field | Record | None = None
 
     def __post_init__(self) -> None:
         if self.type not in TYPES:
             raise ValueError(f"unknown column type {self.type!r}; known: {', '.join(TYPES)}")
+        if self.items is not None and self.type != JSON:
+            raise ValueError("only a JSON list declares its items")
 
 
 Record = Mapping[str, Union[Field, "Record"]]
@@ -68,6 +72,10 @@ def _flag(what: str) -> Field:
 
 def _text(what: str) -> Field:
     return Field(TEXT, what)
+
+
+def _ids(what: str) -> Field:
+    return Field(JSON, f"Ids of the {what} (JSON list)", items=Field(BIGINT, "an id"))
 
 
 ADDRESS: Record = {
@@ -183,7 +191,10 @@ MEMBERSHIP: Record = {
     "Name": _text("Plan name"),
     "Description": _text("Plan description"),
     "Levels": Field(JSON, "The plan's levels: ID, LevelName, Fee, PaymentFrequencyType, "
-                          "SignupFee (JSON list)"),
+                          "SignupFee (JSON list)", items={
+                              "ID": _id("level"), "LevelName": _text("Level name"),
+                              "Fee": money("Fee"), "PaymentFrequencyType": lookup("Frequency"),
+                              "SignupFee": money("Signup fee")}),
     "Status": lookup("Plan status"),
     "StartDate": _when("the plan is offered from"),
     "ExpirationDate": _when("the plan expires"),
@@ -280,7 +291,7 @@ ROOM: Record = {
     "Description": _text("Room description"),
     "Capacity": Field(BIGINT, "People the room holds"),
     "Type": _text("Room type"),
-    "Treatments": Field(JSON, "Ids of the treatments given in the room (JSON list)"),
+    "Treatments": _ids("treatments given in the room"),
     "DateCreated": _when("the room was created"),
     "DateLastModified": _when("the room was last modified"),
 }
@@ -300,8 +311,8 @@ TREATMENT: Record = {
     "IsClass": _flag("The treatment is a class"),
     "IsForCouples": _flag("The treatment is for couples"),
     "AllowCustomersToBookOnline": _flag("Customers may book it online"),
-    "EmployeeIDs": Field(JSON, "Ids of the employees who give it (JSON list)"),
-    "RoomIDs": Field(JSON, "Ids of the rooms it is given in (JSON list)"),
+    "EmployeeIDs": _ids("employees who give it"),
+    "RoomIDs": _ids("rooms it is given in"),
     "DateCreated": _when("the treatment was created"),
     "DateLastModified": _when("the treatment was last modified"),
 }

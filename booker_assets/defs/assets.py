@@ -24,10 +24,11 @@ from booker_assets.api.client import BookerClient, BookerResource
 from booker_assets.catalogue.options import OPTIONS
 from booker_assets.catalogue.reports import GROUPS, ReportGroup, Table
 from booker_assets.defs.partitions import BookerPartitions, days_by_location
+from booker_assets.defs.storage import markdown_table
 from booker_assets.errors import BookerError
 from booker_assets.load.columns import table_columns
 from booker_assets.load.extract import extract
-from booker_assets.load.frames import ReportFrame
+from booker_assets.load.frames import PartitionLoad, ReportFrame
 from booker_assets.load.pii import PiiPolicy
 from booker_assets.settings import Settings
 
@@ -139,18 +140,22 @@ def _materialize(
         for name, (group, tables) in wanted.items() for location, days in slices.items()
     }
     done: dict[str, list[dict[str, ReportFrame]]] = {name: [] for name in wanted}
+    names = _location_names(client, slices)
     for future in as_completed(fetches):
         name, location, days = fetches[future]
         if not _collect(future, done[name], failed, name, location, days, context):
             continue
         if len(done[name]) == len(slices):  # every location of this report is fetched
             group, tables = wanted[name]
-            yield from _outputs(tables, done.pop(name), slices, _own(group, options),
-                                views[name].stats.snapshot())
+            yield from _outputs(context, tables, done.pop(name), slices, _own(group, options),
+                                views[name].stats.snapshot(), names)
     if failed:
+        # The first line is what the UI shows first: the cause itself, not a count.
+        others = [f"- {f}" for f in failed[1:]]
         raise dg.Failure(
-            description=f"{len(failed)} report fetch(es) failed; the other reports were "
-                        "stored:\n" + "\n".join(f"- {f}" for f in failed),
+            description="\n".join([str(failed[0]), *(
+                [f"{len(others)} more report fetch(es) failed:", *others] if others else []),
+                "The step's other reports were stored."]),
             allow_retries=any(f.transient for f in failed),
             metadata={"booker/failed": [f"{f.report}/{f.location}" for f in failed]},
         )
@@ -169,26 +174,67 @@ def _collect(future: Future, frames: list, failed: list[Failed], name: str, loca
         return False
 
 
+def _location_names(client: BookerClient, slices: Mapping[str, list[date]]) -> dict[str, str]:
+    """"1001 Café Lumière Spa & Salon" for the UI; the partition keys stay ids. A location
+    Booker cannot tell about keeps its id here: its reports fail with the cause."""
+    names = {}
+    for location in slices:
+        try:
+            record = client.location(location)
+        except BookerError:
+            continue
+        names[location] = f"{location} {record.get('BusinessName') or ''}".strip()
+    return names
+
+
 def _own(group: ReportGroup, options: Mapping[str, bool]) -> dict:
     """The options this report reads."""
     return {name: options[name] for name in group.options}
 
 
-def _outputs(tables: list[Table], per_location: list[dict[str, ReportFrame]],
-             slices: dict[str, list[date]], options: dict, stats: dict) -> Iterator[dg.Output]:
+def _outputs(context: dg.AssetExecutionContext, tables: list[Table],
+             per_location: list[dict[str, ReportFrame]], slices: dict[str, list[date]],
+             options: dict, stats: dict, names: Mapping[str, str]) -> Iterator[dg.Output]:
+    """Each table's output, its partitions' own figures on each partition, and the run's
+    figures once, on its last partition (Dagster copies an output's metadata into every
+    partition's event: a month of partitions would carry 31 copies)."""
     all_days = sorted({d for days in slices.values() for d in days})
     for table in tables:
-        frame = _combine([frames[table.name] for frames in per_location])
-        yield dg.Output(
-            frame,
-            output_name=table.name,
-            metadata={
-                "booker/window": f"{all_days[0]} to {all_days[-1]} (location-local days)",
-                "booker/locations": ", ".join(slices),
-                "booker/options": dg.MetadataValue.json(options),
-                **{f"booker/run_{name}": value for name, value in _cost(stats).items()},
-            },
-        )
+        report = _combine([frames[table.name] for frames in per_location])
+        key = dg.AssetKey([GROUP_NAME, table.name])
+        for load in report.loads:
+            context.add_asset_metadata(_partition_metadata(load, names), asset_key=key,
+                                       partition_key=_partition_key(load))
+        context.add_asset_metadata({
+            "booker/run_partitions": len(report.loads),
+            "booker/run_window": f"{all_days[0]} to {all_days[-1]} (location-local days)",
+            "booker/run_locations": ", ".join(slices),
+            "booker/run_options": dg.MetadataValue.json(options),
+            "booker/run_preview": dg.MetadataValue.md(markdown_table(report.frame.head(5))),
+            **{f"booker/run_{name}": value for name, value in _cost(stats).items()},
+        }, asset_key=key, partition_key=_partition_key(report.loads[-1]))
+        yield dg.Output(report, output_name=table.name)
+
+
+def _partition_key(load: PartitionLoad) -> str:
+    return f"{load.report_date}|{load.location_id}"
+
+
+def _partition_metadata(load: PartitionLoad, names: Mapping[str, str]) -> dict:
+    """What this partition holds: its own rows, Booker's total for it, its own requests."""
+    metadata = {
+        "dagster/row_count": load.row_count,
+        "booker/status": load.status,
+        "booker/rejected": load.rejected,
+        "booker/requests": load.requests,
+        "booker/location": names.get(str(load.location_id), str(load.location_id)),
+    }
+    if load.reported_total is not None:
+        metadata["booker/reported_total"] = load.reported_total
+    if load.status == "no_history":
+        metadata["booker/note"] = ("Booker keeps no history of this list: a day that can no "
+                                   "longer be observed gets no rows, rather than today's list")
+    return metadata
 
 
 def _cost(stats: dict) -> dict[str, float]:

@@ -53,6 +53,7 @@ LOADS_COLUMNS = (
     "reported_total BIGINT, pages INTEGER, requests INTEGER, status VARCHAR, rejected BIGINT, "
     "loaded_at TIMESTAMPTZ"
 )
+_STAGED = ("_frame", "_slice", "_rejects")  # the temp tables of one write
 REJECTS_COLUMNS = (
     "table_name VARCHAR, report_date DATE, location_id BIGINT, record_id VARCHAR, "
     "column_name VARCHAR, reason VARCHAR, raw JSON, loaded_at TIMESTAMPTZ"
@@ -88,11 +89,8 @@ class BookerDuckDBIOManager(dg.ConfigurableIOManager):
         except BookerError as exc:
             # The UI's first line is the cause; only a held lock heals by waiting.
             raise dg.Failure(description=str(exc), allow_retries=exc.transient) from exc
-        context.add_output_metadata({
-            "dagster/table_name": f"{self.schema_name}.{table}",
-            "booker/rejected": written.rejected,
-            **({"booker/new_columns": ", ".join(written.added)} if written.added else {}),
-        })
+        if written.added:  # the asset reports each partition's figures; this, only news
+            context.add_output_metadata({"booker/new_columns": ", ".join(written.added)})
 
     def load_input(self, context: dg.InputContext) -> pd.DataFrame:
         wanted = _wanted_partitions(context) if context.has_asset_partitions else None
@@ -185,6 +183,9 @@ def write_slice(
     except Exception as exc:
         _rollback(conn)
         raise _storage_error(exc, target, report.partitions) from exc
+    finally:  # the connection may write another slice
+        for temp in _STAGED:
+            conn.execute(f"DROP TABLE IF EXISTS temp.{temp}")
     return Written(rejected, added)
 
 

@@ -150,11 +150,20 @@ def render(conn: duckdb.DuckDBPyConnection, sql: str, schema: str = SCHEMA) -> s
     return sql.format_map(_Names(conn, schema))
 
 
-def markdown_table(frame: pd.DataFrame) -> str:
-    """A GitHub-style markdown table of ``frame`` (``tabulate`` is not installed)."""
+def markdown_table(frame: pd.DataFrame, cell: int = 40, limit: int = 2000) -> str:
+    """A GitHub-style markdown table of ``frame`` (``tabulate`` is not installed), bounded:
+    cells cut at ``cell`` characters and the whole at ``limit`` bytes, since Dagster keeps it in
+    every event that carries it (a 2 MB note must not become a 2 MB event)."""
+
+    def text(value: object) -> str:
+        shown = str(value).replace("|", "\\|").replace("\n", " ")
+        return shown if len(shown) <= cell else shown[: cell - 1] + "…"
 
     def line(cells: Sequence[object]) -> str:
-        return "| " + " | ".join(str(c).replace("|", "\\|") for c in cells) + " |"
+        return "| " + " | ".join(map(text, cells)) + " |"
 
     header = [line(frame.columns), line(["---"] * len(frame.columns))]
-    return "\n".join(header + [line(row) for row in frame.itertuples(index=False)])
+    table = "\n".join(header + [line(row) for row in frame.itertuples(index=False)])
+    if len(table.encode()) <= limit:
+        return table
+    return table.encode()[:limit].decode(errors="ignore") + " …"

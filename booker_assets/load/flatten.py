@@ -77,7 +77,9 @@ def flatten(value: Any, record: Record, zone: tzinfo, prefix: str = "") -> dict[
         name = prefix + snake(key)
         if isinstance(spec, Field):
             raw = value.get(key + OFFSET) if spec.type in _DATED else None
-            row[name] = read_value(spec.type, value.get(key) if raw is None else raw, zone, name)
+            raw = value.get(key) if raw is None else raw
+            row[name] = (_json_list(raw, spec.items, zone, name) if spec.items is not None
+                         else read_value(spec.type, raw, zone, name))
         elif value.get(key) is None:
             row |= dict.fromkeys((c.name for c in columns_of(spec, f"{name}_")), None)
             row |= {c.name: EMPTY_LIST for c in columns_of(spec, f"{name}_") if c.type == s.JSON}
@@ -162,6 +164,34 @@ def _json(value: Any, zone: tzinfo) -> str:
     if not isinstance(value, list | dict):
         raise TypeError
     return json.dumps(value, ensure_ascii=False, sort_keys=True)
+
+
+def _json_list(value: Any, items: Field | Record, zone: tzinfo, column: str) -> str:
+    """A declared list as JSON, each element read like a column: ``"7"`` and ``7`` are one
+    id, a date in any form one instant. Fields an element brings undeclared are kept."""
+    if value is None:
+        return EMPTY_LIST
+    if not isinstance(value, list):
+        raise BadValue(column, f"{_shown(value)} is not a list")
+    read = [_element(item, items, zone, f"{column}[{n}]") for n, item in enumerate(value)]
+    return json.dumps(read, ensure_ascii=False, sort_keys=True, default=_plain)
+
+
+def _element(item: Any, spec: Field | Record, zone: tzinfo, column: str) -> Any:
+    if isinstance(spec, Field):
+        return read_value(spec.type, item, zone, column)
+    if item is None:
+        return None
+    if not isinstance(item, Mapping):
+        raise BadValue(column, f"expected an object, got {type(item).__name__}")
+    known = {key: _element(item.get(key), sub, zone, f"{column}.{key}")
+             for key, sub in spec.items()}
+    return {**{k: v for k, v in item.items() if k not in spec}, **known}
+
+
+def _plain(value: Any) -> Any:
+    """JSON for what a reader returns: instants and days as ISO text."""
+    return value.isoformat()
 
 
 def _instant(value: Any, zone: tzinfo) -> Any:

@@ -1,0 +1,195 @@
+"""What broke against an independently written Booker, each case through the shipped
+definitions and a sandbox whose replies a test rewrites: legal forms load, unreadable records
+become rejects while the rest of the day loads, and a failure no retry can fix fails at once.
+"""
+
+from __future__ import annotations
+
+import copy
+import time as clock
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from datetime import date, datetime, time
+
+import dagster as dg
+import duckdb
+import pytest
+
+from booker_assets.api.dates import EASTERN, to_iso, to_legacy
+from booker_assets.defs.storage import connect_locked, qualified
+from booker_assets.demo import materialize_range
+from booker_assets.sandbox import BookerSandbox
+from booker_assets.sandbox.api import Reply
+from booker_assets_tests.conftest import SANDBOX_SETTINGS, make_defs, make_settings
+
+DAY = date(2025, 3, 5)
+ORDERS = ["booker/orders", "booker/orders_items", "booker/orders_refunds"]
+FAST = {"requests_per_second": 10_000, "burst": 1_000}
+Rewrite = Callable[[str, dict], dict]  # (request path, reply body) -> reply body
+INSTANCE = dg.DagsterInstance.ephemeral()  # its event log has the events' times
+
+
+@contextmanager
+def rewritten(rewrite: Rewrite) -> Iterator[BookerSandbox]:
+    """A sandbox whose good replies pass through ``rewrite`` (on a copy: records are shared)."""
+    with BookerSandbox(SANDBOX_SETTINGS) as sb:
+        handle = sb.api.handle
+
+        def handle_rewritten(request, route, params) -> Reply:
+            reply = handle(request, route, params)
+            if reply.status == 200 and isinstance(reply.body, dict):
+                reply.body = rewrite(request.path, copy.deepcopy(reply.body))
+            return reply
+
+        sb.api.handle = handle_rewritten
+        yield sb
+
+
+def load(sb: BookerSandbox, tmp_path, selection: list[str], days=(DAY, DAY), locations=("1001",),
+         **run) -> tuple[dg.ExecuteInProcessResult, str]:
+    settings = make_settings(tmp_path, locations)
+    (result,) = materialize_range(make_defs(sb, settings, **FAST), list(locations), *days,
+                                  selection=selection, instance=INSTANCE, **run)
+    return result, settings.duckdb_path
+
+
+def rows(database: str, sql: str) -> list[tuple]:
+    with connect_locked(database, read_only=True) as conn:
+        return conn.execute(sql.replace("booker.", qualified(conn, schema="booker") + ".")
+                            ).fetchall()
+
+
+def on_path(suffix: str, change: Callable[[dict], dict]) -> Rewrite:
+    return lambda path, body: change(body) if path.endswith(suffix) else body
+
+
+def first_row(key: str, **fields) -> Callable[[dict], dict]:
+    def change(body: dict) -> dict:
+        if body.get(key):
+            body[key][0].update(fields)
+        return body
+    return change
+
+
+def test_a_legacy_schedule_date_with_its_twin_loads(tmp_path):
+    """The independent server wrote ``Date: "/Date(...)/"`` beside ``DateOffset``: the day
+    is the one they name, not a crash of the shared step."""
+    def legacy(body: dict) -> dict:
+        for row in body.get("EmployeeDaySchedules") or []:
+            midnight = datetime.combine(date.fromisoformat(row["Date"]), time.min, EASTERN)
+            row["Date"], row["DateOffset"] = to_legacy(midnight), to_iso(midnight)
+        return body
+
+    with rewritten(on_path("/schedule", legacy)) as sb:
+        result, db = load(sb, tmp_path, ["booker/employee_schedules"])
+    assert result.success
+    assert rows(db, "SELECT DISTINCT date FROM booker.employee_schedules") == [(DAY,)]
+    assert rows(db, "SELECT count(*) FROM booker._rejects") == [(0,)]
+
+
+def test_an_iso_value_without_offset_is_the_locations_wall_clock(tmp_path):
+    with rewritten(on_path("/orders", first_row(
+            "Results", DateCompleted=None, DateCompletedOffset="2025-03-05T10:15:30"))) as sb:
+        result, db = load(sb, tmp_path, ORDERS)
+    assert result.success
+    completed = rows(db, "SELECT strftime(timezone('America/New_York', date_completed),"
+                         " '%H:%M:%S') FROM booker.orders ORDER BY id LIMIT 1")
+    assert completed == [("10:15:30",)]
+
+
+@pytest.mark.parametrize(("fields", "column", "reason"), [
+    ({"ID": "ORD-919500101"}, "id", '"ORD-919500101" is not a BIGINT'),
+    ({"FinalTotal": {"Amount": "1,234.50", "CurrencyCode": "USD"}}, "final_total_amount",
+     '"1,234.50" is not a DECIMAL(18,2)'),
+    ({"DateCreatedOffset": "tomorrow"}, "date_created", "not a Booker date: 'tomorrow'"),
+    ({"Status": "Completed"}, "status", "expected an object, got str"),
+], ids=["non-numeric-id", "thousands-separator", "unreadable-date", "scalar-for-a-lookup"])
+def test_an_unreadable_order_is_a_reject_and_its_day_still_loads(tmp_path, fields, column,
+                                                                  reason):
+    with rewritten(on_path("/orders", first_row("Results", **fields))) as sb:
+        result, db = load(sb, tmp_path, ORDERS)
+        expected = len(sb.dataset.orders(1001, DAY))
+    assert result.success
+    assert rows(db, "SELECT count(*) FROM booker.orders") == [(expected - 1,)]
+    ((stored_column, stored_reason, raw, day, location),) = rows(
+        db, "SELECT column_name, reason, raw, report_date, location_id FROM booker._rejects"
+            " WHERE table_name = 'orders'")
+    assert (stored_column, day, location) == (column, DAY, 1001)
+    assert reason in stored_reason and '"Items"' in raw  # the record as Booker sent it
+    checks = {e.check_name: e for e in result.get_asset_check_evaluations()
+              if e.asset_key.path[-1] == "orders"}
+    assert not checks["no_rejects"].passed
+    assert checks["rows_match_reported_total"].passed  # rows + rejects = TotalResultsCount
+
+
+def test_a_numeric_string_id_gives_the_same_type_on_a_fresh_and_an_existing_table(tmp_path):
+    stringly = on_path("/orders", lambda body: {**body, "Results": [
+        {**order, "ID": str(order["ID"]), "CustomerID": str(order["CustomerID"])
+         if order.get("CustomerID") else None} for order in body.get("Results") or []]})
+    with rewritten(stringly) as sb:
+        _, fresh = load(sb, tmp_path / "fresh", ["booker/orders"])
+    with BookerSandbox(SANDBOX_SETTINGS) as clean:
+        _, existing = load(clean, tmp_path / "existing", ["booker/orders"],
+                           days=(DAY - date.resolution, DAY - date.resolution))
+    with rewritten(stringly) as sb:
+        load(sb, tmp_path / "existing", ["booker/orders"])
+    types = "SELECT column_name, data_type FROM duckdb_columns() WHERE table_name = 'orders'"
+    assert rows(fresh, types) == rows(existing, types)
+    assert dict(rows(fresh, types))["id"] == "BIGINT"
+
+
+def _no_retry_failure(result: dg.ExecuteInProcessResult) -> tuple[float, str]:
+    """Seconds from the step's start to its failure, and the first line the UI shows."""
+    logs = [entry for entry in INSTANCE.all_logs(result.run_id) if entry.dagster_event]
+    kinds = [entry.dagster_event.event_type for entry in logs]
+    assert dg.DagsterEventType.STEP_UP_FOR_RETRY not in kinds
+    start = next(e for e in logs if e.dagster_event.event_type == dg.DagsterEventType.STEP_START)
+    failure = next(e for e in logs if e.dagster_event.is_step_failure)
+    message = failure.dagster_event.step_failure_data.error.message
+    return failure.timestamp - start.timestamp, message.splitlines()[0]
+
+
+def test_a_refused_request_fails_at_once_without_a_retry(tmp_path):
+    """An argument error cannot heal: no step retry, the cause on the first line. (The step
+    retry policy waits 30 s and more before a retry, so a retry would show here.)"""
+    def refuse(body: dict) -> dict:
+        return {"IsSuccess": False, "ErrorCode": 200, "ErrorMessage": "invalid arguments",
+                "ArgumentErrors": [{"ArgumentName": "LocationID", "ErrorMessage": "unknown"}]}
+
+    with rewritten(on_path("/orders", refuse)) as sb:
+        started = clock.monotonic()
+        result, _ = load(sb, tmp_path, ORDERS, raise_on_error=False)
+        elapsed = clock.monotonic() - started
+    seconds, first_line = _no_retry_failure(result)
+    print(f"\ndeterministic failure: {seconds:.2f} s from step start, run over in "
+          f"{elapsed:.1f} s")
+    assert "argument LocationID: unknown" in first_line and "orders" in first_line
+    assert seconds < 25  # far under the retry policy's first wait of 30 s
+
+
+def test_a_bug_in_a_report_fails_at_once_without_a_retry(tmp_path, monkeypatch):
+    def broken(*args, **kwargs):
+        raise KeyError("a programming error")
+
+    monkeypatch.setattr("booker_assets.load.extract._table_frame", broken)
+    with BookerSandbox(SANDBOX_SETTINGS) as sb:
+        result, _ = load(sb, tmp_path, ORDERS, raise_on_error=False)
+    _, first_line = _no_retry_failure(result)
+    assert "KeyError" in first_line or "a programming error" in first_line
+
+
+def test_a_full_disk_names_the_cause_and_keeps_what_was_stored(tmp_path, monkeypatch):
+    """DuckDB's own "cannot rollback" must not hide the cause; nothing stored is lost."""
+    with BookerSandbox(SANDBOX_SETTINGS) as sb:
+        _, db = load(sb, tmp_path, ["booker/orders"])
+        before = rows(db, "SELECT count(*) FROM booker.orders")
+
+        def full(conn, *args, **kwargs):
+            raise duckdb.IOException("Could not write file: No space left on device")
+
+        monkeypatch.setattr("booker_assets.defs.io_manager._record_loads", full)
+        result, _ = load(sb, tmp_path, ["booker/orders"], days=(DAY, DAY + date.resolution),
+                         raise_on_error=False)
+    _, first_line = _no_retry_failure(result)
+    assert "No space left on device" in first_line
+    assert rows(db, "SELECT count(*) FROM booker.orders") == before
