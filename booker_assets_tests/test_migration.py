@@ -112,6 +112,7 @@ def test_the_first_load_upgrades_the_previous_versions_database(sandbox, old_dat
     assert {t for _, t in _types(old_database, "location_id")} == {"BIGINT"}
     assert locations == 0  # each location's row carries its own id
     assert money == "DECIMAL(18,2)"
+    assert ("treatments", "JSON") in _types(old_database, "employee_ids")  # was employee_i_ds
     # dated reports keep every old row (plus the new day's); back-dated snapshots moved aside
     for name, table in TABLES.items():
         if table.history == "dated":

@@ -25,6 +25,8 @@ from booker_assets.load.columns import table_columns as declared_columns
 
 SCHEMA_VERSION = 2
 BACKDATED_SCHEMA = "booker_backdated"
+# Version 1 split a plural "IDs" into "I_Ds": EmployeeIDs was employee_i_ds.
+RENAMED = {"employee_i_ds": "employee_ids", "room_i_ds": "room_ids"}
 
 
 def migrate(conn: duckdb.DuckDBPyConnection, schema: str) -> list[str]:
@@ -117,13 +119,22 @@ def _locations(conn: duckdb.DuckDBPyConnection, schema: str, has_loads: bool) ->
 
 def _table(conn: duckdb.DuckDBPyConnection, schema: str, name: str) -> list[str]:
     target = qualified(conn, name, schema)
+    lines = _rename(conn, target, name, _types(conn, schema, name))
     stored = _types(conn, schema, name)
-    lines = [_retype(conn, target, name, column.name, stored[column.name], column.type)
-             for column in declared_columns(GROUP_OF[name], TABLES[name])
-             if stored.get(column.name) not in (None, column.type)]
+    lines += [_retype(conn, target, name, column.name, stored[column.name], column.type)
+              for column in declared_columns(GROUP_OF[name], TABLES[name])
+              if stored.get(column.name) not in (None, column.type)]
     if TABLES[name].history == "snapshot":
         lines += _move_backdated(conn, schema, name)
     return lines
+
+
+def _rename(conn: duckdb.DuckDBPyConnection, target: str, table: str,
+            stored: dict[str, str]) -> list[str]:
+    renamed = [(old, new) for old, new in RENAMED.items() if old in stored and new not in stored]
+    for old, new in renamed:
+        conn.execute(f"ALTER TABLE {target} RENAME COLUMN {quote(old)} TO {quote(new)}")
+    return [f"{table}.{old} renamed {new}" for old, new in renamed]
 
 
 def _retype(conn: duckdb.DuckDBPyConnection, target: str, table: str, column: str, old: str,

@@ -24,6 +24,7 @@ from booker_assets.catalogue import schema as s
 from booker_assets.catalogue.schema import Field, Record
 
 _CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+_PLURAL_ID = re.compile(r"IDs(?=[A-Z]|$)")  # a plural of ID is one word, not "I_Ds"
 _INTEGER = re.compile(r"[+-]?\d+(?:\.0*)?")
 _NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 _CENT = Decimal("0.01")
@@ -34,8 +35,9 @@ EMPTY_LIST = "[]"
 
 
 def snake(name: str) -> str:
-    """``DateCreated`` → ``date_created``, ``CustomerID`` → ``customer_id``, ``SKU`` → ``sku``."""
-    return _CAMEL.sub("_", name).lower()
+    """``DateCreated`` → ``date_created``, ``CustomerID`` → ``customer_id``, ``SKU`` → ``sku``,
+    ``EmployeeIDs`` → ``employee_ids``."""
+    return _CAMEL.sub("_", _PLURAL_ID.sub("Ids", name)).lower()
 
 
 class BadValue(ValueError):
