@@ -193,3 +193,17 @@ def test_a_full_disk_names_the_cause_and_keeps_what_was_stored(tmp_path, monkeyp
     _, first_line = _no_retry_failure(result)
     assert "No space left on device" in first_line
     assert rows(db, "SELECT count(*) FROM booker.orders") == before
+
+
+def test_an_unreadable_schedule_row_is_rejected_on_its_own_day(tmp_path):
+    """Its employee is undated (a list), the row names its day: the reject goes there, once."""
+    days = (DAY, DAY + date.resolution)
+    with rewritten(on_path("/schedule", first_row("EmployeeDaySchedules",
+                                                  StartTime="9 o'clock"))) as sb:
+        result, db = load(sb, tmp_path, ["booker/employee_schedules"], days=days)
+        employees = len(sb.dataset.employees(1001, False, False))
+    assert result.success
+    assert rows(db, "SELECT report_date, count(*), any_value(reason) FROM booker._rejects"
+                    " GROUP BY 1") == [(DAY, employees, "not a time of day: \"9 o'clock\" "
+                                                       "(neither HH:MM[:SS] nor a date form)")]
+    assert rows(db, "SELECT count(*) FROM booker.employee_schedules") == [(employees,)]

@@ -104,7 +104,11 @@ def read_time(value: Any, zone: tzinfo) -> time | None:
                             _microseconds(match["fraction"]))
             except ValueError as exc:
                 raise BookerDateError(f"not a time of day: {value!r} ({exc})") from None
-    moment = read_date(value, zone)
+    try:
+        moment = read_date(value, zone)
+    except BookerDateError:
+        raise BookerDateError(f"not a time of day: {value!r} (neither HH:MM[:SS] nor a date "
+                              "form)") from None
     return None if moment is None else moment.time_of_day
 
 

@@ -295,12 +295,16 @@ def _per_parent(job: Slice, source: PerParent, parents: list[Parent], out: Deriv
     for parent in good:
         assert parent.row is not None
         for child in children[parent.raw["ID"]]:
-            try:
+            try:  # a schedule row names its own day: its reject belongs to that day too
                 day = (_own_day(job, source.call, child)
                        if isinstance(source.call.days, DateRange) else parent.day)
-                row = flatten(child, source.call.record, job.zone)
             except BadValue as problem:
                 out.reject(parent.day, child, problem)
+                continue
+            try:
+                row = flatten(child, source.call.record, job.zone)
+            except BadValue as problem:
+                out.reject(day, child, problem)
                 continue
             out.rows.append((day, row | _carried(source.carry, source.constants, parent.row)))
 
