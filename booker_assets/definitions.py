@@ -21,10 +21,10 @@ def booker_resource(settings: Settings) -> BookerResource:
     """Credentials are EnvVars: resolved when a run starts, never shown in the UI."""
     if settings.use_sandbox:
         from booker_assets.sandbox import DEMO_CREDENTIALS
+        from booker_assets.sandbox.resource import EmbeddedSandboxResource
 
         # The embedded sandbox has no rate limit: don't pace it like the real gateway.
-        return BookerResource(base_url="sandbox", requests_per_second=200, burst=50,
-                              **DEMO_CREDENTIALS)
+        return EmbeddedSandboxResource(requests_per_second=200, burst=50, **DEMO_CREDENTIALS)
     return booker_resource_from_env()
 
 

@@ -15,6 +15,7 @@ from booker_assets.defs.connection import (
     booker_resource_from_env,
 )
 from booker_assets.sandbox import DEMO_CREDENTIALS, BookerSandbox
+from booker_assets.sandbox.resource import EmbeddedSandboxResource
 from booker_assets.settings import load_settings
 
 
@@ -94,4 +95,6 @@ def test_definitions_use_the_environment_unless_in_the_sandbox(tmp_path):
     deployed = booker_resource(load_settings(env | CREDENTIALS))
     assert isinstance(deployed.client_id, dg.EnvVar)
     sandbox = booker_resource(load_settings(env))
-    assert sandbox.base_url == "sandbox" and sandbox.client_id == DEMO_CREDENTIALS["client_id"]
+    assert isinstance(sandbox, EmbeddedSandboxResource)
+    assert sandbox.client_id == DEMO_CREDENTIALS["client_id"]
+    assert sandbox.endpoint().startswith("http://127.0.0.1:")  # started on first use

@@ -74,7 +74,7 @@ class BookerResource(dg.ConfigurableResource):
     personal_access_token: str = Field(repr=False, description="BOOKER_PERSONAL_ACCESS_TOKEN.")
     base_url: str = Field(
         default=DEFAULT_BASE_URL,
-        description='API host; "sandbox" means the embedded Booker sandbox.',
+        description="API host, e.g. https://api-staging.booker.com for staging.",
     )
     page_size: int = Field(default=100, description="Rows per Find page (server cap: 100).")
     timeout_seconds: float = Field(default=30.0, description="Connect and read timeout.")
@@ -94,6 +94,10 @@ class BookerResource(dg.ConfigurableResource):
             if self._client is not None:
                 self._client.close()
                 self._client = None
+
+    def endpoint(self) -> str:
+        """The base URL requests go to (the embedded sandbox's resource starts it here)."""
+        return self.base_url
 
     def get_client(self) -> BookerClient:
         """The client of this resource instance, created on first use."""
@@ -130,7 +134,7 @@ class BookerClient(ReportView):
             scrubber=scrubber, clock=clock, on_issued=lambda: self.stats.add(tokens=1),
         )
         transport = Transport(
-            settings.base_url, settings.subscription_key, max_in_flight=settings.max_in_flight,
+            settings.endpoint(), settings.subscription_key, max_in_flight=settings.max_in_flight,
             timeout=settings.timeout_seconds, requests_per_second=settings.requests_per_second,
             burst=settings.burst, monotonic=monotonic, sleep=sleep,
         )

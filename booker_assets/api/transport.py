@@ -30,7 +30,7 @@ class Transport:
                  timeout: float, requests_per_second: float, burst: int,
                  monotonic: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep) -> None:
-        self.base_url = resolve_base_url(base_url)
+        self.base_url = base_url.rstrip("/")
         self.limiter: TokenBucket = shared_bucket(
             f"{self.base_url} {subscription_key}", requests_per_second, burst,
             clock=monotonic, sleep=sleep,
@@ -59,14 +59,6 @@ class Transport:
                                     **environment)
             finally:
                 on_sent(self._monotonic() - started)
-
-
-def resolve_base_url(base_url: str) -> str:
-    if base_url == "sandbox":
-        from booker_assets.sandbox import embedded_url  # lazy: the sandbox is optional
-
-        base_url = embedded_url()
-    return base_url.rstrip("/")
 
 
 def _session(subscription_key: str, pool_size: int) -> requests.Session:
