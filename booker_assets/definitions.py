@@ -14,6 +14,7 @@ from booker_assets.defs.checks import build_checks
 from booker_assets.defs.connection import booker_check_connection, booker_resource_from_env
 from booker_assets.defs.io_manager import BookerDuckDBIOManager
 from booker_assets.defs.partitions import build_partitions
+from booker_assets.defs.runs import booker_reap_dead_runs, in_process_executor
 from booker_assets.settings import Settings, load_settings
 
 
@@ -40,10 +41,11 @@ def build_definitions(settings: Settings, booker: BookerResource | None = None,
         asset_checks=build_checks(settings),
         # A run's steps wait on one API budget, not on CPU: run them in the run's process
         # (a process per step costs ~2 s of imports each); runs overlap each other instead.
-        executor=dg.in_process_executor,
+        # It records that process, so a run that dies is failed and freed (defs/runs.py).
+        executor=in_process_executor,
         jobs=[*automation["jobs"], booker_check_connection],
         schedules=automation["schedules"],
-        sensors=automation["sensors"],
+        sensors=[*automation["sensors"], booker_reap_dead_runs],
         resources={
             "booker": booker or booker_resource(settings),
             "io_manager": BookerDuckDBIOManager(database=settings.duckdb_path),
