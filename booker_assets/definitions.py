@@ -8,6 +8,7 @@ from __future__ import annotations
 import dagster as dg
 
 from booker_assets.api.client import BookerResource
+from booker_assets.defs import pool_wait
 from booker_assets.defs.assets import build_report_assets
 from booker_assets.defs.automation import Clock, build_automation, utc_now
 from booker_assets.defs.checks import build_checks
@@ -33,6 +34,8 @@ def build_definitions(settings: Settings, booker: BookerResource | None = None,
                       clock: Clock = utc_now) -> dg.Definitions:
     """The code location for ``settings``; tests and benchmarks pass their own ``booker`` (and
     a ``clock`` when their sandbox's is frozen: it decides which days can be observed)."""
+    # Every process that executes our runs builds these first: the demo, the CLI, run workers.
+    pool_wait.install()  # a run waiting for a booker_api slot sleeps, and stops on SIGTERM
     partitions = build_partitions(settings)
     assets = build_report_assets(settings, partitions, clock)
     automation = build_automation(settings, partitions, assets, clock)

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -10,12 +12,17 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from dagster._core.execution.plan.instance_concurrency_context import (
+    InstanceConcurrencyContext,
+)
 from dagster._core.remote_origin import (
     RegisteredCodeLocationOrigin,
     RemoteJobOrigin,
     RemoteRepositoryOrigin,
 )
+from dagster._utils.interrupts import capture_interrupts
 
+from booker_assets.defs import pool_wait
 from booker_assets.defs.assets import STEP_NAME
 from booker_assets.defs.runs import (
     HOST_TAG,
@@ -125,3 +132,24 @@ def test_a_launched_run_is_reaped_only_when_still_dead_a_tick_later(
     booker_reap_dead_runs(dg.build_sensor_context(instance=instance, cursor=first.cursor))
     assert instance.get_run_by_id(run_id).status == dg.DagsterRunStatus.FAILURE
     assert run_id not in _holders(instance)
+
+
+# ----- waiting for a slot -------------------------------------------------------------------------
+
+
+def test_a_step_waiting_for_a_slot_sleeps_and_stops_on_an_interrupt(instance) -> None:
+    pool_wait.install()
+    for holder in ("holder-a", "holder-b"):
+        assert instance.event_log_storage.claim_concurrency_slot(POOL, holder, STEP_NAME,
+                                                                 0).is_claimed
+    run = instance.add_run(dg.DagsterRun(job_name="__ASSET_JOB",
+                                         status=dg.DagsterRunStatus.STARTED))
+    with InstanceConcurrencyContext(instance, run) as waiting:
+        assert not waiting.claim(POOL, STEP_NAME)
+        # Dagster 1.13 returns 0 here, and its executor loop spins
+        assert 0 < waiting.interval_to_next_pending_claim_check() <= pool_wait.MAX_WAIT_S
+        with capture_interrupts():  # as during a run: a signal only sets a flag
+            os.kill(os.getpid(), signal.SIGINT)
+            with pytest.raises(dg.DagsterExecutionInterruptedError):
+                waiting.interval_to_next_pending_claim_check()
+    assert _holders(instance) == {"holder-a", "holder-b"}  # the waiting claim is withdrawn
