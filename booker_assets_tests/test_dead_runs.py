@@ -4,7 +4,8 @@ real webserver and daemon, against a sandbox slowed down so that a run holds its
 - a run launched by the daemon, SIGKILLed: FAILURE, its slot freed, re-run once;
 - the two booker_api slot holders SIGKILLed: the load queued behind them completes;
 - an in-process (demo) run SIGKILLed: the reaper sensor fails it and frees its slot;
-- an in-process run waiting for a slot, sent SIGTERM or SIGINT: it exits, leaving no claim.
+- an in-process run waiting for a slot, sent SIGTERM or SIGINT: it exits, leaving no claim;
+- with no daemon, two demo runs holding both slots SIGKILLed: the next demo completes.
 
 Bounds are generous (a loaded 2-core host triples start-up times); each test prints what it
 measured, seconds after the signal (``pytest -s`` shows them).
@@ -262,3 +263,26 @@ def test_a_run_waiting_for_a_slot_stops_on_a_signal_and_leaves_no_claim(
         assert demo.returncode != 0, "the run was interrupted: the demo cannot succeed"
         assert _status(instance, run_id) == dg.DagsterRunStatus.FAILURE
         assert _holders(instance) == {"holder-a", "holder-b"}  # its claim withdrawn, only
+
+
+def test_two_sigkilled_demo_runs_do_not_block_the_next_demo(slow_sandbox: BookerSandbox,
+                                                            tmp_path: Path):
+    """With no daemon, the next demo reaps the dead runs before it loads."""
+    env = instance_environment(slow_sandbox, tmp_path, LOCS)
+    logs = [tmp_path / f"demo-{n}.log" for n in range(3)]
+    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+        killed = [_demo(env, log, days=7) for log in logs[:2]]
+        try:
+            runs = [_run_of(instance, demo, logs, SLOT_S) for demo in killed]
+            _until("both demo runs to hold a slot",
+                   lambda: all(_slot_holder_pid(instance, r) for r in runs), SLOT_S, logs)
+        finally:
+            for demo in killed:
+                demo.kill()
+                demo.wait()
+        t0 = time.monotonic()
+        assert _demo(env, logs[2], days=1).wait(timeout=RECOVERY_S) == 0, logs[2].read_text()
+        _measured("two demo runs SIGKILL, no daemon", next_demo_done=f"{_since(t0)} s")
+        assert {_status(instance, r) for r in runs} == {dg.DagsterRunStatus.FAILURE}
+        assert _holders(instance) == set()
+        assert logs[2].read_text().count("Marked dead run") == 2
