@@ -54,15 +54,15 @@ def process_identity(pid: int) -> str | None:
     tell (no /proc), None if there is no such live process (gone, or a zombie)."""
     try:
         stat = Path(f"/proc/{pid}/stat").read_text()
-    except FileNotFoundError:
-        return None if Path("/proc/self/stat").exists() else _exists_elsewhere(pid)
+    except (FileNotFoundError, ProcessLookupError):  # the latter: it exited while read
+        return None if Path("/proc/self/stat").exists() else _exists_without_proc(pid)
     fields = stat.rsplit(")", 1)[1].split()  # after "(command)", which may hold spaces
     if fields[0] in ("Z", "X"):  # dead, waiting for its parent to collect it
         return None
     return f"{_boot_id()}/{fields[19]}"  # field 22 of proc(5): start time in clock ticks
 
 
-def _exists_elsewhere(pid: int) -> str | None:
+def _exists_without_proc(pid: int) -> str | None:
     """Without /proc (macOS): whether ``pid`` exists; a reused pid cannot be told apart."""
     try:
         os.kill(pid, 0)
@@ -107,10 +107,13 @@ def _launched(run: dg.DagsterRun) -> bool:
 
 def reap(instance: dg.DagsterInstance, runs: Sequence[dg.DagsterRun]) -> list[str]:
     """Fail ``runs`` (dead) and free their pool slots; the ids of those reaped."""
-    return [run.run_id for run in runs if _fail_and_free(instance, run.run_id, (
-        f"The run's process (pid {run.tags[PID_TAG]} on {run.tags[HOST_TAG]}) is gone without "
-        f"reporting an outcome (killed, or its host restarted); marked failed by {REAPER_NAME} "
-        "and its pool slots freed."))]
+    return [run.run_id for run in runs if _fail_and_free(instance, run.run_id, _cause(run))]
+
+
+def _cause(run: dg.DagsterRun) -> str:
+    return (f"The run's process (pid {run.tags[PID_TAG]} on {run.tags[HOST_TAG]}) is gone "
+            "without reporting an outcome (killed, or its host restarted); marked failed by "
+            f"{REAPER_NAME} and its pool slots freed.")
 
 
 def reap_unwatched_runs(instance: dg.DagsterInstance) -> list[str]:
@@ -143,7 +146,8 @@ def _due(dead: Sequence[dg.DagsterRun], seen: Mapping[str, str]
     An unwatched run is due at once. A launched run's code server reports its worker's death
     within a second: the reaper acts only when the same process was already dead at the
     previous tick, so the code server has gone too (a container restart) and the two never
-    both fail the run.
+    both fail the run. It also spares a re-run, which inherits its parent's tags until its
+    executor rewrites them as it starts.
     """
     due, suspects = [], {}
     for run in dead:
