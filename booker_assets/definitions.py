@@ -8,12 +8,14 @@ from __future__ import annotations
 import dagster as dg
 
 from booker_assets.api.client import BookerResource
+from booker_assets.defs import pool_wait
 from booker_assets.defs.assets import build_report_assets
 from booker_assets.defs.automation import Clock, build_automation, utc_now
 from booker_assets.defs.checks import build_checks
 from booker_assets.defs.connection import booker_check_connection, booker_resource_from_env
 from booker_assets.defs.io_manager import BookerDuckDBIOManager
 from booker_assets.defs.partitions import build_partitions
+from booker_assets.defs.runs import booker_reap_dead_runs, in_process_executor
 from booker_assets.settings import Settings, load_settings
 
 
@@ -32,6 +34,8 @@ def build_definitions(settings: Settings, booker: BookerResource | None = None,
                       clock: Clock = utc_now) -> dg.Definitions:
     """The code location for ``settings``; tests and benchmarks pass their own ``booker`` (and
     a ``clock`` when their sandbox's is frozen: it decides which days can be observed)."""
+    # Every process that executes our runs builds these first: the demo, the CLI, run workers.
+    pool_wait.install()  # a run waiting for a booker_api slot sleeps, and stops on SIGTERM
     partitions = build_partitions(settings)
     assets = build_report_assets(settings, partitions, clock)
     automation = build_automation(settings, partitions, assets, clock)
@@ -40,10 +44,11 @@ def build_definitions(settings: Settings, booker: BookerResource | None = None,
         asset_checks=build_checks(settings),
         # A run's steps wait on one API budget, not on CPU: run them in the run's process
         # (a process per step costs ~2 s of imports each); runs overlap each other instead.
-        executor=dg.in_process_executor,
+        # It records that process, so a run that dies is failed and freed (defs/runs.py).
+        executor=in_process_executor,
         jobs=[*automation["jobs"], booker_check_connection],
         schedules=automation["schedules"],
-        sensors=automation["sensors"],
+        sensors=[*automation["sensors"], booker_reap_dead_runs],
         resources={
             "booker": booker or booker_resource(settings),
             "io_manager": BookerDuckDBIOManager(database=settings.duckdb_path),

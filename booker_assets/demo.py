@@ -16,6 +16,7 @@ import dagster as dg
 from booker_assets.catalogue.reports import TABLES
 from booker_assets.definitions import build_definitions
 from booker_assets.defs.partitions import RANGE_END, RANGE_START
+from booker_assets.defs.runs import reap_unwatched_runs, worker_tags
 from booker_assets.defs.storage import connect_locked, qualified
 from booker_assets.settings import load_settings
 
@@ -32,14 +33,18 @@ def materialize_range(
     raise_on_error: bool = True,
 ) -> list[dg.ExecuteInProcessResult]:
     """Days ``first``..``last`` × ``locations`` in one run (a backfill run over a key range),
-    the asset checks of what it loads evaluated after the load."""
+    the asset checks of what it loads evaluated after the load.
+
+    The run is executed here, so it records this process (``worker_tags``): if the process is
+    killed, the reaper (defs/runs.py) marks the run failed and frees its slots."""
     return [dg.materialize(
         [*defs.assets, *defs.asset_checks],
         selection=selection,
         resources=defs.resources,
         instance=instance,
         run_config=run_config,
-        tags={RANGE_START: f"{first}|{locations[0]}", RANGE_END: f"{last}|{locations[-1]}"},
+        tags={RANGE_START: f"{first}|{locations[0]}", RANGE_END: f"{last}|{locations[-1]}",
+              **worker_tags()},
         raise_on_error=raise_on_error,
     )]
 
@@ -64,6 +69,9 @@ def main() -> None:
     instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else None
     started = time.perf_counter()
     with instance or dg.DagsterInstance.ephemeral() as active:
+        # With no daemon running, nothing else frees what a killed earlier demo still holds.
+        for run_id in reap_unwatched_runs(active):
+            print(f"Marked dead run {run_id} failed and freed its pool slots")
         materialize_range(build_definitions(settings), settings.location_ids, first, last,
                           instance=active)
     print(f"Done in {time.perf_counter() - started:.1f} s. Tables:")
