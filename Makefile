@@ -4,6 +4,8 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+# sqlite (files under DAGSTER_HOME) or postgres (deploy/storage.postgres.yaml, DAGSTER_PG_*)
+DAGSTER_STORAGE ?= sqlite
 
 .PHONY: install demo test dev bench lint sandbox clean postgres-bin
 
@@ -21,6 +23,9 @@ $(VENV)/.installed: $(BIN)/python pyproject.toml
 install: $(VENV)/.installed
 	@mkdir -p $(DAGSTER_HOME) data
 	@cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
+ifeq ($(DAGSTER_STORAGE),postgres)
+	@cat deploy/storage.postgres.yaml >> $(DAGSTER_HOME)/dagster.yaml
+endif
 
 # The server binaries the tests and the benchmark start throwaway servers with
 # (booker_assets_tests/postgres.py). Debian keeps them off PATH, in /usr/lib/postgresql/*/bin.

@@ -1,7 +1,10 @@
 """End to end: dagster-webserver + dagster-daemon on loopback run a backfill against the sandbox.
 
 The backfill goes through the webserver's GraphQL API (``launchPartitionBackfill``, as the UI
-does), the daemon splits it into single-run ranges and the runs write DuckDB.
+does), the daemon splits it into single-run ranges and the runs write DuckDB. It runs twice:
+on the shipped ``dagster.yaml`` (SQLite under DAGSTER_HOME) and with
+``deploy/storage.postgres.yaml`` appended (runs, events and schedules in a PostgreSQL server
+the test starts), as ``make install DAGSTER_STORAGE=postgres`` writes it.
 """
 
 from __future__ import annotations
@@ -17,6 +20,7 @@ from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
+import psycopg
 import pytest
 from dagster_graphql import DagsterGraphQLClient
 
@@ -78,12 +82,24 @@ def _wait_for(what: str, probe, deadline: float, logs: list[Path]):
     pytest.fail(f"timed out waiting for {what}\n{tails}")
 
 
-@pytest.fixture
-def environment(sandbox: BookerSandbox, tmp_path: Path) -> dict:
+def _postgres_storage(home: Path, dsn: str) -> dict[str, str]:
+    """Appends the shipped Postgres storage to the instance settings; its DAGSTER_PG_* vars."""
+    with (home / "dagster.yaml").open("a") as config:
+        config.write((REPO / "deploy" / "storage.postgres.yaml").read_text())
+    server = psycopg.conninfo.conninfo_to_dict(dsn)
+    return {"DAGSTER_PG_HOST": server["host"], "DAGSTER_PG_PORT": server["port"],
+            "DAGSTER_PG_USER": server["user"], "DAGSTER_PG_PASSWORD": "",
+            "DAGSTER_PG_DB": server["dbname"]}
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def environment(request: pytest.FixtureRequest, sandbox: BookerSandbox, tmp_path: Path) -> dict:
     home = tmp_path / "dagster_home"
     home.mkdir()
     shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")  # the shipped instance settings
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BOOKER_", "DAGSTER_"))}
+    if request.param == "postgres":
+        env |= _postgres_storage(home, request.getfixturevalue("postgres_dsn"))
     return env | {
         "DAGSTER_HOME": str(home),
         "BOOKER_BASE_URL": sandbox.url,
@@ -157,3 +173,21 @@ def test_backfill_through_graphql_lands_in_duckdb(
     assert {(day, loc): n for day, loc, n in rows} == {k: n for k, n in expected.items() if n}
     assert {(day, loc): n for day, loc, n in loads} == expected  # closed days recorded as 0
     assert sum(expected.values()) > 0
+    _assert_instance_storage(environment, backfill_id)
+
+
+def _assert_instance_storage(environment: dict, backfill_id: str) -> None:
+    """The runs are where the instance settings put them, and only there."""
+    sqlite_runs = Path(environment["DAGSTER_HOME"]) / "history" / "runs.db"
+    if "DAGSTER_PG_DB" not in environment:
+        assert sqlite_runs.exists()
+        return
+    assert not sqlite_runs.exists()
+    dsn = psycopg.conninfo.make_conninfo(
+        host=environment["DAGSTER_PG_HOST"], port=environment["DAGSTER_PG_PORT"],
+        user=environment["DAGSTER_PG_USER"], dbname=environment["DAGSTER_PG_DB"])
+    with psycopg.connect(dsn) as conn:
+        runs = conn.execute("SELECT status FROM runs r JOIN run_tags t ON t.run_id = r.run_id"
+                            " WHERE t.key = 'dagster/backfill' AND t.value = %s",
+                            (backfill_id,)).fetchall()
+    assert sorted(status for (status,) in runs) == ["SUCCESS", "SUCCESS"]
