@@ -8,14 +8,14 @@ import multiprocessing
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import astuple, replace
 from datetime import date
 from pathlib import Path
 
 import pytest
 
 from booker_assets.api.client import BookerResource
-from booker_assets.api.ratelimit import _STATE, TokenBucket
+from booker_assets.api.ratelimit import _STATE, BucketState, TokenBucket
 from booker_assets.catalogue.reports import TABLES
 from booker_assets.defs.storage import connect_locked
 from booker_assets.demo import materialize_range
@@ -136,7 +136,7 @@ def test_limiter_never_exceeds_the_rate_across_processes(counting_sandbox, tmp_p
 def test_a_bucket_file_from_before_a_reboot_starts_full(tmp_path):
     # time.monotonic restarts at boot: a saved queue of 40 "in the future" must not be honoured
     state = tmp_path / "bucket"
-    state.write_bytes(_STATE.pack(-40.0, time.monotonic() + 1e6))
+    state.write_bytes(_STATE.pack(*astuple(BucketState(-40.0, time.monotonic() + 1e6, 10))))
     bucket = TokenBucket(10, 5, path=state)
     assert [bucket.acquire() for _ in range(5)] == [0.0] * 5
     assert bucket.acquire() > 0  # then the rate holds

@@ -39,6 +39,7 @@ from booker_assets.api.auth import (
 )
 from booker_assets.api.executor import BoundedExecutor
 from booker_assets.api.paging import FindResult
+from booker_assets.api.ratelimit import RateBudget
 from booker_assets.api.replies import TRANSPORT_FAULTS, Scrubber, fault
 from booker_assets.api.retry import RetryPolicy
 from booker_assets.api.transport import Transport
@@ -95,6 +96,9 @@ class BookerResource(dg.ConfigurableResource):
                 self._client.close()
                 self._client = None
 
+    def rate_budget(self) -> RateBudget:
+        return RateBudget(self.requests_per_second, self.burst)
+
     def get_client(self) -> BookerClient:
         """The client of this resource instance, created on first use."""
         with self._client_lock:
@@ -131,8 +135,8 @@ class BookerClient(ReportView):
         )
         transport = Transport(
             settings.base_url, settings.subscription_key, max_in_flight=settings.max_in_flight,
-            timeout=settings.timeout_seconds, requests_per_second=settings.requests_per_second,
-            burst=settings.burst, monotonic=monotonic, sleep=sleep,
+            timeout=settings.timeout_seconds, budget=settings.rate_budget(),
+            monotonic=monotonic, sleep=sleep,
         )
         super().__init__(Shared(
             page_size=settings.page_size,

@@ -20,21 +20,19 @@ import requests
 from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase
 
-from booker_assets.api.ratelimit import TokenBucket, shared_bucket
+from booker_assets.api.ratelimit import RateBudget, TokenBucket, shared_bucket
 
 
 class Transport:
     """One pooled ``requests.Session``, ``max_in_flight`` slots, the key's shared bucket."""
 
     def __init__(self, base_url: str, subscription_key: str, *, max_in_flight: int,
-                 timeout: float, requests_per_second: float, burst: int,
+                 timeout: float, budget: RateBudget,
                  monotonic: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep) -> None:
         self.base_url = resolve_base_url(base_url)
         self.limiter: TokenBucket = shared_bucket(
-            f"{self.base_url} {subscription_key}", requests_per_second, burst,
-            clock=monotonic, sleep=sleep,
-        )
+            f"{self.base_url} {subscription_key}", budget, clock=monotonic, sleep=sleep)
         self._session = _session(subscription_key, max_in_flight)
         self._slots = threading.BoundedSemaphore(max_in_flight)
         self._timeout = timeout
