@@ -39,7 +39,7 @@ from booker_assets.api.auth import (
 )
 from booker_assets.api.executor import BoundedExecutor
 from booker_assets.api.paging import FindResult
-from booker_assets.api.ratelimit import RateBudget
+from booker_assets.api.ratelimit import DEFAULT_REQUESTS_PER_SECOND, RateBudget
 from booker_assets.api.replies import TRANSPORT_FAULTS, Scrubber, fault
 from booker_assets.api.retry import RetryPolicy
 from booker_assets.api.transport import Transport
@@ -80,8 +80,14 @@ class BookerResource(dg.ConfigurableResource):
     page_size: int = Field(default=100, description="Rows per Find page (server cap: 100).")
     timeout_seconds: float = Field(default=30.0, description="Connect and read timeout.")
     max_retries: int = Field(default=6, description="Retries of a transient fault.")
-    requests_per_second: float = Field(default=10.0, description="Client-side rate limit.")
+    requests_per_second: float = Field(default=DEFAULT_REQUESTS_PER_SECOND,
+                                       description="Client-side rate limit.")
     burst: int = Field(default=20, description="Requests allowed at once above the rate.")
+    rate_bucket: str = Field(
+        default="host", description='Where the key\'s token bucket lives: "host" (a file, '
+        'shared by this host\'s processes) or "postgres" (a row, shared by every host).')
+    rate_postgres_dsn: str = Field(default="", repr=False,
+                                   description="The postgres bucket's database, a libpq DSN.")
     max_in_flight: int = Field(default=8, description="Concurrent requests (and pool size).")
 
     _client: BookerClient | None = PrivateAttr(default=None)
@@ -97,7 +103,8 @@ class BookerResource(dg.ConfigurableResource):
                 self._client = None
 
     def rate_budget(self) -> RateBudget:
-        return RateBudget(self.requests_per_second, self.burst)
+        return RateBudget(self.requests_per_second, self.burst, bucket=self.rate_bucket,
+                          postgres_dsn=self.rate_postgres_dsn)
 
     def get_client(self) -> BookerClient:
         """The client of this resource instance, created on first use."""

@@ -4,7 +4,8 @@
 The gateway keeps one bucket per subscription key, whoever calls. So does this module: every
 client of a key draws from one bucket, whose state lives where all of its users see it. That is
 a small file under the temp directory, updated under ``flock``, for every process of the host
-(``BOOKER_RATE_BUCKET=host``, the default); or in memory for a test's fake clock. Concurrent
+(``BOOKER_RATE_BUCKET=host``, the default); one row of the deployment's PostgreSQL for every
+host (``postgres``, ``pgbucket.py``); or memory, for a test's fake clock. Concurrent
 runs (a backfill's runs, the daily sensor's) then share one budget instead of each pacing itself
 at the whole of it and drawing HTTP 429s.
 
@@ -23,9 +24,11 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import astuple, dataclass, fields, replace
+from dataclasses import astuple, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Protocol
+
+from booker_assets.errors import BookerConfigError
 
 
 @dataclass(frozen=True)
@@ -162,12 +165,27 @@ class TokenBucket:
         return held.state
 
 
+BUCKETS = ("host", "postgres")
+DEFAULT_REQUESTS_PER_SECOND = 10.0  # the contract's sandbox default (Booker publishes none)
+
+
 @dataclass(frozen=True)
 class RateBudget:
-    """How a client paces itself, and where its key's bucket lives."""
+    """How a client paces itself, and where its key's bucket lives: ``host`` (a file under the
+    temp directory) or ``postgres`` (a row in the database at ``postgres_dsn``)."""
 
     requests_per_second: float
     burst: int
+    bucket: str = "host"
+    postgres_dsn: str = field(default="", repr=False)  # may hold a password
+
+    def __post_init__(self) -> None:
+        if self.bucket not in BUCKETS:
+            raise BookerConfigError(f"unknown rate bucket {self.bucket!r}",
+                                    fix=f"use one of {', '.join(BUCKETS)}")
+        if self.bucket == "postgres" and not self.postgres_dsn:
+            raise BookerConfigError("the postgres rate bucket needs a database",
+                                    fix="set BOOKER_RATE_POSTGRES_DSN (a libpq DSN or URL)")
 
 
 _shared: dict[tuple, TokenBucket] = {}
@@ -189,10 +207,18 @@ def shared_bucket(
     """
     with _shared_lock:
         if (key, budget, clock, sleep) not in _shared:
-            store = FileStore(bucket_path(key, budget)) if clock is time.monotonic else None
+            store = _store(key, budget) if clock is time.monotonic else None
             _shared[key, budget, clock, sleep] = TokenBucket(
                 budget.requests_per_second, budget.burst, clock=clock, sleep=sleep, store=store)
         return _shared[key, budget, clock, sleep]
+
+
+def _store(key: str, budget: RateBudget) -> Store:
+    if budget.bucket == "postgres":
+        from booker_assets.api.pgbucket import PostgresStore  # psycopg only when chosen
+
+        return PostgresStore(budget.postgres_dsn, bucket_name(key, budget))
+    return FileStore(bucket_path(key, budget))
 
 
 def bucket_name(key: str, budget: RateBudget) -> str:
