@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
-from booker_assets.api.ratelimit import BUCKETS, DEFAULT_REQUESTS_PER_SECOND
+from booker_assets.api.ratelimit import BUCKETS, DEFAULT_REQUESTS_PER_SECOND, MODES, RateBudget
 from booker_assets.errors import BookerConfigError
 from booker_assets.load.pii import PiiKey, PiiPolicy, missing_pii_key
 
@@ -37,6 +37,8 @@ class RateSettings:
 
     requests_per_second: float = DEFAULT_REQUESTS_PER_SECOND
     bucket: str = "host"  # "host": a file per host; "postgres": one row for every host
+    mode: str = "fixed"  # "adaptive": learn the rate from 429s, up to ceiling
+    ceiling: float = 0.0  # 0: CEILING_FACTOR × requests_per_second
 
 
 @dataclass(frozen=True)
@@ -169,7 +171,8 @@ def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
 
 
 def rate_settings(env: Mapping[str, str]) -> RateSettings:
-    """BOOKER_REQUESTS_PER_SECOND and BOOKER_RATE_BUCKET (with its BOOKER_RATE_POSTGRES_DSN)."""
+    """BOOKER_REQUESTS_PER_SECOND, BOOKER_RATE_BUCKET (with its BOOKER_RATE_POSTGRES_DSN),
+    BOOKER_RATE_MODE and BOOKER_RATE_CEILING."""
     rate = _float(env, "BOOKER_REQUESTS_PER_SECOND", DEFAULT_REQUESTS_PER_SECOND)
     if rate == 0:
         raise BookerConfigError("BOOKER_REQUESTS_PER_SECOND=0 would send nothing",
@@ -180,7 +183,10 @@ def rate_settings(env: Mapping[str, str]) -> RateSettings:
             "BOOKER_RATE_BUCKET=postgres needs the database: BOOKER_RATE_POSTGRES_DSN is not set",
             fix="set BOOKER_RATE_POSTGRES_DSN to a libpq DSN or URL of the deployment's "
                 "PostgreSQL, e.g. postgresql://booker@db:5432/dagster")
-    return RateSettings(rate, bucket)
+    mode = _choice(env, "BOOKER_RATE_MODE", MODES)
+    ceiling = _float(env, "BOOKER_RATE_CEILING", 0)
+    RateBudget(rate, 1, mode=mode, ceiling=ceiling or None)  # refuses a ceiling below the rate
+    return RateSettings(rate, bucket, mode, ceiling)
 
 
 def _pii_policy(env: Mapping[str, str]) -> PiiPolicy:

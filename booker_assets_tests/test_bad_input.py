@@ -114,6 +114,13 @@ BAD_SETTINGS = {
     "postgres rate bucket without its database": (
         {"BOOKER_RATE_BUCKET": "Postgres"},
         "BOOKER_RATE_POSTGRES_DSN is not set", "set BOOKER_RATE_POSTGRES_DSN to a libpq DSN"),
+    "unknown rate mode": (
+        {"BOOKER_RATE_MODE": "turbo"},
+        "BOOKER_RATE_MODE='turbo' is not one of fixed, adaptive", "set BOOKER_RATE_MODE to fixed"),
+    "rate ceiling below the rate": (
+        {"BOOKER_RATE_MODE": "adaptive", "BOOKER_RATE_CEILING": "5"},
+        "the rate ceiling 5 is below the rate 10",
+        "set BOOKER_RATE_CEILING at or above BOOKER_REQUESTS_PER_SECOND"),
 }
 
 

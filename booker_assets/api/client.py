@@ -8,7 +8,7 @@ points. The path of one request:
     → paginator ``paging.Paginator``: page 1, the rest side by side, re-read if the list moved
     → retry   ``retry.with_retries``: backoff with jitter, ``Retry-After``, bounded
     → auth    ``auth.BookerAuth``: the brand or location Bearer token, renewed when refused
-    → send    ``transport.Transport``: in-flight slots, the host's token bucket, the session
+    → send    ``transport.Transport``: in-flight slots, the key's token bucket, the session
     → classify ``replies.classify``: ok, retriable, expired or fatal (the error to raise)
 
 All concurrency of a client runs on its one ``executor.BoundedExecutor`` (``max_in_flight``
@@ -88,6 +88,11 @@ class BookerResource(dg.ConfigurableResource):
         'shared by this host\'s processes) or "postgres" (a row, shared by every host).')
     rate_postgres_dsn: str = Field(default="", repr=False,
                                    description="The postgres bucket's database, a libpq DSN.")
+    rate_mode: str = Field(
+        default="fixed", description='"fixed" paces at requests_per_second; "adaptive" starts '
+        "there, rises while requests succeed and is cut by each HTTP 429 (api/adaptive.py).")
+    max_requests_per_second: float = Field(
+        default=0.0, description="adaptive: the ceiling (0: 5 × requests_per_second).")
     max_in_flight: int = Field(default=8, description="Concurrent requests (and pool size).")
 
     _client: BookerClient | None = PrivateAttr(default=None)
@@ -104,7 +109,8 @@ class BookerResource(dg.ConfigurableResource):
 
     def rate_budget(self) -> RateBudget:
         return RateBudget(self.requests_per_second, self.burst, bucket=self.rate_bucket,
-                          postgres_dsn=self.rate_postgres_dsn)
+                          postgres_dsn=self.rate_postgres_dsn, mode=self.rate_mode,
+                          ceiling=self.max_requests_per_second or None)
 
     def get_client(self) -> BookerClient:
         """The client of this resource instance, created on first use."""

@@ -10,7 +10,8 @@ runs (a backfill's runs, the daily sensor's) then share one budget instead of ea
 at the whole of it and drawing HTTP 429s.
 
 The arithmetic is one pure function of the shared state (``take``); a store only says where the
-state lives and how it is locked, and which clock its users share.
+state lives and how it is locked, and which clock its users share. In ``adaptive`` mode the
+rate is part of that state, learned from the gateway's answers (``adaptive.py``).
 """
 
 from __future__ import annotations
@@ -28,6 +29,7 @@ from dataclasses import astuple, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Protocol
 
+from booker_assets.api.adaptive import AdaptiveRate
 from booker_assets.errors import BookerConfigError
 
 
@@ -37,7 +39,14 @@ class BucketState:
 
     tokens: float  # may be negative: the queue of reservations not yet due
     updated: float
-    rate: float  # requests a second
+    rate: float  # requests a second: the configured one, or the learned one (adaptive)
+    # adaptive.py's: the last cut (its rate, time, the curve's k), the measured reply rate
+    w_max: float = 0.0
+    cut_at: float = 0.0
+    k: float = 0.0
+    measured: float = 0.0
+    counted: float = 0.0
+    tick: float = 0.0
 
 
 FIELDS = tuple(f.name for f in fields(BucketState))
@@ -45,17 +54,26 @@ FIELDS = tuple(f.name for f in fields(BucketState))
 
 @dataclass(frozen=True)
 class Slot:
-    """A reserved request: when it may go (store clock) and how long its caller slept."""
+    """A reserved request: when it was reserved and when it may go (store clock), and how
+    long its caller slept."""
 
+    reserved: float
     at: float
     wait: float
 
 
+def refill(state: BucketState, now: float, burst: float) -> BucketState:
+    """The tokens the rate added since ``updated``, up to ``burst``."""
+    tokens = min(burst, state.tokens + (now - state.updated) * state.rate)
+    return replace(state, tokens=tokens, updated=now)
+
+
 def take(state: BucketState, now: float, burst: float) -> tuple[BucketState, Slot]:
-    """Refill for the time since ``updated``, then reserve the next token."""
-    tokens = min(burst, state.tokens + (now - state.updated) * state.rate) - 1.0
+    """Refill, then reserve the next token."""
+    state = refill(state, now, burst)
+    tokens = state.tokens - 1.0
     wait = -tokens / state.rate if tokens < 0 else 0.0
-    return replace(state, tokens=tokens, updated=now), Slot(now + wait, wait)
+    return replace(state, tokens=tokens), Slot(now, now + wait, wait)
 
 
 @dataclass
@@ -135,11 +153,13 @@ class TokenBucket:
         sleep: Callable[[float], None] = time.sleep,
         path: Path | None = None,
         store: Store | None = None,
+        adaptive: AdaptiveRate | None = None,
     ) -> None:
         if rate <= 0 or burst < 1:
             raise ValueError(f"token bucket needs rate > 0 and burst >= 1, got {rate}, {burst}")
         self._rate, self._burst = rate, float(burst)
         self._sleep = sleep
+        self._adaptive = adaptive
         self._store = store or (FileStore(path) if path else MemoryStore(clock))
         self.on_grant: Callable[[float], None] | None = None
 
@@ -148,7 +168,14 @@ class TokenBucket:
         return self.reserve().wait
 
     def reserve(self) -> Slot:
-        """Take one token, sleeping until it is due; returns its slot."""
+        """Take one token, sleeping until it is due; returns its slot. In an adaptive bucket,
+        a slot that waited through a cut of the rate is given up for one at the new rate."""
+        slot = self._reserve()
+        while self._adaptive is not None and slot.wait > 0 and self._cut_since(slot):
+            slot = self._reserve()
+        return slot
+
+    def _reserve(self) -> Slot:
         with self._store.locked() as held:
             held.state, slot = take(self._current(held), held.now, self._burst)
             if self.on_grant is not None:
@@ -157,35 +184,82 @@ class TokenBucket:
             self._sleep(slot.wait)
         return slot
 
+    def _cut_since(self, slot: Slot) -> bool:
+        with self._store.locked() as held:
+            held.state = self._current(held)
+            return held.state.cut_at > slot.reserved
+
+    def feedback(self, slot: Slot, throttled: bool) -> None:
+        """How the gateway answered the request of ``slot``: an adaptive bucket learns from
+        it (a 429 is ``throttled``); a fixed one ignores it, without taking the lock."""
+        if self._adaptive is None:
+            return
+        with self._store.locked() as held:
+            state = refill(self._current(held), held.now, self._burst)  # at the old rate
+            held.state = self._adaptive.on_reply(state, held.now, slot.reserved, throttled)
+
+    @property
+    def rate(self) -> float:
+        """The rate now: the configured one, or what the adaptive bucket has learned."""
+        with self._store.locked() as held:
+            held.state = self._current(held)
+            return held.state.rate
+
     def _current(self, held: Held) -> BucketState:
         """The shared state, or a full bucket for its first user. So is a state from the
         future: a file written before a reboot, when the monotonic clock restarted."""
         if held.state is None or held.state.updated > held.now:
-            return BucketState(tokens=self._burst, updated=held.now, rate=self._rate)
+            learned = self._adaptive.initial(held.now) if self._adaptive else {}
+            return BucketState(**{"tokens": self._burst, "updated": held.now,
+                                  "rate": self._rate} | learned)
         return held.state
 
 
 BUCKETS = ("host", "postgres")
+MODES = ("fixed", "adaptive")
 DEFAULT_REQUESTS_PER_SECOND = 10.0  # the contract's sandbox default (Booker publishes none)
+CEILING_FACTOR = 5  # adaptive, no ceiling given: up to 5 × the configured rate
 
 
 @dataclass(frozen=True)
 class RateBudget:
     """How a client paces itself, and where its key's bucket lives: ``host`` (a file under the
-    temp directory) or ``postgres`` (a row in the database at ``postgres_dsn``)."""
+    temp directory) or ``postgres`` (a row in the database at ``postgres_dsn``). ``fixed``
+    paces at ``requests_per_second``; ``adaptive`` starts there and learns, up to ``ceiling``
+    (None: ``CEILING_FACTOR`` times the rate)."""
 
     requests_per_second: float
     burst: int
     bucket: str = "host"
     postgres_dsn: str = field(default="", repr=False)  # may hold a password
+    mode: str = "fixed"
+    ceiling: float | None = None
 
     def __post_init__(self) -> None:
-        if self.bucket not in BUCKETS:
-            raise BookerConfigError(f"unknown rate bucket {self.bucket!r}",
-                                    fix=f"use one of {', '.join(BUCKETS)}")
+        for name, value, choices in (("bucket", self.bucket, BUCKETS),
+                                     ("mode", self.mode, MODES)):
+            if value not in choices:
+                raise BookerConfigError(f"unknown rate {name} {value!r}",
+                                        fix=f"use one of {', '.join(choices)}")
         if self.bucket == "postgres" and not self.postgres_dsn:
             raise BookerConfigError("the postgres rate bucket needs a database",
                                     fix="set BOOKER_RATE_POSTGRES_DSN (a libpq DSN or URL)")
+        if self.top < self.requests_per_second:
+            raise BookerConfigError(
+                f"the rate ceiling {self.top:g} is below the rate {self.requests_per_second:g}",
+                fix="set BOOKER_RATE_CEILING at or above BOOKER_REQUESTS_PER_SECOND")
+
+    @property
+    def top(self) -> float:
+        """The most the rate may reach."""
+        if self.mode == "fixed":
+            return self.requests_per_second
+        return self.ceiling or CEILING_FACTOR * self.requests_per_second
+
+    def adaptive(self) -> AdaptiveRate | None:
+        if self.mode == "fixed":
+            return None
+        return AdaptiveRate(self.requests_per_second, self.top)
 
 
 _shared: dict[tuple, TokenBucket] = {}
@@ -209,7 +283,8 @@ def shared_bucket(
         if (key, budget, clock, sleep) not in _shared:
             store = _store(key, budget) if clock is time.monotonic else None
             _shared[key, budget, clock, sleep] = TokenBucket(
-                budget.requests_per_second, budget.burst, clock=clock, sleep=sleep, store=store)
+                budget.requests_per_second, budget.burst, clock=clock, sleep=sleep, store=store,
+                adaptive=budget.adaptive())
         return _shared[key, budget, clock, sleep]
 
 
@@ -224,7 +299,7 @@ def _store(key: str, budget: RateBudget) -> Store:
 def bucket_name(key: str, budget: RateBudget) -> str:
     """The bucket's name: a hash of the key and the pacing, never the key itself. Users with
     another pacing have another bucket (its state would not mean the same)."""
-    pacing = f"{budget.requests_per_second}\0{budget.burst}"
+    pacing = f"{budget.requests_per_second}\0{budget.burst}\0{budget.mode}\0{budget.top}"
     return hashlib.sha256(f"{key}\0{pacing}\0{_STATE.size}".encode()).hexdigest()[:24]
 
 

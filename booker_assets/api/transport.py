@@ -1,5 +1,5 @@
-"""Send: one HTTP request inside the client's in-flight bound and the host's rate limit
-(contract ``docs/booker-api.md`` §1, §3).
+"""Send: one HTTP request inside the client's in-flight bound and its key's rate bucket
+(contract ``docs/booker-api.md`` §1, §3); an adaptive bucket is told each answer.
 
 A request's path — resource → view → paginator → retry → auth → **send** → classify. The
 request is prepared first: that is when ``auth.BookerAuth`` attaches its Bearer token (the
@@ -50,13 +50,16 @@ class Transport:
             requests.Request(method, self.base_url + path, auth=auth, **fields))
         environment = session.merge_environment_settings(prepared.url, {}, None, None, None)
         with self._slots:
-            self.limiter.acquire()
+            slot = self.limiter.reserve()
             started = self._monotonic()
             try:
-                return session.send(prepared, timeout=self._timeout, allow_redirects=True,
-                                    **environment)
+                response = session.send(prepared, timeout=self._timeout, allow_redirects=True,
+                                        **environment)
             finally:
                 on_sent(self._monotonic() - started)
+        # an adaptive bucket learns from each answer; no answer (a reset) says nothing of it
+        self.limiter.feedback(slot, throttled=response.status_code == 429)
+        return response
 
 
 def resolve_base_url(base_url: str) -> str:

@@ -38,7 +38,8 @@ def booker_resource_from_env(*, resolve_now: bool = False,
 
 
 def _rate_fields(rate: RateSettings, resolve_now: bool) -> dict:
-    fields: dict = {"requests_per_second": rate.requests_per_second, "rate_bucket": rate.bucket}
+    fields: dict = {"requests_per_second": rate.requests_per_second, "rate_bucket": rate.bucket,
+                    "rate_mode": rate.mode, "max_requests_per_second": rate.ceiling}
     if rate.bucket == "postgres":
         fields["rate_postgres_dsn"] = (os.environ[DSN_VAR] if resolve_now
                                        else dg.EnvVar(DSN_VAR))
