@@ -45,8 +45,9 @@ test: install postgres-bin  ## the whole test suite
 dev: install  ## the Dagster UI and daemon on http://127.0.0.1:3000
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
 
-bench: install  ## benchmarks/backfill.py with its defaults
+bench: install postgres-bin  ## benchmarks/backfill.py with its defaults, then --adaptive
 	$(BIN)/python benchmarks/backfill.py
+	$(BIN)/python benchmarks/backfill.py --adaptive
 
 sandbox: install  ## the Booker sandbox in the foreground
 	$(BIN)/python -m booker_assets.sandbox --port 8765
