@@ -2,9 +2,10 @@
 
 The backfill goes through the webserver's GraphQL API (``launchPartitionBackfill``, as the UI
 does), the daemon splits it into single-run ranges and the runs write DuckDB. It runs twice:
-on the shipped ``dagster.yaml`` (SQLite under DAGSTER_HOME) and with
-``deploy/storage.postgres.yaml`` appended (runs, events and schedules in a PostgreSQL server
-the test starts), as ``make install DAGSTER_STORAGE=postgres`` writes it.
+on the shipped ``dagster.yaml`` (SQLite under DAGSTER_HOME) and as deployed on several hosts:
+``deploy/storage.postgres.yaml`` appended, as ``make install DAGSTER_STORAGE=postgres`` writes
+it (runs, events and schedules in a PostgreSQL server the test starts), and the rate bucket in
+the same database (``BOOKER_RATE_BUCKET=postgres``).
 """
 
 from __future__ import annotations
@@ -82,14 +83,16 @@ def _wait_for(what: str, probe, deadline: float, logs: list[Path]):
     pytest.fail(f"timed out waiting for {what}\n{tails}")
 
 
-def _postgres_storage(home: Path, dsn: str) -> dict[str, str]:
-    """Appends the shipped Postgres storage to the instance settings; its DAGSTER_PG_* vars."""
+def _postgres_deployment(home: Path, dsn: str) -> dict[str, str]:
+    """Appends the shipped Postgres storage to the instance settings: its DAGSTER_PG_* vars,
+    and the rate bucket's in the same database."""
     with (home / "dagster.yaml").open("a") as config:
         config.write((REPO / "deploy" / "storage.postgres.yaml").read_text())
     server = psycopg.conninfo.conninfo_to_dict(dsn)
     return {"DAGSTER_PG_HOST": server["host"], "DAGSTER_PG_PORT": server["port"],
             "DAGSTER_PG_USER": server["user"], "DAGSTER_PG_PASSWORD": "",
-            "DAGSTER_PG_DB": server["dbname"]}
+            "DAGSTER_PG_DB": server["dbname"],
+            "BOOKER_RATE_BUCKET": "postgres", "BOOKER_RATE_POSTGRES_DSN": dsn}
 
 
 @pytest.fixture(params=["sqlite", "postgres"])
@@ -99,7 +102,7 @@ def environment(request: pytest.FixtureRequest, sandbox: BookerSandbox, tmp_path
     shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")  # the shipped instance settings
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BOOKER_", "DAGSTER_"))}
     if request.param == "postgres":
-        env |= _postgres_storage(home, request.getfixturevalue("postgres_dsn"))
+        env |= _postgres_deployment(home, request.getfixturevalue("postgres_dsn"))
     return env | {
         "DAGSTER_HOME": str(home),
         "BOOKER_BASE_URL": sandbox.url,
@@ -177,17 +180,16 @@ def test_backfill_through_graphql_lands_in_duckdb(
 
 
 def _assert_instance_storage(environment: dict, backfill_id: str) -> None:
-    """The runs are where the instance settings put them, and only there."""
+    """The runs are where the instance settings put them, and only there; so is the bucket."""
     sqlite_runs = Path(environment["DAGSTER_HOME"]) / "history" / "runs.db"
     if "DAGSTER_PG_DB" not in environment:
         assert sqlite_runs.exists()
         return
     assert not sqlite_runs.exists()
-    dsn = psycopg.conninfo.make_conninfo(
-        host=environment["DAGSTER_PG_HOST"], port=environment["DAGSTER_PG_PORT"],
-        user=environment["DAGSTER_PG_USER"], dbname=environment["DAGSTER_PG_DB"])
-    with psycopg.connect(dsn) as conn:
+    with psycopg.connect(environment["BOOKER_RATE_POSTGRES_DSN"]) as conn:
         runs = conn.execute("SELECT status FROM runs r JOIN run_tags t ON t.run_id = r.run_id"
                             " WHERE t.key = 'dagster/backfill' AND t.value = %s",
                             (backfill_id,)).fetchall()
+        buckets = conn.execute("SELECT count(*) FROM booker_rate_bucket").fetchone()[0]
     assert sorted(status for (status,) in runs) == ["SUCCESS", "SUCCESS"]
+    assert buckets == 1  # both runs drew from one bucket
