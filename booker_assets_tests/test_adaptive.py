@@ -117,18 +117,20 @@ def test_the_ceiling_is_never_below_the_rate():
 
 
 def test_it_learns_the_sandbox_limit_over_http(postgres_dsn):
-    # The gateway allows 20/s; the client starts at 5/s and may go up to 80/s.
-    limited = replace(SANDBOX_SETTINGS, rate_per_second=20, burst=5)
+    # The gateway allows 10/s; the client starts at 3/s and may go up to 40/s. (A low limit:
+    # even a loaded machine sends faster, so the probes past it, and their 429s, happen.)
+    limited = replace(SANDBOX_SETTINGS, rate_per_second=10, burst=5)
     with BookerSandbox(limited) as sandbox:
         client = BookerResource(
-            base_url=sandbox.url, **sandbox.credentials, requests_per_second=5, burst=5,
+            base_url=sandbox.url, **sandbox.credentials, requests_per_second=3, burst=5,
             max_in_flight=8, rate_bucket="postgres", rate_postgres_dsn=postgres_dsn,
-            rate_mode="adaptive", max_requests_per_second=80).get_client()
+            rate_mode="adaptive", max_requests_per_second=40).get_client()
         bucket = client.shared.transport.limiter
         with ThreadPoolExecutor(max_workers=8) as pool:
-            rates = list(pool.map(lambda _: (client.locations(), bucket.rate)[1], range(150)))
+            rates = list(pool.map(lambda _: (client.locations(), bucket.rate)[1], range(100)))
         stats = sandbox.stats
-    print(f"\nlearned rates: {rates[::10]}; 429s: {stats.throttled} of {stats.requests}")
-    assert max(rates) > 20  # it rose above the start, and probed past the limit
-    assert max(rates) <= 80 and min(rates) >= MIN_RATE
-    assert stats.throttled <= 0.1 * stats.requests  # the probes cost little
+    print(f"\nlearned rates: {[round(r, 1) for r in rates[::10]]}; "
+          f"429s: {stats.throttled} of {stats.requests}")
+    assert max(rates) > 10  # it rose from the start, and probed past the limit
+    assert max(rates) <= 40 and min(rates) >= MIN_RATE
+    assert stats.throttled <= 0.2 * stats.requests  # the probes cost a few 429s, not a storm
