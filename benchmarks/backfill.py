@@ -64,7 +64,8 @@ def _serve(settings: SandboxSettings, conn: Connection) -> None:
         while conn.recv() == "stats":
             stats = sandbox.stats
             conn.send({"requests": stats.requests, "throttled": stats.throttled,
-                       "per_second": dict(stats.per_second)})
+                       "per_second": dict(stats.per_second),
+                       "throttled_per_second": dict(stats.throttled_per_second)})
 
 
 class RemoteSandbox:
@@ -429,11 +430,33 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
                         help="days of the naive way actually run (then extrapolated)")
     parser.add_argument("--skip-naive", action="store_true")
     parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    parser.add_argument("--adaptive", action="store_true",
+                        help="instead: the adaptive rate against sandboxes limited at 10, 20"
+                             " and 50 requests/s (adaptive_rate.py; starts PostgreSQL)")
+    parser.add_argument("--adaptive-seconds", type=float, default=20.0,
+                        help="--adaptive: how long the hosts call each sandbox")
     return parser.parse_args(argv)
+
+
+def main_adaptive(args: argparse.Namespace) -> None:
+    import adaptive_rate  # imports this module: only when asked
+
+    load = adaptive_rate.Load(start=10.0, ceiling=100.0, burst=args.burst,
+                              in_flight=args.in_flight, seconds=args.adaptive_seconds,
+                              latency_ms=args.latency_ms)
+    results = adaptive_rate.run(load)
+    if args.json:
+        json.dump({"load": vars(load), "adaptive": results}, sys.stdout, indent=2)
+        print()
+    else:
+        print(adaptive_rate.table(load, results))
 
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
+    if args.adaptive:
+        main_adaptive(args)
+        return
     plan = Plan(args.days, args.locations, args.latency_ms, args.rate, args.burst, args.in_flight)
     sandbox = RemoteSandbox(sandbox_settings(plan))
     try:

@@ -27,7 +27,7 @@ def booker_resource(settings: Settings) -> BookerResource:
 
         # The embedded sandbox has no rate limit: don't pace it like the real gateway.
         return EmbeddedSandboxResource(requests_per_second=200, burst=50, **DEMO_CREDENTIALS)
-    return booker_resource_from_env()
+    return booker_resource_from_env(rate=settings.rate)
 
 
 def build_definitions(settings: Settings, booker: BookerResource | None = None,

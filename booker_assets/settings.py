@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import date
 from pathlib import Path
 
+from booker_assets.api.ratelimit import BUCKETS, DEFAULT_REQUESTS_PER_SECOND, MODES, RateBudget
 from booker_assets.errors import BookerConfigError
 from booker_assets.load.pii import PiiKey, PiiPolicy, missing_pii_key
 
@@ -30,6 +31,17 @@ DEFAULT_DUCKDB_PATH = "data/booker_assets.duckdb"
 
 
 @dataclass(frozen=True)
+class RateSettings:
+    """The Booker client's pace and where its budget is kept (the DSN, a secret, is not here:
+    the resource reads BOOKER_RATE_POSTGRES_DSN when a run starts)."""
+
+    requests_per_second: float = DEFAULT_REQUESTS_PER_SECOND
+    bucket: str = "host"  # "host": a file per host; "postgres": one row for every host
+    mode: str = "fixed"  # "adaptive": learn the rate from 429s, up to ceiling
+    ceiling: float = 0.0  # 0: CEILING_FACTOR × requests_per_second
+
+
+@dataclass(frozen=True)
 class Settings:
     use_sandbox: bool  # no credentials in the environment: run against the embedded sandbox
     location_ids: tuple[str, ...]
@@ -39,6 +51,7 @@ class Settings:
     grace_hours: float
     catch_up_days: int
     pii: PiiPolicy  # a bare "keep"/"drop" is accepted and wrapped (tests, benchmarks)
+    rate: RateSettings = RateSettings()
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "pii", PiiPolicy.of(self.pii))
@@ -144,7 +157,36 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         grace_hours=_float(env, "BOOKER_GRACE_HOURS", 2),
         catch_up_days=_int(env, "BOOKER_CATCH_UP_DAYS", 3, minimum=1),
         pii=pii,
+        rate=rate_settings(env),
     )
+
+
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
+    """One of ``choices`` (the first is the default), in any case."""
+    value = env.get(name, "").strip().lower() or choices[0]
+    if value not in choices:
+        raise BookerConfigError(f"{name}={value!r} is not one of {', '.join(choices)}",
+                                fix=f"set {name} to {choices[0]}")
+    return value
+
+
+def rate_settings(env: Mapping[str, str]) -> RateSettings:
+    """BOOKER_REQUESTS_PER_SECOND, BOOKER_RATE_BUCKET (with its BOOKER_RATE_POSTGRES_DSN),
+    BOOKER_RATE_MODE and BOOKER_RATE_CEILING."""
+    rate = _float(env, "BOOKER_REQUESTS_PER_SECOND", DEFAULT_REQUESTS_PER_SECOND)
+    if rate == 0:
+        raise BookerConfigError("BOOKER_REQUESTS_PER_SECOND=0 would send nothing",
+                                fix=f"set it to {DEFAULT_REQUESTS_PER_SECOND:g} or more")
+    bucket = _choice(env, "BOOKER_RATE_BUCKET", BUCKETS)
+    if bucket == "postgres" and not env.get("BOOKER_RATE_POSTGRES_DSN", "").strip():
+        raise BookerConfigError(
+            "BOOKER_RATE_BUCKET=postgres needs the database: BOOKER_RATE_POSTGRES_DSN is not set",
+            fix="set BOOKER_RATE_POSTGRES_DSN to a libpq DSN or URL of the deployment's "
+                "PostgreSQL, e.g. postgresql://booker@db:5432/dagster")
+    mode = _choice(env, "BOOKER_RATE_MODE", MODES)
+    ceiling = _float(env, "BOOKER_RATE_CEILING", 0)
+    RateBudget(rate, 1, mode=mode, ceiling=ceiling or None)  # refuses a ceiling below the rate
+    return RateSettings(rate, bucket, mode, ceiling)
 
 
 def _pii_policy(env: Mapping[str, str]) -> PiiPolicy:

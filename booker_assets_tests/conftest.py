@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import bisect
 from collections.abc import Iterator
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -13,6 +14,7 @@ from booker_assets.api.client import BookerResource
 from booker_assets.definitions import build_definitions
 from booker_assets.sandbox import BookerSandbox, SandboxSettings
 from booker_assets.settings import Settings
+from booker_assets_tests.postgres import postgres_dsn, postgres_server  # noqa: F401 (fixtures)
 
 # The sandbox's clock is frozen so that refunds "not made yet" are the same on every run.
 SANDBOX_NOW = datetime(2025, 6, 30, 12, tzinfo=timezone.utc)
@@ -46,3 +48,17 @@ def make_defs(sandbox: BookerSandbox, settings: Settings, **resource_fields) -> 
     booker = BookerResource(base_url=sandbox.url, **sandbox.credentials, **resource_fields)
     frozen = sandbox.settings.now
     return build_definitions(settings, booker, clock=lambda: frozen or datetime.now(timezone.utc))
+
+
+def assert_within_rate(granted: list[float], rate: float, burst: int) -> None:
+    """No window of a bucket's schedule holds more than burst + rate × its length.
+
+    The times are the slots the bucket reserved, on its own clock: a loaded machine delays
+    when requests go out, never which slots were handed out, so this cannot flake, and it
+    fails for a bucket that hands out too many slots (a race on its state, a wrong refill, a
+    bucket each client or process keeps to itself)."""
+    granted = sorted(granted)
+    for i, start in enumerate(granted):
+        for window in (0.5, 1.0, 2.0):
+            inside = bisect.bisect_left(granted, start + window - 1e-9) - i
+            assert inside <= burst + rate * window + 1e-6, (start, window, inside)

@@ -104,6 +104,23 @@ BAD_SETTINGS = {
     "lookback not a whole number": (
         {"BOOKER_LOOKBACK_DAYS": "7.5"},
         "BOOKER_LOOKBACK_DAYS='7.5' is not a whole number", "set BOOKER_LOOKBACK_DAYS=7"),
+    "no requests a second": (
+        {"BOOKER_REQUESTS_PER_SECOND": "0"},
+        "BOOKER_REQUESTS_PER_SECOND=0 would send nothing", "set it to 10 or more"),
+    "unknown rate bucket": (
+        {"BOOKER_RATE_BUCKET": "redis"},
+        "BOOKER_RATE_BUCKET='redis' is not one of host, postgres",
+        "set BOOKER_RATE_BUCKET to host"),
+    "postgres rate bucket without its database": (
+        {"BOOKER_RATE_BUCKET": "Postgres"},
+        "BOOKER_RATE_POSTGRES_DSN is not set", "set BOOKER_RATE_POSTGRES_DSN to a libpq DSN"),
+    "unknown rate mode": (
+        {"BOOKER_RATE_MODE": "turbo"},
+        "BOOKER_RATE_MODE='turbo' is not one of fixed, adaptive", "set BOOKER_RATE_MODE to fixed"),
+    "rate ceiling below the rate": (
+        {"BOOKER_RATE_MODE": "adaptive", "BOOKER_RATE_CEILING": "5"},
+        "the rate ceiling 5 is below the rate 10",
+        "set BOOKER_RATE_CEILING at or above BOOKER_REQUESTS_PER_SECOND"),
 }
 
 

@@ -2,25 +2,29 @@
 
 from __future__ import annotations
 
-import bisect
 import json
 import multiprocessing
 import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import replace
+from dataclasses import astuple, replace
 from datetime import date
 from pathlib import Path
 
 import pytest
 
 from booker_assets.api.client import BookerResource
-from booker_assets.api.ratelimit import _STATE, TokenBucket
+from booker_assets.api.ratelimit import _STATE, BucketState, TokenBucket
 from booker_assets.catalogue.reports import TABLES
 from booker_assets.defs.storage import connect_locked
 from booker_assets.demo import materialize_range
 from booker_assets.sandbox import BookerSandbox
-from booker_assets_tests.conftest import SANDBOX_SETTINGS, make_defs, make_settings
+from booker_assets_tests.conftest import (
+    SANDBOX_SETTINGS,
+    assert_within_rate,
+    make_defs,
+    make_settings,
+)
 
 LOCS = ("1001", "1003")
 # Ending on the sandbox clock's day: the snapshots of the last two days can be observed.
@@ -62,20 +66,6 @@ def counting_sandbox() -> Iterator[BookerSandbox]:
         yield sb
 
 
-def _assert_within_rate(granted: list[float]) -> None:
-    """No window of the bucket's schedule holds more than burst + rate × its length.
-
-    The times are the slots the bucket reserved, on its own (monotonic) clock: a loaded
-    machine delays when requests go out, never which slots were handed out, so this cannot
-    flake, and it fails for a bucket that hands out too many slots (a race on its state, a
-    wrong refill, a bucket each client or process keeps to itself)."""
-    granted = sorted(granted)
-    for i, start in enumerate(granted):
-        for window in (0.5, 1.0, 2.0):
-            inside = bisect.bisect_left(granted, start + window - 1e-9) - i
-            assert inside <= BURST + RATE * window + 1e-6, (start, window, inside)
-
-
 def test_limiter_never_exceeds_the_rate_across_threads_and_clients(counting_sandbox):
     # Two clients (two runs, one after the other or side by side) share the key's one bucket.
     clients = [BookerResource(base_url=counting_sandbox.url, **counting_sandbox.credentials,
@@ -95,7 +85,7 @@ def test_limiter_never_exceeds_the_rate_across_threads_and_clients(counting_sand
 
     assert len(granted) == calls + 2  # and each client's token request
     assert sum(counting_sandbox.stats.per_second.values()) >= calls
-    _assert_within_rate(granted)
+    assert_within_rate(granted, RATE, BURST)
     # and the callers really waited for their slots: none returned before the last was due
     assert finished >= max(granted) >= min(granted) + (calls - BURST) / RATE - 1e-6
 
@@ -129,14 +119,14 @@ def test_limiter_never_exceeds_the_rate_across_processes(counting_sandbox, tmp_p
     granted = [t for slots in per_run for t in slots[:-1]]
     assert [len(slots) - 1 for slots in per_run] == [2 * RATE + 1] * 2  # + the token request
     assert sum(counting_sandbox.stats.per_second.values()) >= 4 * RATE
-    _assert_within_rate(granted)  # one schedule for both processes: the file is shared
+    assert_within_rate(granted, RATE, BURST)  # one schedule for both processes: the file is shared
     assert all(slots[-1] >= max(slots[:-1]) for slots in per_run)
 
 
 def test_a_bucket_file_from_before_a_reboot_starts_full(tmp_path):
     # time.monotonic restarts at boot: a saved queue of 40 "in the future" must not be honoured
     state = tmp_path / "bucket"
-    state.write_bytes(_STATE.pack(-40.0, time.monotonic() + 1e6))
+    state.write_bytes(_STATE.pack(*astuple(BucketState(-40.0, time.monotonic() + 1e6, 10))))
     bucket = TokenBucket(10, 5, path=state)
     assert [bucket.acquire() for _ in range(5)] == [0.0] * 5
     assert bucket.acquire() > 0  # then the rate holds

@@ -90,6 +90,19 @@ def test_resource_from_env_treats_an_empty_base_url_as_unset(booker_env, monkeyp
     assert booker_resource_from_env(resolve_now=True).base_url == DEFAULT_BASE_URL
 
 
+def test_resource_from_env_reads_the_rate_bucket_and_defers_its_dsn(booker_env, monkeypatch):
+    dsn = "postgresql://booker:pw@db/dagster"
+    for var, value in {"BOOKER_RATE_BUCKET": "postgres", "BOOKER_RATE_POSTGRES_DSN": dsn,
+                       "BOOKER_REQUESTS_PER_SECOND": "4.5", "BOOKER_RATE_MODE": "adaptive",
+                       "BOOKER_RATE_CEILING": "30"}.items():
+        monkeypatch.setenv(var, value)
+    deferred, now = booker_resource_from_env(), booker_resource_from_env(resolve_now=True)
+    assert (deferred.rate_bucket, deferred.requests_per_second) == ("postgres", 4.5)
+    assert (deferred.rate_mode, deferred.rate_budget().top) == ("adaptive", 30)
+    assert isinstance(deferred.rate_postgres_dsn, dg.EnvVar)  # never in the run's config
+    assert now.rate_postgres_dsn == dsn and "pw" not in repr(now)
+
+
 def test_definitions_use_the_environment_unless_in_the_sandbox(tmp_path):
     env = {"BOOKER_LOCATION_IDS": "1001", "BOOKER_DUCKDB_PATH": str(tmp_path / "b.duckdb")}
     deployed = booker_resource(load_settings(env | CREDENTIALS))

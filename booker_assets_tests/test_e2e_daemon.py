@@ -1,7 +1,11 @@
 """End to end: dagster-webserver + dagster-daemon on loopback run a backfill against the sandbox.
 
 The backfill goes through the webserver's GraphQL API (``launchPartitionBackfill``, as the UI
-does), the daemon splits it into single-run ranges and the runs write DuckDB.
+does), the daemon splits it into single-run ranges and the runs write DuckDB. It runs twice:
+on the shipped ``dagster.yaml`` (SQLite under DAGSTER_HOME) and as deployed on several hosts:
+``deploy/storage.postgres.yaml`` appended, as ``make install DAGSTER_STORAGE=postgres`` writes
+it (runs, events and schedules in a PostgreSQL server the test starts), and the rate bucket in
+the same database (``BOOKER_RATE_BUCKET=postgres``).
 """
 
 from __future__ import annotations
@@ -11,12 +15,14 @@ from collections.abc import Iterator
 from datetime import date
 from pathlib import Path
 
+import psycopg
 import pytest
 
 from booker_assets.defs.storage import connect_locked
 from booker_assets.sandbox import BookerSandbox
 from booker_assets_tests.e2e import (
     HAS_DAEMON,
+    REPO,
     instance_environment,
     wait_for,
     webserver_and_daemon,
@@ -36,9 +42,25 @@ RUNS = """query($id: String!) { runsOrError(filter: {tags: [{key: "dagster/backf
   { ... on Runs { results { status tags { key value } } } } }"""
 
 
-@pytest.fixture
-def environment(sandbox: BookerSandbox, tmp_path: Path) -> dict:
-    return instance_environment(sandbox, tmp_path, LOCS)
+def _postgres_deployment(home: Path, dsn: str) -> dict[str, str]:
+    """Appends the shipped Postgres storage to the instance settings: its DAGSTER_PG_* vars,
+    and the rate bucket's in the same database."""
+    with (home / "dagster.yaml").open("a") as config:
+        config.write((REPO / "deploy" / "storage.postgres.yaml").read_text())
+    server = psycopg.conninfo.conninfo_to_dict(dsn)
+    return {"DAGSTER_PG_HOST": server["host"], "DAGSTER_PG_PORT": server["port"],
+            "DAGSTER_PG_USER": server["user"], "DAGSTER_PG_PASSWORD": "",
+            "DAGSTER_PG_DB": server["dbname"],
+            "BOOKER_RATE_BUCKET": "postgres", "BOOKER_RATE_POSTGRES_DSN": dsn}
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def environment(request: pytest.FixtureRequest, sandbox: BookerSandbox, tmp_path: Path) -> dict:
+    env = instance_environment(sandbox, tmp_path, LOCS)
+    if request.param == "postgres":
+        env |= _postgres_deployment(Path(env["DAGSTER_HOME"]),
+                                    request.getfixturevalue("postgres_dsn"))
+    return env
 
 
 @pytest.fixture
@@ -82,3 +104,20 @@ def test_backfill_through_graphql_lands_in_duckdb(
     assert {(day, loc): n for day, loc, n in rows} == {k: n for k, n in expected.items() if n}
     assert {(day, loc): n for day, loc, n in loads} == expected  # closed days recorded as 0
     assert sum(expected.values()) > 0
+    _assert_instance_storage(environment, backfill_id)
+
+
+def _assert_instance_storage(environment: dict, backfill_id: str) -> None:
+    """The runs are where the instance settings put them, and only there; so is the bucket."""
+    sqlite_runs = Path(environment["DAGSTER_HOME"]) / "history" / "runs.db"
+    if "DAGSTER_PG_DB" not in environment:
+        assert sqlite_runs.exists()
+        return
+    assert not sqlite_runs.exists()
+    with psycopg.connect(environment["BOOKER_RATE_POSTGRES_DSN"]) as conn:
+        runs = conn.execute("SELECT status FROM runs r JOIN run_tags t ON t.run_id = r.run_id"
+                            " WHERE t.key = 'dagster/backfill' AND t.value = %s",
+                            (backfill_id,)).fetchall()
+        buckets = conn.execute("SELECT count(*) FROM booker_rate_bucket").fetchone()[0]
+    assert sorted(status for (status,) in runs) == ["SUCCESS", "SUCCESS"]
+    assert buckets == 1  # both runs drew from one bucket

@@ -8,7 +8,7 @@ points. The path of one request:
     → paginator ``paging.Paginator``: page 1, the rest side by side, re-read if the list moved
     → retry   ``retry.with_retries``: backoff with jitter, ``Retry-After``, bounded
     → auth    ``auth.BookerAuth``: the brand or location Bearer token, renewed when refused
-    → send    ``transport.Transport``: in-flight slots, the host's token bucket, the session
+    → send    ``transport.Transport``: in-flight slots, the key's token bucket, the session
     → classify ``replies.classify``: ok, retriable, expired or fatal (the error to raise)
 
 All concurrency of a client runs on its one ``executor.BoundedExecutor`` (``max_in_flight``
@@ -39,6 +39,7 @@ from booker_assets.api.auth import (
 )
 from booker_assets.api.executor import BoundedExecutor
 from booker_assets.api.paging import FindResult
+from booker_assets.api.ratelimit import DEFAULT_REQUESTS_PER_SECOND, RateBudget
 from booker_assets.api.replies import TRANSPORT_FAULTS, Scrubber, fault
 from booker_assets.api.retry import RetryPolicy
 from booker_assets.api.transport import Transport
@@ -79,8 +80,19 @@ class BookerResource(dg.ConfigurableResource):
     page_size: int = Field(default=100, description="Rows per Find page (server cap: 100).")
     timeout_seconds: float = Field(default=30.0, description="Connect and read timeout.")
     max_retries: int = Field(default=6, description="Retries of a transient fault.")
-    requests_per_second: float = Field(default=10.0, description="Client-side rate limit.")
+    requests_per_second: float = Field(default=DEFAULT_REQUESTS_PER_SECOND,
+                                       description="Client-side rate limit.")
     burst: int = Field(default=20, description="Requests allowed at once above the rate.")
+    rate_bucket: str = Field(
+        default="host", description='Where the key\'s token bucket lives: "host" (a file, '
+        'shared by this host\'s processes) or "postgres" (a row, shared by every host).')
+    rate_postgres_dsn: str = Field(default="", repr=False,
+                                   description="The postgres bucket's database, a libpq DSN.")
+    rate_mode: str = Field(
+        default="fixed", description='"fixed" paces at requests_per_second; "adaptive" starts '
+        "there, rises while requests succeed and is cut by each HTTP 429 (api/adaptive.py).")
+    max_requests_per_second: float = Field(
+        default=0.0, description="adaptive: the ceiling (0: 5 × requests_per_second).")
     max_in_flight: int = Field(default=8, description="Concurrent requests (and pool size).")
 
     _client: BookerClient | None = PrivateAttr(default=None)
@@ -98,6 +110,11 @@ class BookerResource(dg.ConfigurableResource):
     def endpoint(self) -> str:
         """The base URL requests go to (the embedded sandbox's resource starts it here)."""
         return self.base_url
+
+    def rate_budget(self) -> RateBudget:
+        return RateBudget(self.requests_per_second, self.burst, bucket=self.rate_bucket,
+                          postgres_dsn=self.rate_postgres_dsn, mode=self.rate_mode,
+                          ceiling=self.max_requests_per_second or None)
 
     def get_client(self) -> BookerClient:
         """The client of this resource instance, created on first use."""
@@ -135,8 +152,8 @@ class BookerClient(ReportView):
         )
         transport = Transport(
             settings.endpoint(), settings.subscription_key, max_in_flight=settings.max_in_flight,
-            timeout=settings.timeout_seconds, requests_per_second=settings.requests_per_second,
-            burst=settings.burst, monotonic=monotonic, sleep=sleep,
+            timeout=settings.timeout_seconds, budget=settings.rate_budget(),
+            monotonic=monotonic, sleep=sleep,
         )
         super().__init__(Shared(
             page_size=settings.page_size,

@@ -1,5 +1,5 @@
-"""Send: one HTTP request inside the client's in-flight bound and the host's rate limit
-(contract ``docs/booker-api.md`` §1, §3).
+"""Send: one HTTP request inside the client's in-flight bound and its key's rate bucket
+(contract ``docs/booker-api.md`` §1, §3); an adaptive bucket is told each answer.
 
 A request's path — resource → view → paginator → retry → auth → **send** → classify. The
 request is prepared first: that is when ``auth.BookerAuth`` attaches its Bearer token (the
@@ -20,21 +20,19 @@ import requests
 from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase
 
-from booker_assets.api.ratelimit import TokenBucket, shared_bucket
+from booker_assets.api.ratelimit import RateBudget, TokenBucket, shared_bucket
 
 
 class Transport:
     """One pooled ``requests.Session``, ``max_in_flight`` slots, the key's shared bucket."""
 
     def __init__(self, base_url: str, subscription_key: str, *, max_in_flight: int,
-                 timeout: float, requests_per_second: float, burst: int,
+                 timeout: float, budget: RateBudget,
                  monotonic: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep) -> None:
         self.base_url = base_url.rstrip("/")
         self.limiter: TokenBucket = shared_bucket(
-            f"{self.base_url} {subscription_key}", requests_per_second, burst,
-            clock=monotonic, sleep=sleep,
-        )
+            f"{self.base_url} {subscription_key}", budget, clock=monotonic, sleep=sleep)
         self._session = _session(subscription_key, max_in_flight)
         self._slots = threading.BoundedSemaphore(max_in_flight)
         self._timeout = timeout
@@ -52,13 +50,16 @@ class Transport:
             requests.Request(method, self.base_url + path, auth=auth, **fields))
         environment = session.merge_environment_settings(prepared.url, {}, None, None, None)
         with self._slots:
-            self.limiter.acquire()
+            slot = self.limiter.reserve()
             started = self._monotonic()
             try:
-                return session.send(prepared, timeout=self._timeout, allow_redirects=True,
-                                    **environment)
+                response = session.send(prepared, timeout=self._timeout, allow_redirects=True,
+                                        **environment)
             finally:
                 on_sent(self._monotonic() - started)
+        # an adaptive bucket learns from each answer; no answer (a reset) says nothing of it
+        self.limiter.feedback(slot, throttled=response.status_code == 429)
+        return response
 
 
 def _session(subscription_key: str, pool_size: int) -> requests.Session:

@@ -54,14 +54,18 @@ class SandboxStats:
             self._requests, self._throttled = 0, 0
             self._by_route: Counter[str] = Counter()
             self._per_second: Counter[int] = Counter()
+            self._throttled_per_second: Counter[int] = Counter()
             self._faults: Counter[str] = Counter()
             self._variants: Counter[str] = Counter()
 
-    def record(self, route: str) -> None:
+    def record(self, route: str) -> int:
+        """Counts a request as it arrives; returns the second it is counted in."""
+        second = int(time.time())
         with self._lock:
             self._requests += 1
             self._by_route[route] += 1
-            self._per_second[int(time.time())] += 1
+            self._per_second[second] += 1
+        return second
 
     def fault(self, kind: str) -> None:
         with self._lock:
@@ -71,9 +75,10 @@ class SandboxStats:
         with self._lock:
             self._variants.update(tally)
 
-    def throttle(self) -> None:
+    def throttle(self, second: int) -> None:
         with self._lock:
             self._throttled += 1
+            self._throttled_per_second[second] += 1
 
     @property
     def requests(self) -> int:
@@ -94,6 +99,12 @@ class SandboxStats:
     def per_second(self) -> Counter[int]:
         with self._lock:
             return Counter(self._per_second)
+
+    @property
+    def throttled_per_second(self) -> Counter[int]:
+        """HTTP 429s by the second the request arrived (as ``per_second`` counts them all)."""
+        with self._lock:
+            return Counter(self._throttled_per_second)
 
     @property
     def faults(self) -> Counter[str]:
@@ -162,7 +173,7 @@ class BookerSandbox:
     def respond(self, request: Request) -> Reply | None:
         """The reply to one request (None: drop the connection without a word)."""
         found = self.api.match(request.method, request.path)
-        self.stats.record(found[0].name if found else "UNKNOWN")
+        arrived = self.stats.record(found[0].name if found else "UNKNOWN")
         if self.settings.latency_ms > 0:
             time.sleep(self.settings.latency_ms / 1000)
         key = request.headers.get("Ocp-Apim-Subscription-Key")
@@ -170,7 +181,7 @@ class BookerSandbox:
             return gateway_error(401, KEY_MESSAGE)
         wait = self._limiter.acquire(key)
         if wait:
-            self.stats.throttle()
+            self.stats.throttle(arrived)
             return gateway_error(429, f"Rate limit is exceeded. Try again in {wait} seconds.",
                                  {"Retry-After": str(wait)})
         if found is None:
