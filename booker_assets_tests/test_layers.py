@@ -15,8 +15,9 @@ BELOW = {
     "sandbox": {"api"},
 }
 LEAVES = {"errors", "settings"}
-# What a leaf may import: settings builds load's PII policy from the environment.
-LEAF_IMPORTS = {"errors": set(), "settings": {"load"}}
+# What a leaf may import: settings builds the rate budget (api) and the PII policy (load)
+# from the environment.
+LEAF_IMPORTS = {"errors": set(), "settings": {"api", "load"}}
 
 
 def _layer(module: str) -> str | None:
