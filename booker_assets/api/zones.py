@@ -1,4 +1,4 @@
-"""Booker's Windows time-zone names → IANA zones, by meaning before offset (contract §4).
+"""Booker's Windows time-zone names → IANA zones, by meaning before offset (docs/booker-api.md §4).
 
 A display name such as ``"(UTC-05:00) Eastern Time (US & Canada)"`` carries only the zone's
 *standard* offset. Taking that offset as the zone drops daylight saving time and shifts every

@@ -1,5 +1,6 @@
-"""Booker's HTTP surface over the dataset (contract §2-§5): routes, token scopes, arguments,
-envelopes and paging. Pure request-in, reply-out; the server adds transport, limits and faults."""
+"""Booker's HTTP surface over the dataset (docs/booker-api.md §2-§5): routes, token scopes,
+arguments, envelopes and paging. Pure request-in, reply-out; the server adds transport, limits
+and faults."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""The sandbox's deterministic Booker dataset (contract §6).
+"""The sandbox's deterministic Booker dataset (docs/booker-api.md §6).
 
 Every record derives from ``(seed, location, day)`` or ``(seed, location, entity)`` alone, so a
 partition's rows never depend on the served span or on the clock; the clock (``now``) and

@@ -3,7 +3,7 @@
 The sandbox and the client were written by the same hands, so the sandbox only ever sent one
 form of each value; an independent Booker sends others (a legacy ``Date`` on a schedule row
 crashed the client). ``vary_record`` rewrites a canonical record into one of the other forms
-the contract allows (booker-api.md §4, §6) while keeping every instant, day and number, so a
+the contract allows (docs/booker-api.md §4, §6) while keeping every instant, day and number, so a
 correct client stores the same rows from either.
 
 Every decision goes through a ``Choose`` (label, options) → option, so the sandbox can draw
@@ -32,7 +32,7 @@ from booker_assets.sandbox.data import stamp
 T = TypeVar("T")
 Choose = Callable[[str, Sequence[T]], T]
 
-OFFSET = "Offset"  # the ISO twin of a legacy field X is XOffset (contract §4)
+OFFSET = "Offset"  # the ISO twin of a legacy field X is XOffset (docs/booker-api.md §4)
 # A date-time pair: both present, legacy only, ISO twin only, or ISO under the legacy name.
 MOMENT_FORMS = ("both", "legacy_only", "iso_only", "iso_in_legacy_field")
 _ISO_MOMENT_FORMS = ("both", "iso_only", "iso_in_legacy_field")  # when the legacy misreads
@@ -70,8 +70,8 @@ VARIANT_KINDS: dict[str, tuple[Any, ...]] = {
     "key_order": KEY_ORDERS,
     "page_cap": PAGE_CAPS,
 }
-# Envelope keys (contract §3) stay as they are; on GET /location/{id} they share the record's
-# object.
+# Envelope keys (docs/booker-api.md §3) stay as they are; on GET /location/{id} they share the
+# record's object.
 ENVELOPE_KEYS = frozenset({"IsSuccess", "ErrorCode", "ErrorMessage", "ArgumentErrors",
                            "DetailedErrorCode", "DetailedErrorMessage", "TotalResultsCount"})
 
@@ -231,10 +231,10 @@ def _vary_pair(
 
 
 def _legacy_reads_as(moment: datetime, zone: tzinfo) -> bool:
-    """Whether a client holding only the legacy value finds ``moment`` (contract §4: read the
-    Eastern wall clock, re-anchor it in the location's zone). Not in a DST gap of Eastern (the
-    wall clock cannot be written) nor in a gap or overlap of the location's zone (it names no
-    instant, or two): e.g. Phoenix at 02:30 on the day Eastern springs forward."""
+    """Whether a client holding only the legacy value finds ``moment`` (docs/booker-api.md §4:
+    read the Eastern wall clock, re-anchor it in the location's zone). Not in a DST gap of
+    Eastern (the wall clock cannot be written) nor in a gap or overlap of the location's zone
+    (it names no instant, or two): e.g. Phoenix at 02:30 on the day Eastern springs forward."""
     wall, instant = moment.replace(tzinfo=None), moment.astimezone(timezone.utc)
     return bool(_instants(wall, EASTERN)) and _instants(wall, zone) == {instant}
 
@@ -288,8 +288,9 @@ def _vary_day(key: str, day: date, zone: tzinfo, choose: Choose) -> dict[str, An
 
 
 def _extra_fields(form: str) -> dict[str, Any]:
-    """Fields a newer Booker might add (contract §6: keep what you do not know). The ``2099``
-    suffix keeps them clear of contract names; fresh objects each time, as callers may edit."""
+    """Fields a newer Booker might add (docs/booker-api.md §6: keep what you do not know). The
+    ``2099`` suffix keeps them clear of contract names; fresh objects each time, as callers may
+    edit."""
     fields = {
         "scalar": {"ReferralCode2099": "SPRING-2099"},
         "object": {"Preferences2099": {"Channel": "SMS", "OptIn": True, "Priority": 2}},
