@@ -21,6 +21,11 @@ from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase
 
 from booker_assets.api.ratelimit import TokenBucket, shared_bucket
+from booker_assets.settings import SANDBOX_BASE_URL
+
+# The embedded sandbox has no rate limit: pacing it like Booker's gateway only slows the demo.
+# Decided here, from the URL, so that no pace meant for the sandbox sits in run config.
+SANDBOX_PACE = (200.0, 50)
 
 
 class Transport:
@@ -30,6 +35,9 @@ class Transport:
                  timeout: float, requests_per_second: float, burst: int,
                  monotonic: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep) -> None:
+        if base_url == SANDBOX_BASE_URL:
+            requests_per_second = max(requests_per_second, SANDBOX_PACE[0])
+            burst = max(burst, SANDBOX_PACE[1])
         self.base_url = resolve_base_url(base_url)
         self.limiter: TokenBucket = shared_bucket(
             f"{self.base_url} {subscription_key}", requests_per_second, burst,
@@ -62,7 +70,7 @@ class Transport:
 
 
 def resolve_base_url(base_url: str) -> str:
-    if base_url == "sandbox":
+    if base_url == SANDBOX_BASE_URL:
         from booker_assets.sandbox import embedded_url  # lazy: the sandbox is optional
 
         base_url = embedded_url()
