@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
+DAYS ?= 7
 
 .PHONY: install demo test dev bench lint sandbox clean
 
@@ -21,8 +22,8 @@ install: $(VENV)/.installed
 	@mkdir -p $(DAGSTER_HOME) data
 	@cp dagster.yaml $(DAGSTER_HOME)/dagster.yaml
 
-demo: install  ## backfill every report for the last 7 days from the sandbox into data/booker_assets.duckdb
-	$(BIN)/python -m booker_assets.demo
+demo: install  ## load every report for the last $(DAYS) days from the sandbox into data/booker_assets.duckdb
+	$(BIN)/python -m booker_assets.demo --days $(DAYS)
 
 test: install  ## the whole test suite
 	$(BIN)/python -m pytest -q
