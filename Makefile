@@ -13,6 +13,11 @@ $(BIN)/python:
 	  apt-get update -qq && apt-get install -y -qq python3-venv; }
 	$(PYTHON) -m venv $(VENV)
 
+# The browser test drives Debian's chromium (Playwright's own browser download is not used).
+/usr/bin/chromium:
+	@echo "chromium is missing: installing it (Debian) for the browser test"
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
+
 $(VENV)/.installed: $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
 	$(BIN)/python -m pip install -q -e '.[dev]'
@@ -25,7 +30,7 @@ install: $(VENV)/.installed
 demo: install  ## load every report for the last $(DAYS) days from the sandbox into data/booker_assets.duckdb
 	$(BIN)/python -m booker_assets.demo --days $(DAYS)
 
-test: install  ## the whole test suite
+test: install /usr/bin/chromium  ## the whole test suite, the browser test included
 	$(BIN)/python -m pytest -q
 
 dev: install  ## the Dagster UI and daemon on http://127.0.0.1:3000
