@@ -4,6 +4,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 DAYS ?= 7
+PORT ?= 3000
+SANDBOX_PORT ?= 8765
 
 .PHONY: install demo test dev bench lint sandbox clean
 
@@ -33,14 +35,14 @@ demo: install  ## load every report for the last $(DAYS) days from the sandbox i
 test: install /usr/bin/chromium  ## the whole test suite, the browser test included
 	$(BIN)/python -m pytest -q
 
-dev: install  ## the Dagster UI and daemon on http://127.0.0.1:3000
-	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+dev: install  ## the Dagster UI and daemon on http://127.0.0.1:$(PORT)
+	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p $(PORT)
 
 bench: install  ## benchmarks/backfill.py with its defaults
 	$(BIN)/python benchmarks/backfill.py
 
 sandbox: install  ## the Booker sandbox in the foreground
-	$(BIN)/python -m booker_assets.sandbox --port 8765
+	$(BIN)/python -m booker_assets.sandbox --port $(SANDBOX_PORT)
 
 lint: install
 	$(BIN)/ruff check .
