@@ -277,8 +277,12 @@ def test_a_partition_shows_its_own_row_count(page: Page, environment, loaded_par
     page.get_by_title(str(DATES[0]), exact=True).click()
     page.get_by_title(LOCATION, exact=True).click()
     expect(page).to_have_url(re.compile(re.escape(f"partition={DATES[0]}%7C{LOCATION}")))
-    row = page.get_by_role("row", name=re.compile("^" + _rx("dagster/row_count") + " "))
-    shown = int(row.get_by_role("cell").nth(1).inner_text().replace(",", ""))
+    def value(key: str) -> str:  # metadata rows: key, value, (empty)
+        row = page.get_by_role("row", name=re.compile("^" + _rx(key) + " "))
+        return row.get_by_role("cell").nth(1).inner_text()
+
+    shown = int(value("dagster/row_count").replace(",", ""))
+    location = value("booker/location")  # the key stays the id; the name is beside it
 
     with connect_locked(environment["BOOKER_DUCKDB_PATH"], read_only=True) as conn:
         (stored,) = conn.execute("SELECT count(*) FROM booker.orders WHERE report_date = ? AND"
@@ -287,6 +291,7 @@ def test_a_partition_shows_its_own_row_count(page: Page, environment, loaded_par
                                     " AND report_date BETWEEN ? AND ?",
                                     [int(LOCATION), *DATES]).fetchone()
     assert shown == stored > 0
+    assert location.startswith(f"{LOCATION} ") and len(location) > len(LOCATION) + 1
     assert run_total > stored  # the run's total would be a different number
     print(f"\n(c) partition {loaded_partition}: {shown} rows, read in "
           f"{time.monotonic() - started:.1f} s")
