@@ -6,6 +6,9 @@ BIN := $(VENV)/bin
 export DAGSTER_HOME ?= $(CURDIR)/.dagster_home
 # sqlite (files under DAGSTER_HOME) or postgres (deploy/storage.postgres.yaml, DAGSTER_PG_*)
 DAGSTER_STORAGE ?= sqlite
+DAYS ?= 7
+PORT ?= 3000
+SANDBOX_PORT ?= 8765
 
 .PHONY: install demo test dev bench lint sandbox clean postgres-bin
 
@@ -14,6 +17,11 @@ $(BIN)/python:
 	  echo "python3-venv is missing: installing it (Debian)"; \
 	  apt-get update -qq && apt-get install -y -qq python3-venv; }
 	$(PYTHON) -m venv $(VENV)
+
+# The browser test drives Debian's chromium (Playwright's own browser download is not used).
+/usr/bin/chromium:
+	@echo "chromium is missing: installing it (Debian) for the browser test"
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium
 
 $(VENV)/.installed: $(BIN)/python pyproject.toml
 	$(BIN)/python -m pip install -q --upgrade pip
@@ -36,21 +44,21 @@ postgres-bin:
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive \
 	    apt-get install -y -qq --no-install-recommends postgresql >/dev/null; }
 
-demo: install  ## backfill every report for the last 7 days from the sandbox into data/booker_assets.duckdb
-	$(BIN)/python -m booker_assets.demo
+demo: install  ## load every report for the last $(DAYS) days from the sandbox into data/booker_assets.duckdb
+	$(BIN)/python -m booker_assets.demo --days $(DAYS)
 
-test: install postgres-bin  ## the whole test suite
+test: install postgres-bin /usr/bin/chromium  ## the whole test suite, the browser test included
 	$(BIN)/python -m pytest -q
 
-dev: install  ## the Dagster UI and daemon on http://127.0.0.1:3000
-	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+dev: install  ## the Dagster UI and daemon on http://127.0.0.1:$(PORT)
+	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p $(PORT)
 
 bench: install postgres-bin  ## benchmarks/backfill.py with its defaults, then --adaptive
 	$(BIN)/python benchmarks/backfill.py
 	$(BIN)/python benchmarks/backfill.py --adaptive
 
 sandbox: install  ## the Booker sandbox in the foreground
-	$(BIN)/python -m booker_assets.sandbox --port 8765
+	$(BIN)/python -m booker_assets.sandbox --port $(SANDBOX_PORT)
 
 lint: install
 	$(BIN)/ruff check .

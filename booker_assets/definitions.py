@@ -1,6 +1,7 @@
 """The code location: every Booker report asset, the Booker resource and the DuckDB IO manager.
 
-With no Booker credentials in the environment, everything runs against the embedded sandbox.
+With no Booker credentials in the environment, everything runs against the embedded sandbox,
+through the same ``EnvVar``s a real account uses (defs/connection.py).
 """
 
 from __future__ import annotations
@@ -12,22 +13,15 @@ from booker_assets.defs import pool_wait
 from booker_assets.defs.assets import build_report_assets
 from booker_assets.defs.automation import Clock, build_automation, utc_now
 from booker_assets.defs.checks import build_checks
-from booker_assets.defs.connection import booker_check_connection, booker_resource_from_env
+from booker_assets.defs.connection import (
+    apply_account_defaults,
+    booker_check_connection,
+    booker_resource_from_env,
+)
 from booker_assets.defs.io_manager import BookerDuckDBIOManager
 from booker_assets.defs.partitions import build_partitions
 from booker_assets.defs.runs import booker_reap_dead_runs, in_process_executor
 from booker_assets.settings import Settings, load_settings
-
-
-def booker_resource(settings: Settings) -> BookerResource:
-    """Credentials are EnvVars: resolved when a run starts, never shown in the UI."""
-    if settings.use_sandbox:
-        from booker_assets.sandbox import DEMO_CREDENTIALS
-        from booker_assets.sandbox.resource import EmbeddedSandboxResource
-
-        # The embedded sandbox has no rate limit: don't pace it like the real gateway.
-        return EmbeddedSandboxResource(requests_per_second=200, burst=50, **DEMO_CREDENTIALS)
-    return booker_resource_from_env(rate=settings.rate)
 
 
 def build_definitions(settings: Settings, booker: BookerResource | None = None,
@@ -50,14 +44,22 @@ def build_definitions(settings: Settings, booker: BookerResource | None = None,
         schedules=automation["schedules"],
         sensors=[*automation["sensors"], booker_reap_dead_runs],
         resources={
-            "booker": booker or booker_resource(settings),
+            "booker": booker or booker_resource_from_env(rate=settings.rate),
             "io_manager": BookerDuckDBIOManager(database=settings.duckdb_path),
         },
     )
+
+
+def deployed_settings() -> Settings:
+    """The environment's settings, with the defaults of the account's variables set in this
+    process (the sandbox's when no credential is set), where the resource resolves them."""
+    settings = load_settings()
+    apply_account_defaults(settings)
+    return settings
 
 
 @dg.definitions
 def defs() -> dg.Definitions:
     """What ``dagster dev`` loads: the environment is read here, when Dagster asks, never at
     import (tests import this module and build their own with ``build_definitions``)."""
-    return build_definitions(load_settings())
+    return build_definitions(deployed_settings())

@@ -1,8 +1,9 @@
 """Deployment settings read from the environment once, at code-location load.
 
-Everything that shapes the asset graph (partitions, locations) must be known when Dagster
-imports the code, so it lives here rather than in run config. Credentials do not: they are
-`EnvVar`s on the resource, resolved only when a run starts (see definitions.py). The one secret
+Everything that shapes the asset graph (partitions, locations, owners) must be known when
+Dagster imports the code, so it lives here rather than in run config. Credentials and the base
+URL do not: they are `EnvVar`s on the resource, resolved only when a run starts, for a real
+account and the sandbox alike (see defs/connection.py). The one secret
 here, ``BOOKER_PII_KEY``, is held by a ``PiiKey`` whose repr hides it, so printing or logging a
 ``Settings`` shows no key.
 """
@@ -10,6 +11,7 @@ here, ``BOOKER_PII_KEY``, is held by a ``PiiKey`` whose repr hides it, so printi
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
@@ -25,9 +27,14 @@ CREDENTIAL_VARS = (
     "BOOKER_SUBSCRIPTION_KEY",
     "BOOKER_PERSONAL_ACCESS_TOKEN",
 )
+BASE_URL_VAR = "BOOKER_BASE_URL"
+# BOOKER_BASE_URL's value for the embedded sandbox (started in-process on first use).
+SANDBOX_BASE_URL = "sandbox"
 # The locations the embedded sandbox serves with its default settings.
 SANDBOX_LOCATION_IDS = ("1001", "1002", "1003", "1004")
 DEFAULT_DUCKDB_PATH = "data/booker_assets.duckdb"
+# Who answers for the assets (Dagster owners: an email or "team:<name>").
+DEFAULT_OWNERS = ("team:data-engineering",)
 
 
 @dataclass(frozen=True)
@@ -52,6 +59,7 @@ class Settings:
     catch_up_days: int
     pii: PiiPolicy  # a bare "keep"/"drop" is accepted and wrapped (tests, benchmarks)
     rate: RateSettings = RateSettings()
+    owners: tuple[str, ...] = DEFAULT_OWNERS
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "pii", PiiPolicy.of(self.pii))
@@ -143,10 +151,31 @@ def _duckdb_path(env: Mapping[str, str]) -> str:
     )
 
 
+def _owners(env: Mapping[str, str]) -> tuple[str, ...]:
+    raw = env.get("BOOKER_OWNERS", "").strip()
+    owners = tuple(dict.fromkeys(o.strip() for o in raw.split(",") if o.strip()))
+    # Dagster's own rule for an owner: an email address or a "team:" name.
+    bad = [o for o in owners if not (o.startswith("team:") and len(o) > 5)
+           and not re.fullmatch(r"[^@\s]+@[^@\s]+\.[^@\s]+", o)]
+    if bad:
+        raise BookerConfigError(
+            f"BOOKER_OWNERS lists {', '.join(map(repr, bad))}: an owner is an email address or "
+            f"team:<name>", fix=f"e.g. BOOKER_OWNERS=ana@example.com,{DEFAULT_OWNERS[0]}")
+    return owners or DEFAULT_OWNERS
+
+
+def uses_sandbox(env: Mapping[str, str]) -> bool:
+    """No credential and no base URL in the environment (or BOOKER_BASE_URL=sandbox): the
+    embedded sandbox."""
+    base_url = env.get(BASE_URL_VAR, "").strip()
+    return base_url == SANDBOX_BASE_URL or not (
+        base_url or any(env.get(name) for name in CREDENTIAL_VARS))
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate every setting; a bad one raises BookerConfigError naming the fix."""
     env = os.environ if env is None else env
-    use_sandbox = not any(env.get(name) for name in (*CREDENTIAL_VARS, "BOOKER_BASE_URL"))
+    use_sandbox = uses_sandbox(env)
     pii = _pii_policy(env)
     return Settings(
         use_sandbox=use_sandbox,
@@ -158,6 +187,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         catch_up_days=_int(env, "BOOKER_CATCH_UP_DAYS", 3, minimum=1),
         pii=pii,
         rate=rate_settings(env),
+        owners=_owners(env),
     )
 
 

@@ -7,15 +7,14 @@ import dagster as dg
 import pytest
 
 from booker_assets.api.client import BookerResource
-from booker_assets.definitions import booker_resource
 from booker_assets.defs.connection import (
     CREDENTIAL_FIELDS,
     DEFAULT_BASE_URL,
+    apply_account_defaults,
     booker_check_connection,
     booker_resource_from_env,
 )
 from booker_assets.sandbox import DEMO_CREDENTIALS, BookerSandbox
-from booker_assets.sandbox.resource import EmbeddedSandboxResource
 from booker_assets.settings import load_settings
 
 
@@ -69,12 +68,11 @@ def booker_env(monkeypatch):
     monkeypatch.delenv("BOOKER_BASE_URL", raising=False)
 
 
-def test_resource_from_env_defers_credentials_to_run_start(booker_env):
+def test_resource_from_env_defers_credentials_and_url_to_run_start(booker_env):
     booker = booker_resource_from_env()
-    for field, var in CREDENTIAL_FIELDS.items():
+    for field, var in {**CREDENTIAL_FIELDS, "base_url": "BOOKER_BASE_URL"}.items():
         value = getattr(booker, field)
         assert isinstance(value, dg.EnvVar) and value.env_var_name == var
-    assert booker.base_url == DEFAULT_BASE_URL
 
 
 def test_resource_from_env_resolved_now_reads_every_variable(booker_env, monkeypatch):
@@ -86,8 +84,9 @@ def test_resource_from_env_resolved_now_reads_every_variable(booker_env, monkeyp
 
 def test_resource_from_env_treats_an_empty_base_url_as_unset(booker_env, monkeypatch):
     monkeypatch.setenv("BOOKER_BASE_URL", "")
-    assert booker_resource_from_env().base_url == DEFAULT_BASE_URL
     assert booker_resource_from_env(resolve_now=True).base_url == DEFAULT_BASE_URL
+    env = dict(CREDENTIALS, BOOKER_BASE_URL="", BOOKER_LOCATION_IDS="1001")
+    assert apply_account_defaults(load_settings(env), env) == {"BOOKER_BASE_URL": DEFAULT_BASE_URL}
 
 
 def test_resource_from_env_reads_the_rate_bucket_and_defers_its_dsn(booker_env, monkeypatch):
@@ -103,11 +102,21 @@ def test_resource_from_env_reads_the_rate_bucket_and_defers_its_dsn(booker_env, 
     assert now.rate_postgres_dsn == dsn and "pw" not in repr(now)
 
 
-def test_definitions_use_the_environment_unless_in_the_sandbox(tmp_path):
-    env = {"BOOKER_LOCATION_IDS": "1001", "BOOKER_DUCKDB_PATH": str(tmp_path / "b.duckdb")}
-    deployed = booker_resource(load_settings(env | CREDENTIALS))
-    assert isinstance(deployed.client_id, dg.EnvVar)
-    sandbox = booker_resource(load_settings(env))
-    assert isinstance(sandbox, EmbeddedSandboxResource)
-    assert sandbox.client_id == DEMO_CREDENTIALS["client_id"]
-    assert sandbox.endpoint().startswith("http://127.0.0.1:")  # started on first use
+
+def test_account_defaults_fill_only_what_the_environment_leaves_unset(tmp_path):
+    """The sandbox is the defaults of a real account's variables, never an override."""
+    database = {"BOOKER_DUCKDB_PATH": str(tmp_path / "b.duckdb")}
+    env = dict(database)
+    sandbox = load_settings(env)
+    assert sandbox.use_sandbox
+    assert apply_account_defaults(sandbox, env) == {
+        "BOOKER_BASE_URL": "sandbox",
+        **{CREDENTIAL_FIELDS[field]: value for field, value in DEMO_CREDENTIALS.items()}}
+    again = load_settings(env)  # a run worker loading the code location in that environment
+    assert again.use_sandbox and again.location_ids == sandbox.location_ids
+    assert apply_account_defaults(again, env) == {}
+
+    real = dict(database, **CREDENTIALS, BOOKER_LOCATION_IDS="1001")
+    assert apply_account_defaults(load_settings(real), real) == {
+        "BOOKER_BASE_URL": DEFAULT_BASE_URL}
+    assert {var: real[var] for var in CREDENTIALS} == CREDENTIALS  # never overridden

@@ -8,7 +8,7 @@ from pathlib import Path
 PACKAGE = Path(__file__).resolve().parents[1] / "booker_assets"
 # Each layer may import the layers listed after it (and itself); leaves are open to all.
 BELOW = {
-    "defs": {"load", "catalogue", "api"},
+    "defs": {"load", "catalogue", "api", "sandbox"},  # the sandbox: the demo's default Booker
     "load": {"catalogue", "api"},
     "catalogue": set(),
     "api": set(),

@@ -14,6 +14,7 @@ from __future__ import annotations
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from typing import Any
 
 import requests
@@ -21,6 +22,16 @@ from requests.adapters import HTTPAdapter
 from requests.auth import AuthBase
 
 from booker_assets.api.ratelimit import RateBudget, TokenBucket, shared_bucket
+from booker_assets.errors import BookerConfigError
+from booker_assets.settings import SANDBOX_BASE_URL
+
+# The embedded sandbox has no rate limit: pacing it like Booker's gateway only slows the demo.
+# Decided here, from the URL, so that no pace meant for the sandbox sits in run config.
+SANDBOX_PACE = (200.0, 50)
+# Base URLs given by name, resolved in the process that sends: the embedded sandbox registers
+# "sandbox" (booker_assets/sandbox/__init__.py) with the URL of the server it starts there.
+# A registry, so that api/ imports no layer above it.
+NAMED_ENDPOINTS: dict[str, Callable[[], str]] = {}
 
 
 class Transport:
@@ -30,7 +41,11 @@ class Transport:
                  timeout: float, budget: RateBudget,
                  monotonic: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep) -> None:
-        self.base_url = base_url.rstrip("/")
+        if base_url == SANDBOX_BASE_URL:
+            budget = replace(budget, requests_per_second=max(budget.requests_per_second,
+                                                             SANDBOX_PACE[0]),
+                             burst=max(budget.burst, SANDBOX_PACE[1]))
+        self.base_url = resolve_base_url(base_url)
         self.limiter: TokenBucket = shared_bucket(
             f"{self.base_url} {subscription_key}", budget, clock=monotonic, sleep=sleep)
         self._session = _session(subscription_key, max_in_flight)
@@ -60,6 +75,19 @@ class Transport:
         # an adaptive bucket learns from each answer; no answer (a reset) says nothing of it
         self.limiter.feedback(slot, throttled=response.status_code == 429)
         return response
+
+
+def resolve_base_url(base_url: str) -> str:
+    """A URL as it is, or the URL a named endpoint (``sandbox``) stands for in this process."""
+    if "://" in base_url:
+        return base_url.rstrip("/")
+    resolver = NAMED_ENDPOINTS.get(base_url)
+    if resolver is None:
+        raise BookerConfigError(
+            f"BOOKER_BASE_URL={base_url!r} is not a URL",
+            fix="set it to https://api.booker.com (or the staging host), or to 'sandbox' for "
+                "the embedded sandbox")
+    return resolver().rstrip("/")
 
 
 def _session(subscription_key: str, pool_size: int) -> requests.Session:

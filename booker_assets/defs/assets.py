@@ -26,7 +26,7 @@ from booker_assets.catalogue.reports import GROUPS, ReportGroup, Table
 from booker_assets.defs.partitions import BookerPartitions, days_by_location
 from booker_assets.defs.storage import markdown_table
 from booker_assets.errors import BookerError
-from booker_assets.load.columns import table_columns
+from booker_assets.load.columns import code_version, table_columns
 from booker_assets.load.extract import extract
 from booker_assets.load.frames import PartitionLoad, ReportFrame
 from booker_assets.load.pii import PiiPolicy
@@ -44,14 +44,26 @@ RETRY = dg.RetryPolicy(
 RUN_DAYS = 31
 
 
+# Where the UI says "UTC" (the daily dimension's label is Dagster's, and cannot be changed).
+LOCAL_DAY = ("Partitions are location-local days: day D of a location is [D 00:00, D+1 00:00) "
+             "in that location's own time zone (the UI's \"UTC\" on the date dimension is "
+             "Dagster's label, not the window).")
+
+
+def option_description(name: str) -> str:
+    option = OPTIONS[name]
+    return (f"Domo '{option.domo_name}' {option.description} Changes: "
+            f"{', '.join(option.tables)}; the other tables ignore it.")
+
+
 def report_options_config() -> type[dg.Config]:
     """Domo's options as the step's config; each option says which tables it changes."""
-    fields = {
-        name: (bool, pydantic.Field(False, description=f"Domo '{o.domo_name}' {o.description} "
-                                                       f"Changes: {', '.join(o.tables)}."))
-        for name, o in OPTIONS.items()
-    }
-    return pydantic.create_model("ReportOptions", __base__=dg.Config, **fields)
+    fields = {name: (bool, pydantic.Field(False, description=option_description(name)))
+              for name in OPTIONS}
+    return pydantic.create_model(
+        "ReportOptions", __base__=dg.Config, __doc__=(
+            "Domo's connector options, all off by default, under "
+            "ops.booker_reports.config. Each changes only the tables it names."), **fields)
 
 
 ReportOptions = report_options_config()
@@ -61,7 +73,7 @@ def build_report_assets(settings: Settings, partitions: BookerPartitions,
                         clock: Callable[[], datetime]) -> list:
     """The catalogue as one multi-asset, one output (asset) per table. ``clock`` tells which
     days' snapshots can still be observed."""
-    outs = {table.name: _out(group, table, settings.pii) for group in GROUPS
+    outs = {table.name: _out(group, table, settings) for group in GROUPS
             for table in group.tables}
 
     @dg.multi_asset(
@@ -82,17 +94,22 @@ def build_report_assets(settings: Settings, partitions: BookerPartitions,
     return [booker_reports]
 
 
-def _out(group: ReportGroup, table: Table, pii: PiiPolicy) -> dg.AssetOut:
-    columns = table_columns(group, table, pii)
+def _out(group: ReportGroup, table: Table, settings: Settings) -> dg.AssetOut:
+    columns = table_columns(group, table, settings.pii)
     options = [o for o in group.options if table.name in OPTIONS[o].tables]
     return dg.AssetOut(
         key=dg.AssetKey([GROUP_NAME, table.name]),
-        description=table.description + (
-            f" Options: {', '.join(options)}." if options else ""),
+        description=f"{table.description} {LOCAL_DAY} " + (
+            f"Options it reads (launchpad config ops.booker_reports.config): "
+            f"{', '.join(options)}." if options else "It reads no option of the launchpad."),
         is_required=False,
         group_name=GROUP_NAME,
         kinds={"booker", "duckdb"},
+        owners=list(settings.owners),
+        code_version=code_version(group, table, settings.pii),
         metadata={
+            "booker/day": LOCAL_DAY,
+            "booker/options": dg.MetadataValue.md(_options_markdown(options)),
             "booker/report": group.name,
             "booker/key": list(table.key),
             "booker/entity_key": list(table.entity_key),
@@ -102,6 +119,17 @@ def _out(group: ReportGroup, table: Table, pii: PiiPolicy) -> dg.AssetOut:
                 dg.TableColumn(c.name, c.type, description=c.description) for c in columns]),
         },
     )
+
+
+def _options_markdown(options: list[str]) -> str:
+    if not options:
+        return ("None: the options in the launchpad (`ops.booker_reports.config`) change other "
+                "tables, not this one.")
+    rows = [f"| `{name}` | {option_description(name)} |" for name in options]
+    example = "\n".join(f"        {name}: true" for name in options)
+    return "\n".join(["| option | what it does |", "| --- | --- |", *rows, "",
+                      "Set in *Materialize… → Config → Add config* or the launchpad:", "",
+                      "```yaml", "ops:", "  booker_reports:", "    config:", example, "```"])
 
 
 @dataclass(frozen=True)

@@ -3,7 +3,10 @@ descriptions the Dagster UI shows."""
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
+from dataclasses import fields, is_dataclass
+from typing import Any
 
 from booker_assets.catalogue import schema as s
 from booker_assets.catalogue.reports import Explode, FromRoot, PerParent, ReportGroup, Table
@@ -29,6 +32,27 @@ def table_columns(group: ReportGroup, table: Table, pii: PiiPolicy | str = "keep
         return tuple(c for c in found.values() if c not in personal)
     return tuple(Column(c.name, s.TEXT, f"{c.description} (keyed hash: BOOKER_PII=hash)")
                  if c in personal else c for c in found.values())
+
+
+def code_version(group: ReportGroup, table: Table, pii: PiiPolicy | str = "keep") -> str:
+    """A digest of what decides the table's rows and columns: the report's call, the table's
+    sources and key, and its declared columns with their types (after ``BOOKER_PII``). A schema
+    change is a new code version in the UI; a reworded description is not."""
+    shape = (_shape(group.root), _shape(table),
+             [(c.name, c.type) for c in table_columns(group, table, pii)])
+    return hashlib.sha256(repr(shape).encode()).hexdigest()[:12]
+
+
+def _shape(value: Any) -> Any:
+    """``value`` with every ``description`` left out (catalogue dataclasses, records, lists)."""
+    if is_dataclass(value):
+        return type(value).__name__, {f.name: _shape(getattr(value, f.name))
+                                      for f in fields(value) if f.name != "description"}
+    if isinstance(value, Mapping):
+        return {key: _shape(item) for key, item in value.items()}
+    if isinstance(value, tuple | list):
+        return [_shape(item) for item in value]
+    return value
 
 
 def _source_columns(group: ReportGroup, source: FromRoot | Explode | PerParent) -> list[Column]:

@@ -6,6 +6,7 @@
 ``python -m booker_assets.sandbox`` runs one in the foreground.
 """
 
+from booker_assets.api.transport import NAMED_ENDPOINTS
 from booker_assets.sandbox.server import BookerSandbox, SandboxStats, embedded_url
 from booker_assets.sandbox.settings import (
     DEMO_CREDENTIALS,
@@ -14,6 +15,10 @@ from booker_assets.sandbox.settings import (
     FaultProfile,
     SandboxSettings,
 )
+
+# BOOKER_BASE_URL=sandbox: the sandbox this process starts on first use (a run worker cannot
+# reach one another process started).
+NAMED_ENDPOINTS.setdefault("sandbox", embedded_url)
 
 __all__ = [
     "DEMO_CREDENTIALS",

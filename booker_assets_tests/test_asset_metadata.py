@@ -1,0 +1,77 @@
+"""What a Dagster user expects on every asset of the shipped code location: column descriptions,
+owners, code versions, the table's name, the options it reads, the location-local day."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from booker_assets.catalogue.options import OPTIONS
+from booker_assets.catalogue.reports import GROUPS, TABLES
+from booker_assets.definitions import build_definitions
+from booker_assets.defs.assets import ReportOptions
+from booker_assets.errors import BookerConfigError
+from booker_assets.load.columns import code_version, table_columns
+from booker_assets.settings import DEFAULT_OWNERS, load_settings
+
+
+def _specs(tmp_path: Path, **env: str) -> dict[str, dg.AssetSpec]:
+    settings = load_settings({"BOOKER_DUCKDB_PATH": str(tmp_path / "b.duckdb"), **env})
+    defs = build_definitions(settings)
+    return {spec.key.path[-1]: spec for a in defs.assets for spec in a.specs}
+
+
+def test_every_asset_has_owners_code_version_table_name_and_column_docs(tmp_path):
+    specs = _specs(tmp_path)
+    assert set(specs) == set(TABLES)
+    for name, spec in specs.items():
+        group = next(g for g in GROUPS if TABLES[name] in g.tables)
+        assert spec.owners == list(DEFAULT_OWNERS)
+        assert spec.code_version == code_version(group, TABLES[name])
+        assert spec.metadata["dagster/table_name"] == f"booker.{name}"
+        columns = spec.metadata["dagster/column_schema"].columns
+        assert [c.name for c in columns] == [c.name for c in table_columns(group, TABLES[name])]
+        assert all(c.description for c in columns), name
+        assert "location-local days" in spec.description
+        assert "location-local days" in spec.metadata["booker/day"]
+
+
+def test_each_asset_names_the_options_it_reads_and_only_those(tmp_path):
+    specs = _specs(tmp_path)
+    for name, spec in specs.items():
+        reads = [o for o in OPTIONS.values() if name in o.tables]
+        shown = spec.metadata["booker/options"].value
+        for option in OPTIONS.values():
+            assert (f"`{option.name}`" in shown) == (option in reads), (name, option.name)
+            assert (option.name in spec.description) == (option in reads), (name, option.name)
+        if reads:
+            assert "ops:\n  booker_reports:\n    config:" in shown
+    # the launchpad's own help: every option's description names the tables it changes
+    for name, field in ReportOptions.model_fields.items():
+        assert all(table in field.description for table in OPTIONS[name].tables)
+
+
+def test_owners_come_from_booker_owners(tmp_path):
+    specs = _specs(tmp_path, BOOKER_OWNERS="ana@example.com, team:salon-ops")
+    assert {tuple(s.owners) for s in specs.values()} == {("ana@example.com", "team:salon-ops")}
+
+
+@pytest.mark.parametrize("owners", ["ana", "team:", "ana@example.com,data team"])
+def test_a_bad_owner_is_refused_naming_the_form(owners):
+    with pytest.raises(BookerConfigError, match="email address or team:<name>") as error:
+        load_settings({"BOOKER_OWNERS": owners})
+    assert "BOOKER_OWNERS=" in str(error.value)
+
+
+def test_code_version_follows_the_schema_not_the_wording():
+    group = next(g for g in GROUPS if g.name == "customers")
+    customers = next(t for t in group.tables if t.name == "customers")
+    version = code_version(group, customers)
+    reworded = replace(customers, description="Other words.")
+    assert code_version(group, reworded) == version
+    assert code_version(group, customers, "drop") != version  # personal columns gone
+    rekeyed = replace(customers, key=(*customers.key, "location_id"))
+    assert code_version(group, rekeyed) != version
