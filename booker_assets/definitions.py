@@ -9,11 +9,13 @@ import dagster as dg
 
 from booker_assets.api.client import BookerResource
 from booker_assets.defs.assets import build_report_assets
-from booker_assets.defs.automation import Clock, build_automation, utc_now
 from booker_assets.defs.checks import build_checks
 from booker_assets.defs.connection import booker_check_connection, booker_resource_from_env
+from booker_assets.defs.daily import daily_load_sensor, load_keys
+from booker_assets.defs.days_back import days_back_job
 from booker_assets.defs.io_manager import BookerDuckDBIOManager
-from booker_assets.defs.partitions import build_partitions
+from booker_assets.defs.locations import discovery_sensor, drift_check
+from booker_assets.defs.partitions import Clock, build_partitions, utc_now
 from booker_assets.settings import Settings, load_settings
 
 
@@ -34,16 +36,16 @@ def build_definitions(settings: Settings, booker: BookerResource | None = None,
     a ``clock`` when their sandbox's is frozen: it decides which days can be observed)."""
     partitions = build_partitions(settings)
     assets = build_report_assets(settings, partitions, clock)
-    automation = build_automation(settings, partitions, assets, clock)
+    keys = load_keys(assets, partitions)
     return dg.Definitions(
         assets=assets,
-        asset_checks=build_checks(settings),
+        asset_checks=[*build_checks(settings), drift_check(settings)],
         # A run's steps wait on one API budget, not on CPU: run them in the run's process
         # (a process per step costs ~2 s of imports each); runs overlap each other instead.
         executor=dg.in_process_executor,
-        jobs=[*automation["jobs"], booker_check_connection],
-        schedules=automation["schedules"],
-        sensors=automation["sensors"],
+        jobs=[days_back_job(settings, partitions, assets, keys, clock), booker_check_connection],
+        sensors=[discovery_sensor(settings, partitions, clock),
+                 daily_load_sensor(settings, partitions, keys, clock)],
         resources={
             "booker": booker or booker_resource(settings),
             "io_manager": BookerDuckDBIOManager(database=settings.duckdb_path),

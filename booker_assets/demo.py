@@ -1,47 +1,20 @@
 """``make demo``: the main job, as a range run of every report for the last N days and
-every configured location (the embedded sandbox unless credentials are set), then a row count
-per DuckDB table.
+every location Booker returns (the embedded sandbox unless credentials are set), then a row
+count per DuckDB table.
 """
 
 from __future__ import annotations
 
 import argparse
-import os
 import time
-from collections.abc import Sequence
 from datetime import date, timedelta
 
-import dagster as dg
-
 from booker_assets.catalogue.reports import TABLES
+from booker_assets.cli import seed_locations
 from booker_assets.definitions import build_definitions
-from booker_assets.defs.partitions import RANGE_END, RANGE_START
+from booker_assets.defs.backfill import instance_from_env, materialize_range
 from booker_assets.defs.storage import connect_locked, qualified
 from booker_assets.settings import load_settings
-
-
-def materialize_range(
-    defs: dg.Definitions,
-    locations: Sequence[str],
-    first: date,
-    last: date,
-    *,
-    instance: dg.DagsterInstance | None = None,
-    selection: Sequence[str] | None = None,
-    run_config: dict | None = None,
-    raise_on_error: bool = True,
-) -> list[dg.ExecuteInProcessResult]:
-    """Days ``first``..``last`` × ``locations`` in one run (a backfill run over a key range),
-    the asset checks of what it loads evaluated after the load."""
-    return [dg.materialize(
-        [*defs.assets, *defs.asset_checks],
-        selection=selection,
-        resources=defs.resources,
-        instance=instance,
-        run_config=run_config,
-        tags={RANGE_START: f"{first}|{locations[0]}", RANGE_END: f"{last}|{locations[-1]}"},
-        raise_on_error=raise_on_error,
-    )]
 
 
 def print_counts(database: str) -> None:
@@ -57,15 +30,14 @@ def main() -> None:
     args = parser.parse_args()
     settings = load_settings()
     source = "the embedded Booker sandbox" if settings.use_sandbox else "the Booker API"
-    print(f"Loading {args.days} days × locations {', '.join(settings.location_ids)} from {source}"
-          f" into {settings.duckdb_path}")
     last = date.today() - timedelta(days=1)
     first = max(last - timedelta(days=args.days - 1), settings.start_date)
-    instance = dg.DagsterInstance.get() if os.environ.get("DAGSTER_HOME") else None
     started = time.perf_counter()
-    with instance or dg.DagsterInstance.ephemeral() as active:
-        materialize_range(build_definitions(settings), settings.location_ids, first, last,
-                          instance=active)
+    with instance_from_env() as instance:
+        locations = seed_locations(instance, settings)
+        print(f"Loading {args.days} days × locations {', '.join(locations)} from {source}"
+              f" into {settings.duckdb_path}")
+        materialize_range(build_definitions(settings), instance, locations, first, last)
     print(f"Done in {time.perf_counter() - started:.1f} s. Tables:")
     print_counts(settings.duckdb_path)
 

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import date, datetime, timezone
 from pathlib import Path
 
@@ -11,6 +11,8 @@ import pytest
 
 from booker_assets.api.client import BookerResource
 from booker_assets.definitions import build_definitions
+from booker_assets.defs.backfill import materialize_range
+from booker_assets.defs.partitions import RANGE_END, RANGE_START, add_locations
 from booker_assets.sandbox import BookerSandbox, SandboxSettings
 from booker_assets.settings import Settings
 
@@ -27,9 +29,10 @@ def sandbox() -> Iterator[BookerSandbox]:
 
 
 def make_settings(tmp_path: Path, locations: tuple[str, ...], **overrides) -> Settings:
+    """Settings whose allow-list (BOOKER_LOCATION_IDS) is ``locations``."""
     values = dict(
         use_sandbox=False,
-        location_ids=locations,
+        allowed_locations=locations,
         start_date=date(2025, 1, 1),
         duckdb_path=str(tmp_path / "booker_assets.duckdb"),
         lookback_days=7,
@@ -46,3 +49,33 @@ def make_defs(sandbox: BookerSandbox, settings: Settings, **resource_fields) -> 
     booker = BookerResource(base_url=sandbox.url, **sandbox.credentials, **resource_fields)
     frozen = sandbox.settings.now
     return build_definitions(settings, booker, clock=lambda: frozen or datetime.now(timezone.utc))
+
+
+def load_range(defs: dg.Definitions, locations: Sequence[str], first: date, last: date, *,
+               instance: dg.DagsterInstance | None = None, **run) -> dg.ExecuteInProcessResult:
+    """One range run over days ``first``..``last`` × ``locations``, in ``instance`` (default: a
+    throwaway one). The locations become partitions first, as the ``booker_locations`` sensor
+    makes them in a deployment (these tests choose them, Booker may not know them)."""
+    if instance is None:
+        with dg.DagsterInstance.ephemeral() as ephemeral:
+            return load_range(defs, locations, first, last, instance=ephemeral, **run)
+    add_locations(instance, locations)
+    return materialize_range(defs, instance, locations, first, last, **run)
+
+
+def planned_runs(defs: dg.Definitions, wanted: Iterable, instance: dg.DagsterInstance
+                 ) -> list[tuple[set[str], list[str]]]:
+    """How Dagster's backfill daemon cuts ``wanted`` (``AssetKeyPartitionKey``s) into runs,
+    by its own planner: (asset keys, partition keys) per run. Private API, for tests only:
+    nothing public plans a backfill without running it."""
+    from dagster._core.definitions.automation_tick_evaluation_context import (
+        build_run_requests_with_backfill_policies,
+    )
+
+    graph = defs.resolve_asset_graph()
+    with dg.partition_loading_context(dynamic_partitions_store=instance):
+        requests = build_run_requests_with_backfill_policies(list(wanted), graph, instance)
+        return [({key.to_user_string() for key in r.asset_selection},
+                 graph.get(r.asset_selection[0]).partitions_def.get_partition_keys_in_range(
+                     dg.PartitionKeyRange(r.tags[RANGE_START], r.tags[RANGE_END])))
+                for r in requests]

@@ -1,7 +1,9 @@
 """End to end: dagster-webserver + dagster-daemon on loopback run a backfill against the sandbox.
 
-The backfill goes through the webserver's GraphQL API (``launchPartitionBackfill``, as the UI
-does), the daemon splits it into single-run ranges and the runs write DuckDB.
+On a fresh instance the ``booker_locations`` sensor's first tick adds the location partitions
+(nothing else seeds them); the backfill then goes through the webserver's GraphQL API
+(``launchPartitionBackfill``, as the UI does), the daemon splits it into single-run ranges and
+the runs write DuckDB.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ STOP_SCHEDULE = "mutation($id: String) { stopRunningSchedule(id: $id) { __typena
 LAUNCH = """mutation($params: LaunchBackfillParams!) { launchPartitionBackfill(backfillParams:
   $params) { __typename ... on LaunchBackfillSuccess { backfillId }
   ... on PythonError { message } ... on InvalidSubsetError { message } } }"""
+PARTITIONS = """{ assetNodeOrError(assetKey: {path: ["booker", "orders"]}) { ... on AssetNode {
+  partitionKeysByDimension { name partitionKeys } } } }"""
 STATUS = """query($id: String!) { partitionBackfillOrError(backfillId: $id) {
   ... on PartitionBackfill { status } } }"""
 RUNS = """query($id: String!) { runsOrError(filter: {tags: [{key: "dagster/backfill", value: $id}]})
@@ -109,10 +113,11 @@ def webserver_and_daemon(environment: dict, tmp_path: Path) -> Iterator[tuple]:
         client = DagsterGraphQLClient("127.0.0.1", port_number=port)
         repos = _wait_for("the webserver", lambda: client._execute(REPOS)["repositoriesOrError"]
                           ["nodes"], deadline, logs)
-        # the sensor and schedule run by default; on the real clock they would load 2026 days
+        # the daily loads run by default; on the real clock they would load 2026 days
         for repo in repos:
             for sensor in repo["sensors"]:
-                client._execute(STOP_SENSOR, {"id": sensor["id"]})
+                if sensor["name"] != "booker_locations":
+                    client._execute(STOP_SENSOR, {"id": sensor["id"]})
             for schedule in repo["schedules"]:
                 client._execute(STOP_SCHEDULE, {"id": schedule["id"]})
         processes.append(_start([str(BIN / "dagster-daemon"), "run", *workspace],
@@ -128,6 +133,16 @@ def test_backfill_through_graphql_lands_in_duckdb(
     webserver_and_daemon, environment: dict, sandbox: BookerSandbox
 ):
     client, deadline, logs = webserver_and_daemon
+    started = time.monotonic()
+
+    def locations() -> list[str] | None:
+        dimensions = client._execute(PARTITIONS)["assetNodeOrError"]["partitionKeysByDimension"]
+        return next(d["partitionKeys"] for d in dimensions if d["name"] == "location") or None
+
+    # BOOKER_LOCATION_IDS is the allow-list: the sandbox's other two locations stay out
+    assert _wait_for("the location partitions", locations, deadline, logs) == list(LOCS)
+    print(f"\nlocation partitions in the UI {time.monotonic() - started:.1f} s after the "
+          "daemon started")
     params = {
         "partitionNames": [f"{day}|{loc}" for day in DAYS for loc in LOCS],
         "assetSelection": [{"path": ["booker", table]} for table in TABLES],
