@@ -1,10 +1,11 @@
 """``make bench``: a backfill of every Booker report against a rate-limited sandbox.
 
-Backfills D days × L locations in the runs Dagster's backfill daemon makes of it (its own
-planner applies the assets' backfill policy, cutting by whichever dimension has fewer keys),
-into a fresh DuckDB file, and prints one table: wall time, requests, rows, the rate-limit and
-latency bounds, the naive way (one run per partition, one request in flight) and where the
-time went.
+Backfills D days × L locations in the runs Dagster's backfill daemon makes of it (``--planner
+dagster``, the default: its planner applies the assets' backfill policy, cutting by whichever
+dimension has fewer keys, as a UI backfill is cut) or in those ``booker-assets backfill`` makes
+(``--planner cli``: a run per location and up to 31 days), into a fresh DuckDB file, and prints
+one table: wall time, requests, rows, the rate-limit and latency bounds, the naive way (one run
+per partition, one request in flight) and where the time went.
 
 Each run is a fresh process, as the run launcher makes it, and two run at once: dagster.yaml's
 ``dagster/backfill`` run limit and ``booker_api`` pool slots. Their clients share the host's one
@@ -46,6 +47,7 @@ from booker_assets.catalogue.reports import TABLES
 from booker_assets.definitions import build_definitions
 from booker_assets.defs import assets as assets_module
 from booker_assets.defs import io_manager as io_module
+from booker_assets.defs.backfill import location_slices
 from booker_assets.defs.partitions import add_locations
 from booker_assets.defs.storage import connect_locked
 from booker_assets.load import extract as extract_module
@@ -172,6 +174,7 @@ class Plan:
     rate: float
     burst: int
     in_flight: int
+    planner: str  # "dagster" (the daemon's cut, as the UI's backfills) or "cli"
 
     @property
     def last_day(self) -> date:
@@ -205,9 +208,14 @@ def definitions(target: Target, plan: Plan, database: Path, in_flight: int) -> d
 
 
 def backfill_runs(target: Target, plan: Plan, database: Path) -> list[tuple[list[str], dict]]:
-    """The runs Dagster's backfill daemon makes of every asset × every partition of the plan
-    (its own planner, applying the assets' backfill policy): (asset keys, range tags) each."""
+    """The runs of every asset × every partition of the plan, (asset keys, range tags) each:
+    as Dagster's backfill daemon cuts them (its own planner, applying the assets' backfill
+    policy), or as ``booker-assets backfill`` does."""
     defs = definitions(target, plan, database, plan.in_flight)
+    if plan.planner == "cli":
+        every = [key.to_user_string() for asset in defs.assets for key in asset.keys]
+        return [(every, piece.tags)
+                for piece in location_slices(target.locations, FIRST_DAY, plan.last_day)]
     graph = defs.resolve_asset_graph()
     last = plan.last_day.isoformat()
     with dg.DagsterInstance.ephemeral() as instance:
@@ -379,7 +387,8 @@ def table(plan: Plan, fast: dict[str, Any], naive: dict[str, Any] | None) -> str
     lines = [
         ("range", f"{plan.days} days × {plan.locations} locations, latency {plan.latency_ms:g} ms,"
                   f" {plan.rate:g} req/s burst {plan.burst}, {plan.in_flight} in flight"),
-        ("runs", f"{fast['runs']:8d}  (a process each, {RUN_SLOTS} at once)"),
+        ("runs", f"{fast['runs']:8d}  (cut by the {plan.planner} planner, a process each,"
+                 f" {RUN_SLOTS} at once)"),
         ("wall time", f"{wall:8.1f} s"),
         ("requests", f"{fast['requests']:8d}  (HTTP 429: {fast['throttled']}, busiest second:"
                      f" {fast['max_requests_in_a_second']})"),
@@ -426,6 +435,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rate", type=float, default=20.0, help="requests/s (sandbox and client)")
     parser.add_argument("--burst", type=int, default=20)
     parser.add_argument("--in-flight", type=int, default=8)
+    parser.add_argument("--planner", choices=("dagster", "cli"), default="dagster",
+                        help="cut the runs as Dagster's backfill daemon does (UI backfills) or "
+                             "as `booker-assets backfill` does (a run per location and month)")
     parser.add_argument("--naive-days", type=int, default=2,
                         help="days of the naive way actually run (then extrapolated)")
     parser.add_argument("--skip-naive", action="store_true")
@@ -435,7 +447,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> None:
     args = parse_args(argv)
-    plan = Plan(args.days, args.locations, args.latency_ms, args.rate, args.burst, args.in_flight)
+    plan = Plan(args.days, args.locations, args.latency_ms, args.rate, args.burst, args.in_flight,
+                args.planner)
     sandbox = RemoteSandbox(sandbox_settings(plan))
     try:
         with tempfile.TemporaryDirectory(prefix="booker-bench-") as tmp:

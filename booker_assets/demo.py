@@ -1,6 +1,6 @@
-"""``make demo``: the main job, as a range run of every report for the last N days and
-every location Booker returns (the embedded sandbox unless credentials are set), then a row
-count per DuckDB table.
+"""``make demo``: every report for the last N days and every location Booker returns (the
+embedded sandbox unless credentials are set), a run per location, then a row count per DuckDB
+table.
 """
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from datetime import date, timedelta
 from booker_assets.catalogue.reports import TABLES
 from booker_assets.cli import seed_locations
 from booker_assets.definitions import build_definitions
-from booker_assets.defs.backfill import instance_from_env, materialize_range
+from booker_assets.defs.backfill import instance_from_env, location_slices, run_slices
 from booker_assets.defs.storage import connect_locked, qualified
 from booker_assets.settings import load_settings
 
@@ -37,7 +37,11 @@ def main() -> None:
         locations = seed_locations(instance, settings)
         print(f"Loading {args.days} days × locations {', '.join(locations)} from {source}"
               f" into {settings.duckdb_path}")
-        materialize_range(build_definitions(settings), instance, locations, first, last)
+        runs = run_slices(build_definitions(settings), instance,
+                          location_slices(locations, first, last))
+        failed = [str(piece) for piece, result in runs if not result.success]
+    if failed:
+        raise SystemExit(f"runs failed ({'; '.join(failed)}): their errors are above")
     print(f"Done in {time.perf_counter() - started:.1f} s. Tables:")
     print_counts(settings.duckdb_path)
 

@@ -3,7 +3,9 @@
 Why a job that files backfills rather than a partitioned run: the days differ per location
 (each location's own "N days ago"), and a run's partition range only covers a rectangle. A
 backfill takes any set of partitions, shows under Overview → Backfills with per-partition
-status, retries and cancel, and the daemon cuts it into runs.
+status, retries and cancel, and the daemon cuts it into runs. Each backfill holds fewer
+locations than days (``backfill.backfill_groups``), so the cut is location-major: a run per
+location and month, never a run per day.
 
 What is checked when: the launch (a config mapping, run as Dagster resolves the run config:
 launchpad, CLI, ``execute_in_process``) refuses a bad window, unknown tables and locations
@@ -23,6 +25,7 @@ from pydantic import Field, ValidationError, ValidationInfo, field_validator, mo
 
 from booker_assets.api.client import BookerResource
 from booker_assets.api.dates import local_day
+from booker_assets.defs.backfill import backfill_groups
 from booker_assets.defs.daily import LoadKeys, location_zones
 from booker_assets.defs.locations import SENSOR_NAME as DISCOVERY_SENSOR
 from booker_assets.defs.partitions import BookerPartitions, Clock, known_locations, newest_day
@@ -245,12 +248,14 @@ def days_back_job(settings: Settings, partitions: BookerPartitions,
             raise dg.Failure(problem, allow_retries=False)
         days = days_back_days(config, zones, now, settings.start_date, newest)
         selection = [by_table[t] for t in config.tables] or list(by_table.values())
-        partition_keys = [f"{day}|{loc}" for loc, its_days in days.items() for day in its_days]
-        backfill_id = add_backfill(context, assets, selection, partition_keys, {
-            "booker/days_back": f"{config.days_back_start}..{config.days_back_end}",
-            "booker/days_back_run": context.run_id,
-            "booker/locations": f"{locations[0]}..{locations[-1]}"})
-        context.log.info(f"backfill {backfill_id}: {len(partition_keys)} partitions")
+        for group in backfill_groups(days):
+            keys_of_group = [f"{day}|{loc}" for loc in group for day in days[loc]]
+            backfill_id = add_backfill(context, assets, selection, keys_of_group, {
+                "booker/days_back": f"{config.days_back_start}..{config.days_back_end}",
+                "booker/days_back_run": context.run_id,
+                "booker/locations": f"{group[0]}..{group[-1]}"})
+            context.log.info(f"backfill {backfill_id}: locations {', '.join(group)}, "
+                             f"{len(keys_of_group)} partitions")
 
     @dg.graph(name=DAYS_BACK_NODE, config=validated_at_launch(scope_now))
     def file_days_back_backfill() -> None:
@@ -259,7 +264,8 @@ def days_back_job(settings: Settings, partitions: BookerPartitions,
     @dg.job(
         name="booker_days_back",
         description="Domo 'days back N to M': backfill every location report (or `tables`, "
-        "`locations`) for the days N..M days ago in each location's time zone.",
+        "`locations`) for the days N..M days ago in each location's time zone, a run per "
+        "location and month.",
     )
     def booker_days_back() -> None:
         file_days_back_backfill()
