@@ -178,3 +178,21 @@ def test_the_run_refuses_when_booker_gives_no_time_zone(sandbox, tmp_path, insta
     assert "Booker gave no time zone for any selected location" in message
     assert "Fix: run the job booker_check_connection" in message
     assert len(instance.get_backfills()) == backfills
+
+
+def test_the_run_refuses_a_location_that_is_not_a_partition(sandbox, tmp_path, instance):
+    """No allow-list: only the run can tell which locations the instance holds."""
+    backfills = len(instance.get_backfills())
+    result = launch(days_back_defs(sandbox, tmp_path, locations=()), {"locations": ["1005"]},
+                    instance)
+    message = step_failure(result)
+    assert "locations ['1005']: not location partitions (Booker has not returned them)" in message
+    assert "Fix: choose from 1001, 1002, 1003, 1004, 1099" in message
+    assert len(instance.get_backfills()) == backfills
+
+
+def test_the_run_says_how_to_get_location_partitions(sandbox, tmp_path):
+    with dg.instance_for_test() as empty:
+        message = step_failure(launch(days_back_defs(sandbox, tmp_path, locations=()), {}, empty))
+    assert "there are no location partitions" in message
+    assert "booker_locations sensor" in message and "discover-locations" in message

@@ -208,9 +208,10 @@ def chosen_locations(config: DaysBackConfig, known: Sequence[str]) -> list[str]:
     """The run's locations: ``config.locations`` among the location partitions (all if empty)."""
     if not known:
         raise dg.Failure(
-            f"there are no location partitions yet. Fix: start the daemon (`make dev`) so the "
-            f"{DISCOVERY_SENSOR} sensor adds the locations Booker returns, or run "
-            "`booker-assets discover-locations`, then launch again", allow_retries=False)
+            f"there are no location partitions (within BOOKER_LOCATION_IDS, if set). Fix: "
+            f"start the daemon (`make dev`) so the {DISCOVERY_SENSOR} sensor adds the locations "
+            "Booker returns, or run `booker-assets discover-locations`, then launch again",
+            allow_retries=False)
     problems = _unknown("locations", config.locations, known,
                         "location partitions (Booker has not returned them)")
     if problems:
