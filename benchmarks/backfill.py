@@ -1,10 +1,11 @@
 """``make bench``: a backfill of every Booker report against a rate-limited sandbox.
 
-Backfills D days × L locations in the runs Dagster's backfill daemon makes of it (its own
-planner applies the assets' backfill policy: a run per location and month, plus the brand-level
-``locations``), into a fresh DuckDB file, and prints one table: wall time, requests, rows, the
-rate-limit and latency bounds, the naive way (one run per partition, one request in flight) and
-where the time went.
+Backfills D days × L locations in the runs Dagster's backfill daemon makes of it (``--planner
+dagster``, the default: its planner applies the assets' backfill policy, cutting by whichever
+dimension has fewer keys, as a UI backfill is cut) or in those ``booker-assets backfill`` makes
+(``--planner cli``: a run per location and up to 31 days), into a fresh DuckDB file, and prints
+one table: wall time, requests, rows, the rate-limit and latency bounds, the naive way (one run
+per partition, one request in flight) and where the time went.
 
 Each run is a fresh process, as the run launcher makes it, and two run at once: dagster.yaml's
 ``dagster/backfill`` run limit and ``booker_api`` pool slots. Their clients share the host's one
@@ -46,6 +47,8 @@ from booker_assets.catalogue.reports import TABLES
 from booker_assets.definitions import build_definitions
 from booker_assets.defs import assets as assets_module
 from booker_assets.defs import io_manager as io_module
+from booker_assets.defs.backfill import location_slices
+from booker_assets.defs.partitions import add_locations
 from booker_assets.defs.storage import connect_locked
 from booker_assets.load import extract as extract_module
 from booker_assets.sandbox import BookerSandbox, SandboxSettings
@@ -115,17 +118,17 @@ class Timeline:
         return lambda: setattr(owner, name, original)
 
     def wrap_writes(self) -> Callable[[], None]:
-        original = io_module._write_slice
+        original = io_module.write_slice
 
-        def timed(conn: Any, schema: str, table: str, report: Any, entity_key: list) -> Any:
+        def timed(conn: Any, schema: str, table: str, report: Any, entity_key: Any = ()) -> Any:
             started = time.perf_counter()
             result = original(conn, schema, table, report, entity_key)
             with self.lock:
                 self.written[table].append((len(report.frame), time.perf_counter() - started))
             return result
 
-        io_module._write_slice = timed
-        return lambda: setattr(io_module, "_write_slice", original)
+        io_module.write_slice = timed
+        return lambda: setattr(io_module, "write_slice", original)
 
     def busy(self, *kinds: str, start: float = 0.0) -> float:
         """Wall seconds during which at least one span of ``kinds`` was running."""
@@ -146,8 +149,8 @@ def instrumented(timeline: Timeline) -> Iterator[Timeline]:
     undo = [
         timeline.wrap(requests.Session, "request", "http"),  # the wire only, not the limiter
         timeline.wrap(assets_module, "extract", "extract"),
-        timeline.wrap(extract_module, "flatten_record", "flatten"),
-        timeline.wrap(extract_module, "_frame", "flatten"),
+        timeline.wrap(extract_module, "flatten", "flatten"),
+        timeline.wrap(extract_module, "build_frame", "flatten"),
         timeline.wrap(io_module.BookerDuckDBIOManager, "handle_output", "duckdb"),
         timeline.wrap_writes(),
     ]
@@ -172,6 +175,7 @@ class Plan:
     rate: float
     burst: int
     in_flight: int
+    planner: str  # "dagster" (the daemon's cut, as the UI's backfills) or "cli"
 
     @property
     def last_day(self) -> date:
@@ -195,7 +199,7 @@ class Target:
 
 
 def definitions(target: Target, plan: Plan, database: Path, in_flight: int) -> dg.Definitions:
-    settings = Settings(use_sandbox=False, location_ids=target.locations,
+    settings = Settings(use_sandbox=False, allowed_locations=target.locations,
                         start_date=FIRST_DAY, duckdb_path=str(database), lookback_days=7,
                         grace_hours=2.0, catch_up_days=3, pii="keep")
     booker = BookerResource(base_url=target.url, **target.credentials,
@@ -205,15 +209,24 @@ def definitions(target: Target, plan: Plan, database: Path, in_flight: int) -> d
 
 
 def backfill_runs(target: Target, plan: Plan, database: Path) -> list[tuple[list[str], dict]]:
-    """The runs Dagster's backfill daemon makes of every asset × every partition of the plan
-    (its own planner, applying the assets' backfill policy): (asset keys, range tags) each."""
+    """The runs of every asset × every partition of the plan, (asset keys, range tags) each:
+    as Dagster's backfill daemon cuts them (its own planner, applying the assets' backfill
+    policy), or as ``booker-assets backfill`` does."""
     defs = definitions(target, plan, database, plan.in_flight)
+    if plan.planner == "cli":
+        every = [key.to_user_string() for asset in defs.assets for key in asset.keys]
+        return [(every, piece.tags)
+                for piece in location_slices(target.locations, FIRST_DAY, plan.last_day)]
     graph = defs.resolve_asset_graph()
     last = plan.last_day.isoformat()
-    wanted = [AssetKeyPartitionKey(key, partition) for asset in defs.assets for key in asset.keys
-              for partition in asset.partitions_def.get_partition_keys() if partition[:10] <= last]
     with dg.DagsterInstance.ephemeral() as instance:
-        requests = build_run_requests_with_backfill_policies(wanted, graph, instance)
+        add_locations(instance, target.locations)
+        with dg.partition_loading_context(dynamic_partitions_store=instance):
+            wanted = [AssetKeyPartitionKey(key, partition)
+                      for asset in defs.assets for key in asset.keys
+                      for partition in asset.partitions_def.get_partition_keys()
+                      if partition[:10] <= last]
+            requests = build_run_requests_with_backfill_policies(wanted, graph, instance)
     return [([key.to_user_string() for key in r.asset_selection], dict(r.tags))
             for r in requests]
 
@@ -225,6 +238,7 @@ def one_run(target: Target, plan: Plan, database: Path, selection: list[str],
     assets = [a for a in defs.assets if any(k.to_user_string() in selection for k in a.keys)]
     timeline = Timeline()
     with dg.DagsterInstance.ephemeral() as instance, instrumented(timeline):
+        add_locations(instance, target.locations)
         started = time.perf_counter()
         dg.materialize(assets, selection=selection, resources=defs.resources,
                        instance=instance, run_config=QUIET, tags=tags)
@@ -244,14 +258,11 @@ def backfill(target: Target, plan: Plan, database: Path,
 
 
 def naive_run(target: Target, plan: Plan, database: Path, partition_key: str) -> None:
-    """One run for one partition, one request in flight: the brand-level assets for a date
-    key, the location-scoped ones for a "date|location" key."""
+    """One run for one "date|location" partition, one request in flight."""
     defs = definitions(target, plan, database, in_flight=1)
-    located = "|" in partition_key
-    assets = [a for a in defs.assets
-              if isinstance(a.partitions_def, dg.MultiPartitionsDefinition) == located]
     with dg.DagsterInstance.ephemeral() as instance:
-        dg.materialize(assets, partition_key=partition_key, resources=defs.resources,
+        add_locations(instance, target.locations)
+        dg.materialize(defs.assets, partition_key=partition_key, resources=defs.resources,
                        instance=instance, run_config=QUIET)
 
 
@@ -321,7 +332,7 @@ def measure_bulk_load(source: Path, work: Path, rows: int = 100_000) -> dict[str
     with connect_locked(str(source), read_only=True) as conn:
         items = conn.execute("SELECT * FROM booker.orders_items").fetchdf()
     copies = max(1, -(-rows // max(len(items), 1)))
-    frame = pd.concat([items.assign(location_id=f"copy{i}-" + items["location_id"])
+    frame = pd.concat([items.assign(location_id=items["location_id"] + 100_000 * (i + 1))
                        for i in range(copies)], ignore_index=True)
     counts = frame.groupby(["report_date", "location_id"]).size()
     report = io_module.ReportFrame(frame, list(counts.index), [
@@ -331,7 +342,7 @@ def measure_bulk_load(source: Path, work: Path, rows: int = 100_000) -> dict[str
     for _ in range(6):  # the first creates the table, the others replace the slice
         with connect_locked(database) as conn:
             started = time.perf_counter()
-            io_module._write_slice(conn, "booker", "orders_items", report, [])
+            io_module.write_slice(conn, "booker", "orders_items", report)
             seconds.append(time.perf_counter() - started)
     replace = statistics.median(seconds[1:])
     return {"bulk_rows": len(frame), "bulk_partitions": len(counts),
@@ -345,11 +356,9 @@ def measure_naive(sandbox: RemoteSandbox, plan: Plan, work: Path, sample_days: i
     with a fresh process per run, as Dagster's run launcher starts every run."""
     step = max(1, plan.days // sample_days)
     sample = [FIRST_DAY + timedelta(days=i) for i in range(0, plan.days, step)][:sample_days]
-    keys = [k for day in sample
-            for k in [day.isoformat()] + [f"{day}|{loc}" for loc in sandbox.target.locations]]
+    keys = [f"{day}|{loc}" for day in sample for loc in sandbox.target.locations]
     scale = plan.days / len(sample)
-    result: dict[str, Any] = {"sampled_days": len(sample),
-                              "runs": plan.days * (plan.locations + 1)}
+    result: dict[str, Any] = {"sampled_days": len(sample), "runs": plan.days * plan.locations}
     spawn = multiprocessing.get_context("spawn")
     for mode in ("in_process", "launched"):
         database = work / f"naive_{mode}.duckdb"
@@ -379,7 +388,8 @@ def table(plan: Plan, fast: dict[str, Any], naive: dict[str, Any] | None) -> str
     lines = [
         ("range", f"{plan.days} days × {plan.locations} locations, latency {plan.latency_ms:g} ms,"
                   f" {plan.rate:g} req/s burst {plan.burst}, {plan.in_flight} in flight"),
-        ("runs", f"{fast['runs']:8d}  (a process each, {RUN_SLOTS} at once)"),
+        ("runs", f"{fast['runs']:8d}  (cut by the {plan.planner} planner, a process each,"
+                 f" {RUN_SLOTS} at once)"),
         ("wall time", f"{wall:8.1f} s"),
         ("requests", f"{fast['requests']:8d}  (HTTP 429: {fast['throttled']}, busiest second:"
                      f" {fast['max_requests_in_a_second']})"),
@@ -426,6 +436,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--rate", type=float, default=20.0, help="requests/s (sandbox and client)")
     parser.add_argument("--burst", type=int, default=20)
     parser.add_argument("--in-flight", type=int, default=8)
+    parser.add_argument("--planner", choices=("dagster", "cli"), default="dagster",
+                        help="cut the runs as Dagster's backfill daemon does (UI backfills) or "
+                             "as `booker-assets backfill` does (a run per location and month)")
     parser.add_argument("--naive-days", type=int, default=2,
                         help="days of the naive way actually run (then extrapolated)")
     parser.add_argument("--skip-naive", action="store_true")
@@ -457,7 +470,8 @@ def main(argv: list[str] | None = None) -> None:
     if args.adaptive:
         main_adaptive(args)
         return
-    plan = Plan(args.days, args.locations, args.latency_ms, args.rate, args.burst, args.in_flight)
+    plan = Plan(args.days, args.locations, args.latency_ms, args.rate, args.burst, args.in_flight,
+                args.planner)
     sandbox = RemoteSandbox(sandbox_settings(plan))
     try:
         with tempfile.TemporaryDirectory(prefix="booker-bench-") as tmp:

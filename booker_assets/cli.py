@@ -1,18 +1,31 @@
-"""booker-assets: check the credentials, and list the locations the token can see."""
+"""booker-assets: check the credentials, list the locations, load a range of days.
+
+With no Booker credentials in the environment, ``discover-locations`` and ``backfill`` use the
+embedded sandbox, as the code location does; ``check-connection`` needs the credentials.
+"""
 
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 from collections.abc import Sequence
+from datetime import date
 from pathlib import Path
 
-from booker_assets.api.client import BookerResource
-from booker_assets.defs.connection import booker_resource_from_env
-from booker_assets.errors import BookerError
+import dagster as dg
 
-DEFAULT_LOCATIONS_FILE = "booker_locations.txt"
+from booker_assets.api.client import BookerClient, BookerResource
+from booker_assets.catalogue.reports import TABLES
+from booker_assets.definitions import booker_resource, build_definitions
+from booker_assets.defs.backfill import instance_from_env, location_slices, run_slices
+from booker_assets.defs.connection import booker_resource_from_env
+from booker_assets.defs.locations import LocationDrift, returned_locations, sync_locations
+from booker_assets.defs.partitions import build_partitions, known_locations, newest_day, utc_now
+from booker_assets.errors import BookerConfigError, BookerError
+from booker_assets.settings import Settings, load_settings
+
+# Dagster's console shows a run's warnings and errors here; every event is in the instance.
+QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
 def resource_from_env() -> BookerResource:
@@ -27,35 +40,137 @@ def check_connection() -> int:
     return 0 if all(check.ok for check in checks) else 1
 
 
-def discover_locations(file: str) -> int:
-    """Domo's "all locations": every location the brand token sees, saved for the assets."""
-    locations = resource_from_env().get_client().locations()
-    ids = [str(location["ID"]) for location in locations]
-    Path(file).write_text("".join(f"{location_id}\n" for location_id in ids))
+def client_for(settings: Settings) -> BookerClient:
+    """The client the code location's resource would make, its credentials read now."""
+    return (booker_resource(settings) if settings.use_sandbox else resource_from_env()).get_client()
+
+
+def report(drift: LocationDrift) -> None:
+    if drift.new:
+        print(f"added location partitions: {', '.join(drift.new)}", file=sys.stderr)
+    if drift.gone or drift.excluded:
+        print(f"warning: {drift.message}", file=sys.stderr)
+
+
+def seed_locations(instance: dg.DagsterInstance, settings: Settings) -> tuple[str, ...]:
+    """Add the locations Booker returns to ``instance`` (what the ``booker_locations`` sensor
+    does once the daemon runs); the location partitions to load, within the allow-list."""
+    report(sync_locations(instance, returned_locations(client_for(settings)), settings))
+    return known_locations(instance, settings)
+
+
+def discover_locations(file: str | None) -> int:
+    """Domo's "all locations": every location the token sees, added as location partitions
+    of the instance (``DAGSTER_HOME``); ``file`` also saves them as an allow-list."""
+    settings = load_settings()
+    locations = client_for(settings).locations()
+    with instance_from_env() as instance:
+        report(sync_locations(instance, [str(loc["ID"]) for loc in locations], settings))
     for location in locations:
         name = location.get("BusinessName") or location.get("AccountName") or ""
         zone = (location.get("TimeZone") or {}).get("Name") or ""
         print(f"{location['ID']}\t{name}\t{zone}")
-    print(f"wrote {len(ids)} location ids to {file}", file=sys.stderr)
+    if file:
+        Path(file).write_text("".join(f"{location['ID']}\n" for location in locations))
+        print(f"wrote {len(locations)} location ids to {file}: an allow-list, which leaves out "
+              "locations Booker adds later", file=sys.stderr)
     return 0
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def _chosen(option: str, chosen: list[str], known: Sequence[str], what: str) -> list[str]:
+    """``chosen`` in ``known``'s order (all of ``known`` if empty); an unknown one is refused."""
+    unknown = [item for item in chosen if item not in known]
+    if unknown:
+        raise BookerConfigError(f"{option} {','.join(unknown)}: not {what}",
+                                fix=f"choose from {','.join(known)}, or leave out {option} "
+                                "for all")
+    return [item for item in known if not chosen or item in chosen]
+
+
+def _window(first: date, last: date, settings: Settings) -> None:
+    newest = newest_day(build_partitions(settings), utc_now())
+    if last < first:
+        raise BookerConfigError(f"--to {last} is before --from {first}",
+                                fix="give the oldest day as --from and the newest as --to")
+    if first < settings.start_date:
+        raise BookerConfigError(f"--from {first} is before BOOKER_START_DATE "
+                                f"{settings.start_date}: there are no partitions that old",
+                                fix="choose a later --from, or set BOOKER_START_DATE earlier")
+    if last > newest:
+        raise BookerConfigError(f"--to {last} is a day not over yet (the newest partition is "
+                                f"{newest})", fix=f"choose --to {newest} or earlier")
+
+
+def backfill(first: date, last: date, locations: list[str], tables: list[str]) -> int:
+    """Days ``first``..``last`` × locations, a run per location and up to 31 days, in this
+    process (recorded in the instance when DAGSTER_HOME is set); 1 if a run failed."""
+    settings = load_settings()
+    _window(first, last, settings)
+    selection = [f"booker/{t}" for t in _chosen("--assets", tables, list(TABLES), "tables")]
+    defs = build_definitions(settings)
+    with instance_from_env() as instance:
+        chosen = _chosen("--locations", locations, seed_locations(instance, settings),
+                         "locations Booker returns (within BOOKER_LOCATION_IDS, if set)")
+        slices = location_slices(chosen, first, last)
+        print(f"{len(slices)} run{'s' * (len(slices) != 1)}: {first}..{last} × locations "
+              f"{', '.join(chosen)}; tables {', '.join(tables) or 'all'}")
+        failed = 0
+        for piece, result in run_slices(defs, instance, slices, selection, QUIET):
+            failed += not result.success
+            print(f"{'OK' if result.success else 'FAILED':<7}{piece}, run {result.run_id}",
+                  flush=True)
+    if failed:
+        print(f"{failed} of {len(slices)} runs failed: their errors are above and in the "
+              "Dagster UI (Runs); launch the same command again to retry", file=sys.stderr)
+    return 1 if failed else 0
+
+
+def _day(text: str) -> date:
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a day: use YYYY-MM-DD, e.g. "
+                                         "2025-06-01") from None
+
+
+def _ids(text: str) -> list[str]:
+    return [part.strip() for part in text.split(",") if part.strip()]
+
+
+def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="booker-assets", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
     commands.add_parser("check-connection", help="test the base URL and each credential")
-    discover = commands.add_parser("discover-locations",
-                                   help="list every location the token sees and save their ids")
-    discover.add_argument(
-        "--file", default=os.environ.get("BOOKER_LOCATIONS_FILE") or DEFAULT_LOCATIONS_FILE,
-        help="where to write the ids, one per line (default: $BOOKER_LOCATIONS_FILE or "
-             f"{DEFAULT_LOCATIONS_FILE})",
-    )
-    args = parser.parse_args(argv)
+    discover = commands.add_parser(
+        "discover-locations", help="list every location the token sees and add them as "
+        "location partitions")
+    discover.add_argument("--file", help="also write their ids to FILE, one per line: an "
+                          "allow-list (set BOOKER_LOCATIONS_FILE=FILE to use it)")
+    load = commands.add_parser(
+        "backfill", help="load days --from..--to of every location (or --locations) and "
+        "report (or --assets), a run per location and up to 31 days, in this process")
+    load.add_argument("--from", dest="first", required=True, type=_day,
+                      help="the oldest day, YYYY-MM-DD (a location-local day)")
+    load.add_argument("--to", dest="last", required=True, type=_day,
+                      help="the newest day, YYYY-MM-DD")
+    load.add_argument("--locations", type=_ids, default=[],
+                      help="location ids, e.g. 1001,1002 (default: every location)")
+    load.add_argument("--assets", type=_ids, default=[],
+                      help="tables, e.g. orders,customers (default: every table)")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
     try:
         if args.command == "check-connection":
             return check_connection()
-        return discover_locations(args.file)
+        if args.command == "discover-locations":
+            return discover_locations(args.file)
+        return backfill(args.first, args.last, args.locations, args.assets)
+    except BookerConfigError as exc:
+        print(f"booker-assets: {exc}", file=sys.stderr)
+        return 2
     except BookerError as exc:
         print(f"booker-assets: {exc}", file=sys.stderr)
         return 1

@@ -11,15 +11,17 @@ import dagster as dg
 from booker_assets.api.client import BookerResource
 from booker_assets.defs import pool_wait
 from booker_assets.defs.assets import build_report_assets
-from booker_assets.defs.automation import Clock, build_automation, utc_now
 from booker_assets.defs.checks import build_checks
 from booker_assets.defs.connection import (
     apply_account_defaults,
     booker_check_connection,
     booker_resource_from_env,
 )
+from booker_assets.defs.daily import daily_load_sensor, load_keys
+from booker_assets.defs.days_back import days_back_job
 from booker_assets.defs.io_manager import BookerDuckDBIOManager
-from booker_assets.defs.partitions import build_partitions
+from booker_assets.defs.locations import discovery_sensor, drift_check
+from booker_assets.defs.partitions import Clock, build_partitions, utc_now
 from booker_assets.defs.runs import booker_reap_dead_runs, in_process_executor
 from booker_assets.settings import Settings, load_settings
 
@@ -32,17 +34,17 @@ def build_definitions(settings: Settings, booker: BookerResource | None = None,
     pool_wait.install()  # a run waiting for a booker_api slot sleeps, and stops on SIGTERM
     partitions = build_partitions(settings)
     assets = build_report_assets(settings, partitions, clock)
-    automation = build_automation(settings, partitions, assets, clock)
+    keys = load_keys(assets, partitions)
     return dg.Definitions(
         assets=assets,
-        asset_checks=build_checks(settings),
+        asset_checks=[*build_checks(settings), drift_check(settings)],
         # A run's steps wait on one API budget, not on CPU: run them in the run's process
         # (a process per step costs ~2 s of imports each); runs overlap each other instead.
         # It records that process, so a run that dies is failed and freed (defs/runs.py).
         executor=in_process_executor,
-        jobs=[*automation["jobs"], booker_check_connection],
-        schedules=automation["schedules"],
-        sensors=[*automation["sensors"], booker_reap_dead_runs],
+        jobs=[days_back_job(settings, partitions, assets, keys, clock), booker_check_connection],
+        sensors=[discovery_sensor(settings, partitions, clock),
+                 daily_load_sensor(settings, partitions, keys, clock), booker_reap_dead_runs],
         resources={
             "booker": booker or booker_resource_from_env(rate=settings.rate),
             "io_manager": BookerDuckDBIOManager(database=settings.duckdb_path),

@@ -1,6 +1,5 @@
-"""``make demo``: the main job, as a range run of every report for the last N days and
-every configured location (the embedded sandbox unless credentials are set), then a row count
-per DuckDB table.
+"""``make demo``: every report for the last N days and every location Booker returns (the
+embedded sandbox unless credentials are set), a run per location, then what DuckDB holds.
 
 The terminal shows a line per table as it is stored (its rows and requests) and a bar, then the
 summary; Dagster's event stream, DEBUG included, goes to a log file the summary names.
@@ -29,9 +28,10 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 from rich.table import Table
 
 from booker_assets.catalogue.reports import GROUPS, TABLES
+from booker_assets.cli import seed_locations
 from booker_assets.definitions import build_definitions, deployed_settings
-from booker_assets.defs.partitions import RANGE_END, RANGE_START
-from booker_assets.defs.runs import reap_unwatched_runs, worker_tags
+from booker_assets.defs.backfill import location_slices, run_slices
+from booker_assets.defs.runs import reap_unwatched_runs
 from booker_assets.defs.storage import connect_locked, qualified
 
 DEMO_TAG = "booker/demo"
@@ -39,35 +39,6 @@ DEMO_TAG = "booker/demo"
 QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
 POLL_SECONDS = 0.3
 TABLES_REPORT = {table.name: group.name for group in GROUPS for table in group.tables}
-
-
-def materialize_range(
-    defs: dg.Definitions,
-    locations: Sequence[str],
-    first: date,
-    last: date,
-    *,
-    instance: dg.DagsterInstance | None = None,
-    selection: Sequence[str] | None = None,
-    run_config: dict | None = None,
-    raise_on_error: bool = True,
-    tags: dict[str, str] | None = None,
-) -> list[dg.ExecuteInProcessResult]:
-    """Days ``first``..``last`` × ``locations`` in one run (a backfill run over a key range),
-    the asset checks of what it loads evaluated after the load.
-
-    The run is executed here, so it records this process (``worker_tags``): if the process is
-    killed, the reaper (defs/runs.py) marks the run failed and frees its slots."""
-    return [dg.materialize(
-        [*defs.assets, *defs.asset_checks],
-        selection=selection,
-        resources=defs.resources,
-        instance=instance,
-        run_config=run_config,
-        tags={**(tags or {}), RANGE_START: f"{first}|{locations[0]}",
-              RANGE_END: f"{last}|{locations[-1]}", **worker_tags()},
-        raise_on_error=raise_on_error,
-    )]
 
 
 def table_counts(database: str) -> dict[str, int]:
@@ -78,7 +49,7 @@ def table_counts(database: str) -> dict[str, int]:
 
 @dataclass
 class Tally:
-    """What the run's events said so far: per table, partitions stored and rows; per table,
+    """What the runs' events said so far: per table, partitions stored and rows; per table,
     the requests of its report (a report's tables share its fetch, e.g. orders and items)."""
 
     partitions: Counter[str] = field(default_factory=Counter)
@@ -115,7 +86,7 @@ def _log_line(entry: dg.EventLogEntry) -> str:
 
 
 class Watcher:
-    """Follows the demo's run in the instance (by its tag) from a thread: every event to the
+    """Follows the demo's runs in the instance (by their tag) from a thread: every event to the
     log file, a line per table once all its partitions are stored, the bar."""
 
     def __init__(self, instance: dg.DagsterInstance, token: str, partitions_per_table: int,
@@ -126,8 +97,7 @@ class Watcher:
         self.bar = progress.add_task("tables stored", total=len(TABLES))
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._follow, name="demo-watcher", daemon=True)
-        self._run_id: str | None = None
-        self._cursor: str | None = None
+        self._cursors: dict[str, str | None] = {}  # run id -> where its events were read to
 
     def __enter__(self) -> Watcher:
         self._thread.start()
@@ -143,19 +113,18 @@ class Watcher:
             self._read()
 
     def _read(self) -> None:
-        if self._run_id is None:
-            runs = self.instance.get_runs(dg.RunsFilter(tags={DEMO_TAG: self.token}), limit=1)
-            if not runs:
-                return
-            self._run_id = runs[0].run_id
-        while True:
-            batch = self.instance.get_records_for_run(self._run_id, cursor=self._cursor,
-                                                      limit=500)
-            self._cursor = batch.cursor
-            for record in batch.records:
-                self._show(record.event_log_entry)
-            if not batch.has_more:
-                return
+        runs = self.instance.get_runs(dg.RunsFilter(tags={DEMO_TAG: self.token}))
+        for run in sorted(runs, key=lambda r: r.run_id not in self._cursors):
+            self._cursors.setdefault(run.run_id, None)
+        for run_id in self._cursors:
+            while True:
+                batch = self.instance.get_records_for_run(
+                    run_id, cursor=self._cursors[run_id], limit=500)
+                self._cursors[run_id] = batch.cursor
+                for record in batch.records:
+                    self._show(record.event_log_entry)
+                if not batch.has_more:
+                    break
 
     def _show(self, entry: dg.EventLogEntry) -> None:
         self.log.write(_log_line(entry))
@@ -214,28 +183,32 @@ def main(argv: Sequence[str] | None = None) -> int:
     first = max(last - timedelta(days=args.days - 1), settings.start_date)
     days = (last - first).days + 1
     source = "the embedded Booker sandbox" if settings.use_sandbox else "the Booker API"
-    console.print(f"Loading {days} days ({first} to {last}) × locations "
-                  f"{', '.join(settings.location_ids)} from {source} into {settings.duckdb_path}")
     token = uuid.uuid4().hex
     started = time.perf_counter()
-    progress = Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-                        TimeElapsedColumn(), console=console)
-    with _instance() as instance, log_path.open("w") as log, progress, Watcher(
-            instance, token, days * len(settings.location_ids), log, progress) as watcher:
+    with _instance() as instance:
         # With no daemon running, nothing else frees what a killed earlier demo still holds.
         for run_id in reap_unwatched_runs(instance):
             console.print(f"Marked dead run {run_id} failed and freed its pool slots")
-        result = materialize_range(
-            build_definitions(settings), settings.location_ids, first, last, instance=instance,
-            run_config=QUIET, raise_on_error=False, tags={DEMO_TAG: token})[0]
+        locations = seed_locations(instance, settings)
+        console.print(f"Loading {days} days ({first} to {last}) × locations "
+                      f"{', '.join(locations)} from {source} into {settings.duckdb_path}")
+        progress = Progress(TextColumn("{task.description}"), BarColumn(),
+                            MofNCompleteColumn(), TimeElapsedColumn(), console=console)
+        with log_path.open("w") as log, progress, Watcher(
+                instance, token, days * len(locations), log, progress) as watcher:
+            runs = list(run_slices(build_definitions(settings), instance,
+                                   location_slices(locations, first, last), run_config=QUIET,
+                                   tags={DEMO_TAG: token}))
+    failed = [str(piece) for piece, result in runs if not result.success]
     tally = watcher.tally
     console.print(summary(table_counts(settings.duckdb_path), tally))
     console.print(f"Checks: {tally.checks[True]} passed, {tally.checks[False]} failed"
                   + "".join(f"\n  failed: {name}" for name in tally.failed_checks))
-    outcome = "Done" if result.success else "FAILED (the cause is in the log)"
+    outcome = ("Done" if not failed else
+               f"FAILED: {'; '.join(failed)} (the causes are in the log)")
     console.print(f"{outcome} in {time.perf_counter() - started:.1f} s. Dagster's event log: "
                   f"{log_path}. See it all in the UI: make dev")
-    return 0 if result.success else 1
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

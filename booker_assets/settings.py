@@ -1,9 +1,11 @@
 """Deployment settings read from the environment once, at code-location load.
 
-Everything that shapes the asset graph (partitions, locations, owners) must be known when
-Dagster imports the code, so it lives here rather than in run config. Credentials and the base
-URL do not: they are `EnvVar`s on the resource, resolved only when a run starts, for a real
-account and the sandbox alike (see defs/connection.py). The one secret
+Everything that shapes the asset graph (the first partition, the optional location allow-list,
+the owners) must be known when Dagster loads the code, so it lives here rather than in run
+config; the locations themselves are discovered from Booker (defs/locations.py), not
+configured. Credentials and the base URL are not settings: they are `EnvVar`s on the resource,
+resolved only when a run starts, for a real account and the sandbox alike (see
+defs/connection.py). The one secret
 here, ``BOOKER_PII_KEY``, is held by a ``PiiKey`` whose repr hides it, so printing or logging a
 ``Settings`` shows no key.
 """
@@ -30,8 +32,6 @@ CREDENTIAL_VARS = (
 BASE_URL_VAR = "BOOKER_BASE_URL"
 # BOOKER_BASE_URL's value for the embedded sandbox (started in-process on first use).
 SANDBOX_BASE_URL = "sandbox"
-# The locations the embedded sandbox serves with its default settings.
-SANDBOX_LOCATION_IDS = ("1001", "1002", "1003", "1004")
 DEFAULT_DUCKDB_PATH = "data/booker_assets.duckdb"
 # Who answers for the assets (Dagster owners: an email or "team:<name>").
 DEFAULT_OWNERS = ("team:data-engineering",)
@@ -51,7 +51,7 @@ class RateSettings:
 @dataclass(frozen=True)
 class Settings:
     use_sandbox: bool  # no credentials in the environment: run against the embedded sandbox
-    location_ids: tuple[str, ...]
+    allowed_locations: tuple[str, ...]  # BOOKER_LOCATION_IDS; empty: every location Booker returns
     start_date: date
     duckdb_path: str
     lookback_days: int
@@ -89,27 +89,24 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     return value
 
 
-def _location_ids(env: Mapping[str, str], use_sandbox: bool) -> tuple[str, ...]:
+def _allowed_locations(env: Mapping[str, str]) -> tuple[str, ...]:
+    """The optional allow-list: BOOKER_LOCATION_IDS, else the locations file if it exists.
+
+    Empty (the default) is Domo's "all locations": every location the token sees, including
+    one that opens later.
+    """
     raw = env.get("BOOKER_LOCATION_IDS", "").strip()
     source = "BOOKER_LOCATION_IDS"
-    if not raw:
-        path = Path(env.get("BOOKER_LOCATIONS_FILE", "booker_locations.txt"))
-        if path.exists():
-            raw, source = path.read_text().replace("\n", ","), str(path)
-        elif use_sandbox:
-            return SANDBOX_LOCATION_IDS
+    path = Path(env.get("BOOKER_LOCATIONS_FILE", "booker_locations.txt"))
+    if not raw and path.exists():
+        raw, source = path.read_text().replace("\n", ","), str(path)
     ids = tuple(dict.fromkeys(part.strip() for part in raw.split(",") if part.strip()))
-    if not ids:
-        raise BookerConfigError(
-            f"no Booker locations are configured ({source} lists none)",
-            fix="set BOOKER_LOCATION_IDS=1001,1002 or run `booker-assets discover-locations` "
-            "to write booker_locations.txt with every location your token sees",
-        )
     bad = [i for i in ids if not i.isdigit()]
     if bad:
         raise BookerConfigError(
             f"location ids must be Booker's numeric ids, got {bad} from {source}",
-            fix="list numeric ids separated by commas, e.g. BOOKER_LOCATION_IDS=1001,1002",
+            fix="list numeric ids separated by commas, e.g. BOOKER_LOCATION_IDS=1001,1002, "
+            "or leave it unset to load every location Booker returns",
         )
     return ids
 
@@ -179,7 +176,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     pii = _pii_policy(env)
     return Settings(
         use_sandbox=use_sandbox,
-        location_ids=_location_ids(env, use_sandbox),
+        allowed_locations=_allowed_locations(env),
         start_date=_start_date(env),
         duckdb_path=_duckdb_path(env),
         lookback_days=_int(env, "BOOKER_LOOKBACK_DAYS", 7),

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import date, datetime, timezone
 from pathlib import Path
 
@@ -12,6 +12,8 @@ import pytest
 
 from booker_assets.api.client import BookerResource
 from booker_assets.definitions import build_definitions
+from booker_assets.defs.backfill import materialize_range
+from booker_assets.defs.partitions import RANGE_END, RANGE_START, add_locations
 from booker_assets.sandbox import BookerSandbox, SandboxSettings
 from booker_assets.settings import Settings
 from booker_assets_tests.postgres import postgres_dsn, postgres_server  # noqa: F401 (fixtures)
@@ -29,9 +31,10 @@ def sandbox() -> Iterator[BookerSandbox]:
 
 
 def make_settings(tmp_path: Path, locations: tuple[str, ...], **overrides) -> Settings:
+    """Settings whose allow-list (BOOKER_LOCATION_IDS) is ``locations``."""
     values = dict(
         use_sandbox=False,
-        location_ids=locations,
+        allowed_locations=locations,
         start_date=date(2025, 1, 1),
         duckdb_path=str(tmp_path / "booker_assets.duckdb"),
         lookback_days=7,
@@ -62,3 +65,33 @@ def assert_within_rate(granted: list[float], rate: float, burst: int) -> None:
         for window in (0.5, 1.0, 2.0):
             inside = bisect.bisect_left(granted, start + window - 1e-9) - i
             assert inside <= burst + rate * window + 1e-6, (start, window, inside)
+
+
+def load_range(defs: dg.Definitions, locations: Sequence[str], first: date, last: date, *,
+               instance: dg.DagsterInstance | None = None, **run) -> dg.ExecuteInProcessResult:
+    """One range run over days ``first``..``last`` × ``locations``, in ``instance`` (default: a
+    throwaway one). The locations become partitions first, as the ``booker_locations`` sensor
+    makes them in a deployment (these tests choose them, Booker may not know them)."""
+    if instance is None:
+        with dg.DagsterInstance.ephemeral() as ephemeral:
+            return load_range(defs, locations, first, last, instance=ephemeral, **run)
+    add_locations(instance, locations)
+    return materialize_range(defs, instance, locations, first, last, **run)
+
+
+def planned_runs(defs: dg.Definitions, wanted: Iterable, instance: dg.DagsterInstance
+                 ) -> list[tuple[set[str], list[str]]]:
+    """How Dagster's backfill daemon cuts ``wanted`` (``AssetKeyPartitionKey``s) into runs,
+    by its own planner: (asset keys, partition keys) per run. Private API, for tests only:
+    nothing public plans a backfill without running it."""
+    from dagster._core.definitions.automation_tick_evaluation_context import (
+        build_run_requests_with_backfill_policies,
+    )
+
+    graph = defs.resolve_asset_graph()
+    with dg.partition_loading_context(dynamic_partitions_store=instance):
+        requests = build_run_requests_with_backfill_policies(list(wanted), graph, instance)
+        return [({key.to_user_string() for key in r.asset_selection},
+                 graph.get(r.asset_selection[0]).partitions_def.get_partition_keys_in_range(
+                     dg.PartitionKeyRange(r.tags[RANGE_START], r.tags[RANGE_END])))
+                for r in requests]

@@ -10,10 +10,17 @@ import dagster as dg
 import pytest
 
 from booker_assets.catalogue.reports import TABLES
+from booker_assets.definitions import build_definitions
+from booker_assets.defs.partitions import add_locations
 from booker_assets.defs.storage import connect_locked
-from booker_assets.demo import materialize_range
 from booker_assets.sandbox import BookerSandbox, FaultProfile
-from booker_assets_tests.conftest import SANDBOX_SETTINGS, make_defs, make_settings
+from booker_assets_tests.conftest import (
+    SANDBOX_SETTINGS,
+    load_range,
+    make_defs,
+    make_settings,
+    planned_runs,
+)
 
 LOCS = ("1001", "1004")  # Eastern and Pacific
 DAYS = (date(2025, 3, 8), date(2025, 3, 9))  # 2025-03-09: the spring-forward 23-hour day
@@ -25,9 +32,8 @@ SNAPSHOTS = sorted(name for name, table in TABLES.items() if table.history == "s
 
 def _materialize(defs: dg.Definitions, days, locs, *, selection=None, run_config=None,
                  raise_on_error: bool = True) -> dg.ExecuteInProcessResult:
-    (result,) = materialize_range(defs, locs, days[0], days[-1], selection=selection,
-                                  run_config=run_config, raise_on_error=raise_on_error)
-    return result
+    return load_range(defs, locs, days[0], days[-1], selection=selection,
+                      run_config=run_config, raise_on_error=raise_on_error)
 
 
 def _count(db: str, sql: str) -> int:
@@ -45,14 +51,12 @@ def loaded(sandbox: BookerSandbox, tmp_path_factory) -> tuple[str, BookerSandbox
     LOCS (the daily load's days), shared by the grain tests."""
     settings = make_settings(tmp_path_factory.mktemp("all"), LOCS)
     defs = make_defs(sandbox, settings, page_size=10)
-    results = [*materialize_range(defs, LOCS, *DAYS), *materialize_range(defs, LOCS, *OBSERVED)]
+    results = [load_range(defs, LOCS, *DAYS), load_range(defs, LOCS, *OBSERVED)]
     assert all(r.success for r in results)
     return settings.duckdb_path, sandbox
 
 
 def test_definitions_load_and_validate(tmp_path):
-    from booker_assets.definitions import build_definitions
-
     defs = build_definitions(make_settings(tmp_path, LOCS))
     dg.Definitions.validate_loadable(defs)
     keys = {key.path[-1] for a in defs.assets for key in a.keys}
@@ -217,7 +221,6 @@ def test_new_api_field_becomes_a_new_column(tmp_path):
 
 def test_failed_run_keeps_rows_and_names_the_credential(sandbox, tmp_path):
     from booker_assets.api.client import BookerResource
-    from booker_assets.definitions import build_definitions
 
     settings = make_settings(tmp_path, ("1001",))
     _materialize(make_defs(sandbox, settings), [DAYS[0]], ("1001",), selection=["booker/orders"])
@@ -235,32 +238,24 @@ def test_failed_run_keeps_rows_and_names_the_credential(sandbox, tmp_path):
 
 
 def test_a_year_backfill_is_cut_into_month_runs_per_location(tmp_path):
-    """Dagster's own run planner (what the backfill daemon calls) on a year × 4 locations."""
-    from dagster._core.definitions.automation_tick_evaluation_context import (
-        build_run_requests_with_backfill_policies,
-    )
+    """Dagster's own run planner (what the backfill daemon calls, as for a UI backfill) on a
+    year × 4 locations: more days than locations, so a run per location and month."""
     from dagster._core.definitions.events import AssetKeyPartitionKey
 
-    from booker_assets.definitions import build_definitions
-
-    defs = build_definitions(make_settings(tmp_path, ("1001", "1002", "1003", "1004")))
-    graph = defs.resolve_asset_graph()
-    wanted = [AssetKeyPartitionKey(key, partition)
-              for asset in defs.assets for key in asset.keys
-              for partition in asset.partitions_def.get_partition_keys()
-              if partition[:10] <= "2025-12-31"]
+    locations = ("1001", "1002", "1003", "1004")
+    defs = build_definitions(make_settings(tmp_path, locations))
+    days = dg.DailyPartitionsDefinition("2025-01-01", end_date="2026-01-01").get_partition_keys()
+    wanted = [AssetKeyPartitionKey(key, f"{day}|{loc}") for asset in defs.assets
+              for key in asset.keys for day in days for loc in locations]
     with dg.instance_for_test() as instance:
-        requests = build_run_requests_with_backfill_policies(wanted, graph, instance)
+        add_locations(instance, locations)
+        runs = planned_runs(defs, wanted, instance)
 
-    def keys(request) -> list[str]:
-        start, end = (request.tags[f"dagster/asset_partition_range_{e}"] for e in ("start", "end"))
-        partitions = graph.get(request.asset_selection[0]).partitions_def
-        return partitions.get_partition_keys_in_range(dg.PartitionKeyRange(start, end))
-
-    assert len(requests) == 12 * 4  # 12 months x 4 locations
-    assert max(len(keys(r)) for r in requests) == 31
-    covered = {(str(key), k) for r in requests for key in r.asset_selection for k in keys(r)}
-    assert covered == {(str(w.asset_key), w.partition_key) for w in wanted}
+    assert len(runs) == 12 * 4  # 12 months x 4 locations
+    assert max(len(keys) for _, keys in runs) == 31
+    assert all(len({key.split("|")[1] for key in keys}) == 1 for _, keys in runs)
+    covered = {(asset, k) for assets, keys in runs for asset in assets for k in keys}
+    assert covered == {(w.asset_key.to_user_string(), w.partition_key) for w in wanted}
 
 
 def test_each_partition_carries_its_own_figures_and_the_run_once(sandbox, tmp_path):
@@ -269,8 +264,8 @@ def test_each_partition_carries_its_own_figures_and_the_run_once(sandbox, tmp_pa
     settings = make_settings(tmp_path, LOCS)
     key = dg.AssetKey(["booker", "orders"])
     with dg.instance_for_test() as instance:
-        materialize_range(make_defs(sandbox, settings), LOCS, *DAYS, instance=instance,
-                          selection=["booker/orders"])
+        load_range(make_defs(sandbox, settings), LOCS, *DAYS, instance=instance,
+                   selection=["booker/orders"])
         records = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=key),
                                                   limit=100).records
     events = {r.partition_key: r.asset_materialization.metadata for r in records}

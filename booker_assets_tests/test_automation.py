@@ -1,6 +1,9 @@
-"""The daily-load sensor, on frozen clocks (days back: test_days_back).
+"""The daily-load sensor, on frozen clocks (days back: test_days_back; discovery:
+test_locations).
 
-Sandbox locations: 1001 New York, 1002 Chicago, 1003 Phoenix (no DST), 1004 Los Angeles.
+Sandbox locations: 1001 New York, 1002 Chicago, 1003 Phoenix (no DST), 1004 Los Angeles; the
+instance's location partitions are those four, then 1099 (once returned, unknown to Booker
+now). Each test's settings allow-list (BOOKER_LOCATION_IDS) picks the ones it loads.
 US DST began 2025-03-09 (a 23-hour day) and ended 2025-11-02 (a 25-hour day).
 """
 
@@ -17,8 +20,8 @@ import pytest
 
 from booker_assets.api.client import BookerResource
 from booker_assets.definitions import build_definitions
-from booker_assets.defs.automation import LoadKeys, plan_loads
-from booker_assets.defs.partitions import RANGE_END, RANGE_START
+from booker_assets.defs.daily import LoadKeys, plan_loads
+from booker_assets.defs.partitions import RANGE_END, RANGE_START, add_locations
 from booker_assets.sandbox import BookerSandbox
 from booker_assets.settings import Settings
 from booker_assets_tests.conftest import make_settings
@@ -69,6 +72,7 @@ def spans(requests: list[dg.RunRequest]) -> list[tuple[str, str, str]]:
 @pytest.fixture(scope="module")
 def instance():
     with dg.instance_for_test() as instance:
+        add_locations(instance, [*ALL, "1099"])
         yield instance
 
 
@@ -186,10 +190,10 @@ def test_zone_east_of_utc_waits_for_the_partition(tmp_path: Path):
     sydney = {"1001": ZoneInfo("Australia/Sydney")}
     # 2025-03-04 ended in Sydney at 03-03 13:00 UTC, but the UTC partition exists at 03-05 00:00
     launches, _ = plan_loads(at("2025-03-04T20:00"), sydney, {"1001": "2025-03-03"},
-                             settings, date(2025, 3, 3), KEYS)
+                             settings, date(2025, 3, 3), KEYS, ["1001"])
     assert launches == []
     launches, cursor = plan_loads(at("2025-03-05T00:00"), sydney, {"1001": "2025-03-03"},
-                                  settings, date(2025, 3, 4), KEYS)
+                                  settings, date(2025, 3, 4), KEYS, ["1001"])
     assert [launch.work.last_day for launch in launches] == [date(2025, 3, 4)]
     assert cursor == {"1001": "2025-03-04"}
 
@@ -197,6 +201,26 @@ def test_zone_east_of_utc_waits_for_the_partition(tmp_path: Path):
 def test_lookback_never_reaches_before_start_date(tmp_path: Path):
     settings = make_settings(tmp_path, ("1001",), start_date=date(2025, 3, 1))
     launches, _ = plan_loads(at("2025-03-03T12:00"), {"1001": ZoneInfo("America/New_York")}, {},
-                             settings, date(2025, 3, 2), KEYS)
+                             settings, date(2025, 3, 2), KEYS, ["1001"])
     assert [(launch.work.kind, launch.work.first_day) for launch in launches] == [
         ("lookback", date(2025, 3, 1)), ("snapshot", date(2025, 3, 2))]
+
+
+def test_only_neighbours_in_the_partition_order_share_a_run(tmp_path: Path):
+    """1001 and 1003 are due together, but 1002 lies between them in the partition order (the
+    allow-list leaves it out): a range over 1001..1003 would load it, so they run apart."""
+    settings = make_settings(tmp_path, ("1001", "1003"), lookback_days=0)
+    east = ZoneInfo("America/New_York")
+    launches, _ = plan_loads(at("2025-03-05T12:00"), {"1001": east, "1003": east}, {},
+                             settings, date(2025, 3, 4), KEYS, ["1001", "1002", "1003"])
+    assert [launch.locations for launch in launches] == [("1001",), ("1003",)]
+
+
+def test_no_location_partitions_yet_says_which_sensor_adds_them(sandbox, tmp_path):
+    with dg.instance_for_test() as empty:
+        ticker = Ticker(sandbox, make_settings(tmp_path, ()), at("2025-03-05T12:00"), empty)
+        with dg.build_sensor_context(definitions=ticker.defs, resources=ticker.defs.resources,
+                                     instance=empty) as context:
+            data = ticker.sensor.evaluate_tick(context)
+    assert not data.run_requests
+    assert "no location partitions yet: the booker_locations sensor" in data.skip_message

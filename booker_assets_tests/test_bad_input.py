@@ -11,10 +11,9 @@ import pytest
 
 from booker_assets.api.client import BookerResource
 from booker_assets.definitions import build_definitions
-from booker_assets.demo import materialize_range
 from booker_assets.errors import BookerConfigError
 from booker_assets.settings import load_settings
-from booker_assets_tests.conftest import make_defs, make_settings
+from booker_assets_tests.conftest import load_range, make_defs, make_settings
 
 DAY = date(2025, 3, 5)
 
@@ -33,9 +32,8 @@ def _failure(result: dg.ExecuteInProcessResult) -> str:
 
 
 def _load_orders(defs: dg.Definitions, location: str) -> str:
-    (result,) = materialize_range(defs, [location], DAY, DAY, selection=["booker/orders"],
-                                  raise_on_error=False)
-    return _failure(result)
+    return _failure(load_range(defs, [location], DAY, DAY, selection=["booker/orders"],
+                               raise_on_error=False))
 
 
 @pytest.mark.parametrize(("credential", "named", "fix"), [
@@ -67,6 +65,11 @@ def _env(tmp_path: Path, **values: str) -> dict[str, str]:
     return base | values
 
 
+def _ids_file(tmp_path: Path, *ids: str) -> str:
+    (tmp_path / "ids.txt").write_text("".join(f"{i}\n" for i in ids))
+    return str(tmp_path / "ids.txt")
+
+
 def _file(tmp_path: Path) -> str:
     (tmp_path / "plain_file").write_text("not a directory")
     return str(tmp_path / "plain_file" / "booker_assets.duckdb")
@@ -74,15 +77,12 @@ def _file(tmp_path: Path) -> str:
 
 TOMORROW = (date.today() + timedelta(days=1)).isoformat()
 BAD_SETTINGS = {
-    "empty location list": (
-        {"BOOKER_LOCATION_IDS": " , "},
-        "no Booker locations are configured", "run `booker-assets discover-locations`"),
-    "no location at all": (
-        {"BOOKER_LOCATION_IDS": ""},
-        "no Booker locations are configured", "BOOKER_LOCATION_IDS=1001,1002"),
     "location name instead of id": (
         {"BOOKER_LOCATION_IDS": "1001,Downtown"},
         "numeric ids, got ['Downtown']", "BOOKER_LOCATION_IDS=1001,1002"),
+    "location name in the locations file": (
+        {"BOOKER_LOCATION_IDS": "", "BOOKER_LOCATIONS_FILE": lambda tmp: _ids_file(tmp, "Spa")},
+        "numeric ids, got ['Spa'] from ", "leave it unset to load every location"),
     "start date in the future": (
         {"BOOKER_START_DATE": TOMORROW},
         f"BOOKER_START_DATE={TOMORROW} is in the future", "today or earlier"),
@@ -138,9 +138,21 @@ def test_bad_setting_fails_at_load_with_cause_and_fix(tmp_path, case):
 def test_good_settings_load(tmp_path):
     settings = load_settings(_env(tmp_path, BOOKER_GRACE_HOURS="1.5", BOOKER_PII="Hash",
                                   BOOKER_PII_KEY="k" * 64))
-    assert (settings.location_ids, settings.grace_hours) == (("1001",), 1.5)
+    assert (settings.allowed_locations, settings.grace_hours) == (("1001",), 1.5)
     assert settings.pii.mode == "hash" and settings.pii.key is not None
     assert not settings.use_sandbox
+
+
+@pytest.mark.parametrize("listed", ["", " , "])
+def test_no_location_listed_means_every_location_booker_returns(tmp_path, listed):
+    """Domo's "all locations": no allow-list, the locations are discovered (defs/locations)."""
+    assert load_settings(_env(tmp_path, BOOKER_LOCATION_IDS=listed)).allowed_locations == ()
+
+
+def test_the_locations_file_is_an_allow_list(tmp_path):
+    env = _env(tmp_path, BOOKER_LOCATION_IDS="",
+               BOOKER_LOCATIONS_FILE=_ids_file(tmp_path, "1002", "1001"))
+    assert load_settings(env).allowed_locations == ("1002", "1001")
 
 
 def test_unwritable_database_fails_the_run_naming_path_and_setting(sandbox, tmp_path):

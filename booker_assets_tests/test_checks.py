@@ -9,7 +9,7 @@ import dagster as dg
 import pytest
 
 from booker_assets.catalogue.reports import TABLES
-from booker_assets.defs.checks import build_checks, check_evaluators, location_drift
+from booker_assets.defs.checks import build_checks, check_evaluators
 from booker_assets.defs.storage import connect_locked, qualified
 from booker_assets_tests.conftest import make_settings
 
@@ -67,8 +67,6 @@ BROKEN = [
     ("orders", "fresh",
      f"UPDATE booker.orders SET report_date = DATE '{DAY - timedelta(days=2)}'"
      " WHERE location_id = 1002", "ERROR", "1002"),
-    ("locations", "configured_locations_match",
-     f"INSERT INTO booker.locations VALUES (DATE '{DAY}', 1007, 1007)", "ERROR", "1007"),
     ("orders", "rows_match_reported_total",
      "UPDATE booker._loads SET rejected = 1 WHERE location_id = 1002", "ERROR", "1002"),
     ("orders", "no_rejects",
@@ -95,7 +93,7 @@ def execute(conn, sql: str) -> None:
 def _run(database: str, asset: str, name: str) -> dg.AssetCheckResult:
     settings = make_settings(Path(database).parent, LOCS, duckdb_path=database)
     key = dg.AssetCheckKey(dg.AssetKey(["booker", asset]), name)
-    return check_evaluators(settings)[key].evaluate()
+    return check_evaluators(settings)[key].evaluate(LOCS)  # LOCS: the location partitions
 
 
 @pytest.mark.parametrize(("asset", "name"), [(a, n) for a, n, *_ in BROKEN])
@@ -127,12 +125,10 @@ def test_missing_table_fails_with_its_name(database: str):
     assert not result.passed and "rooms" in result.description
 
 
-def test_location_drift_gives_the_settings_line(database: str):
-    with connect_locked(database) as conn:
-        execute(conn, f"INSERT INTO booker.locations VALUES (DATE '{DAY}', 1009, 1009)")
-        # an older snapshot's location does not count
-        execute(conn, f"INSERT INTO booker.locations VALUES (DATE '{DAY - timedelta(1)}', 7, 7)")
-    drift = location_drift(database, ("1002", "1005", "1001"))
-    assert drift.unconfigured == ("1009",) and drift.not_returned == ("1005",)
-    assert drift.settings_line == "BOOKER_LOCATION_IDS=1002,1001,1009"
-    assert drift.settings_line in drift.message
+def test_fresh_names_a_location_partition_with_nothing_loaded(database: str):
+    """The check expects every location partition loaded, not just those with rows."""
+    settings = make_settings(Path(database).parent, (), duckdb_path=database)
+    key = dg.AssetCheckKey(dg.AssetKey(["booker", "orders"]), "fresh")
+    result = check_evaluators(settings)[key].evaluate((*LOCS, "1003"))
+    assert not result.passed and result.metadata["offending"].value == 1
+    assert "1003" in result.metadata["offending_partitions"].value

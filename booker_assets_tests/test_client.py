@@ -9,6 +9,7 @@ import threading
 import time
 from urllib.parse import parse_qs
 
+import dagster as dg
 import pytest
 import requests
 import responses
@@ -25,6 +26,7 @@ from booker_assets.api.client import (
 )
 from booker_assets.api.ratelimit import TokenBucket
 from booker_assets.api.replies import FIX_LOCATION
+from booker_assets.defs.partitions import LOCATIONS_PARTITIONS
 from booker_assets.errors import (
     BookerConfigError,
     BookerCountMismatch,
@@ -794,21 +796,29 @@ def booker_env(monkeypatch):
 
 
 @responses.activate
-def test_cli_discover_locations_writes_ids(booker_env, tmp_path, capsys):
+def test_cli_discover_locations_adds_partitions_and_writes_ids(booker_env, tmp_path, capsys,
+                                                               monkeypatch):
     add_token()
     responses.post(BASE + LOCATIONS_PATH, json=envelope([
         {"ID": 1001, "BusinessName": "Downtown Spa",
          "TimeZone": {"Name": "(GMT-06:00) Central Time (US & Canada)"}},
         {"ID": 1002, "AccountName": "westside", "TimeZone": {"Name": "(GMT-07:00) Arizona"}},
     ], 2))
+    (tmp_path / "home").mkdir()
+    monkeypatch.setenv("DAGSTER_HOME", str(tmp_path / "home"))
+    monkeypatch.delenv("BOOKER_LOCATION_IDS", raising=False)
     target = tmp_path / "ids.txt"
 
     assert cli.main(["discover-locations", "--file", str(target)]) == 0
 
     assert target.read_text() == "1001\n1002\n"
-    assert capsys.readouterr().out.splitlines() == [
+    out, err = capsys.readouterr()
+    assert out.splitlines() == [
         "1001\tDowntown Spa\t(GMT-06:00) Central Time (US & Canada)",
         "1002\twestside\t(GMT-07:00) Arizona"]
+    assert "added location partitions: 1001, 1002" in err and "an allow-list" in err
+    with dg.DagsterInstance.get() as instance:
+        assert instance.get_dynamic_partitions(LOCATIONS_PARTITIONS) == ["1001", "1002"]
 
 
 @responses.activate

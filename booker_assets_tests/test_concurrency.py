@@ -17,11 +17,11 @@ from booker_assets.api.client import BookerResource
 from booker_assets.api.ratelimit import _STATE, BucketState, TokenBucket
 from booker_assets.catalogue.reports import TABLES
 from booker_assets.defs.storage import connect_locked
-from booker_assets.demo import materialize_range
 from booker_assets.sandbox import BookerSandbox
 from booker_assets_tests.conftest import (
     SANDBOX_SETTINGS,
     assert_within_rate,
+    load_range,
     make_defs,
     make_settings,
 )
@@ -37,7 +37,7 @@ def _load(sandbox: BookerSandbox, tmp_path, in_flight: int) -> str:
     # page_size 10: orders and customers span several pages, fetched concurrently
     defs = make_defs(sandbox, settings, page_size=10, max_in_flight=in_flight,
                      requests_per_second=1000, burst=100)
-    assert all(r.success for r in materialize_range(defs, LOCS, FIRST, LAST))
+    assert load_range(defs, LOCS, FIRST, LAST).success
     return settings.duckdb_path
 
 

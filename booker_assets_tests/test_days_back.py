@@ -1,7 +1,10 @@
 """The days-back job: a bad config is refused at launch (no run, no Booker call) with the cause
-and the fix; a good one files the backfill; what only the run can tell fails the run.
+and the fix; a good one files location-major backfills; what only the run can tell fails the
+run. Every job runs from the shipped definitions (``build_definitions``: the DuckDB IO manager
+and resources ``dagster dev`` loads).
 
-Sandbox locations: 1001 New York, 1002 Chicago, 1004 Los Angeles.
+Sandbox locations: 1001 New York, 1002 Chicago, 1004 Los Angeles; the instance's location
+partitions are the sandbox's four, then 1099 (once returned, unknown to Booker now).
 """
 
 from __future__ import annotations
@@ -17,7 +20,8 @@ from pydantic import ValidationError
 
 from booker_assets.api.client import BookerResource
 from booker_assets.definitions import build_definitions
-from booker_assets.defs.automation import DaysBackConfig, days_back_keys
+from booker_assets.defs.days_back import DaysBackConfig, days_back_days
+from booker_assets.defs.partitions import add_locations
 from booker_assets.sandbox import BookerSandbox
 from booker_assets_tests.conftest import make_settings
 
@@ -55,6 +59,7 @@ def step_failure(result: dg.ExecuteInProcessResult) -> str:
 @pytest.fixture(scope="module")
 def instance():
     with dg.instance_for_test() as instance:  # one per module: building one costs ~1 s
+        add_locations(instance, ["1001", "1002", "1003", "1004", "1099"])
         yield instance
 
 
@@ -62,12 +67,12 @@ def counts(instance: dg.DagsterInstance) -> tuple[int, int]:
     return len(instance.get_runs()), len(instance.get_backfills())
 
 
-def filed(result: dg.ExecuteInProcessResult, instance: dg.DagsterInstance) -> AssetGraphSubset:
-    """The target of the backfill the run filed (the newest)."""
+def filed(result: dg.ExecuteInProcessResult, instance: dg.DagsterInstance
+          ) -> list[AssetGraphSubset]:
+    """The targets of the backfills the run filed."""
     assert result.success
-    backfill = instance.get_backfills()[0]
-    assert backfill.tags["booker/days_back_run"] == result.run_id
-    return backfill.asset_backfill_data.target_subset
+    return [backfill.asset_backfill_data.target_subset for backfill in instance.get_backfills()
+            if backfill.tags["booker/days_back_run"] == result.run_id]
 
 
 @pytest.mark.parametrize(("config", "expected"), [
@@ -87,9 +92,9 @@ def filed(result: dg.ExecuteInProcessResult, instance: dg.DagsterInstance) -> As
     pytest.param({"days_back_start": 0, "days_back_end": 0}, [
         "days_back_start=0 starts the window on 2025-03-05 or 2025-03-06 (by time zone), a day "
         "not over yet", "Fix: set days_back_start to 2 or more"], id="today-only"),
-    pytest.param({"locations": ["1001", "1099"]}, [
-        "locations ['1099']: not configured locations", "Fix: choose from 1001, 1002",
-        "add it to BOOKER_LOCATION_IDS"], id="unknown-location"),
+    pytest.param({"locations": ["1001", "1003"]}, [
+        "locations ['1003']: not in BOOKER_LOCATION_IDS", "Fix: choose from 1001, 1002",
+        "add it to BOOKER_LOCATION_IDS"], id="location-outside-the-allow-list"),
     pytest.param({"tables": ["orders", "order"]}, [
         "tables ['order']: not location reports", "Fix: choose from customer_memberships, "],
         id="unknown-table"),
@@ -128,7 +133,7 @@ def test_the_config_class_checks_itself_without_a_deployment():
 
 def test_good_config_files_the_backfill(sandbox, tmp_path, instance):
     config = {"days_back_start": 3, "days_back_end": 1, "tables": ["orders"]}
-    subset = filed(launch(days_back_defs(sandbox, tmp_path), config, instance), instance)
+    (subset,) = filed(launch(days_back_defs(sandbox, tmp_path), config, instance), instance)
     (key,) = subset.asset_keys
     assert key == dg.AssetKey(["booker", "orders"])
     assert sorted(subset.get_partitions_subset(key).get_partition_keys()) == [
@@ -138,19 +143,19 @@ def test_good_config_files_the_backfill(sandbox, tmp_path, instance):
 def test_locations_narrow_the_backfill(sandbox, tmp_path, instance):
     result = launch(days_back_defs(sandbox, tmp_path),
                     {"days_back_start": 2, "locations": ["1002"]}, instance)
-    subset = filed(result, instance)
+    (subset,) = filed(result, instance)
     assert {key.path[-1] for key in subset.asset_keys} >= {"orders", "rooms", "employees"}
     assert sorted(subset.get_partitions_subset(dg.AssetKey(["booker", "orders"]))
                   .get_partition_keys()) == ["2025-03-03|1002", "2025-03-04|1002"]
 
 
-def test_days_back_keys_per_location_zone(tmp_path: Path):
-    settings = make_settings(tmp_path, ("1001", "1004"))
+def test_days_back_days_per_location_zone():
     zones = {"1001": ZoneInfo("America/New_York"), "1004": ZoneInfo("America/Los_Angeles")}
     # 2025-03-05 06:00 UTC: already 03-05 in New York, still 03-04 in Los Angeles
-    keys = days_back_keys(DaysBackConfig(days_back_start=2, days_back_end=1), zones,
-                          datetime(2025, 3, 5, 6, tzinfo=UTC), settings, date(2025, 3, 4))
-    assert keys == ["2025-03-03|1001", "2025-03-04|1001", "2025-03-02|1004", "2025-03-03|1004"]
+    days = days_back_days(DaysBackConfig(days_back_start=2, days_back_end=1), zones,
+                          datetime(2025, 3, 5, 6, tzinfo=UTC), START, date(2025, 3, 4))
+    assert days == {"1001": [date(2025, 3, 3), date(2025, 3, 4)],
+                    "1004": [date(2025, 3, 2), date(2025, 3, 3)]}
 
 
 def test_the_run_refuses_a_window_empty_in_the_locations_own_day(sandbox, tmp_path, instance):
@@ -173,3 +178,21 @@ def test_the_run_refuses_when_booker_gives_no_time_zone(sandbox, tmp_path, insta
     assert "Booker gave no time zone for any selected location" in message
     assert "Fix: run the job booker_check_connection" in message
     assert len(instance.get_backfills()) == backfills
+
+
+def test_the_run_refuses_a_location_that_is_not_a_partition(sandbox, tmp_path, instance):
+    """No allow-list: only the run can tell which locations the instance holds."""
+    backfills = len(instance.get_backfills())
+    result = launch(days_back_defs(sandbox, tmp_path, locations=()), {"locations": ["1005"]},
+                    instance)
+    message = step_failure(result)
+    assert "locations ['1005']: not location partitions (Booker has not returned them)" in message
+    assert "Fix: choose from 1001, 1002, 1003, 1004, 1099" in message
+    assert len(instance.get_backfills()) == backfills
+
+
+def test_the_run_says_how_to_get_location_partitions(sandbox, tmp_path):
+    with dg.instance_for_test() as empty:
+        message = step_failure(launch(days_back_defs(sandbox, tmp_path, locations=()), {}, empty))
+    assert "there are no location partitions" in message
+    assert "booker_locations sensor" in message and "discover-locations" in message

@@ -1,11 +1,12 @@
 """End to end: dagster-webserver + dagster-daemon on loopback run a backfill against the sandbox.
 
-The backfill goes through the webserver's GraphQL API (``launchPartitionBackfill``, as the UI
-does), the daemon splits it into single-run ranges and the runs write DuckDB. It runs twice:
-on the shipped ``dagster.yaml`` (SQLite under DAGSTER_HOME) and as deployed on several hosts:
-``deploy/storage.postgres.yaml`` appended, as ``make install DAGSTER_STORAGE=postgres`` writes
-it (runs, events and schedules in a PostgreSQL server the test starts), and the rate bucket in
-the same database (``BOOKER_RATE_BUCKET=postgres``).
+On a fresh instance the ``booker_locations`` sensor's first tick adds the location partitions
+(nothing else seeds them). The backfill then goes through the webserver's GraphQL API
+(``launchPartitionBackfill``, as the UI does), the daemon splits it into single-run ranges and
+the runs write DuckDB. It runs twice: on the shipped ``dagster.yaml`` (SQLite under
+DAGSTER_HOME) and as deployed on several hosts: ``deploy/storage.postgres.yaml`` appended, as
+``make install DAGSTER_STORAGE=postgres`` writes it (runs, events and schedules in a PostgreSQL
+server the test starts), and the rate bucket in the same database (``BOOKER_RATE_BUCKET=postgres``).
 """
 
 from __future__ import annotations
@@ -38,6 +39,8 @@ LAUNCH = """mutation($params: LaunchBackfillParams!) { launchPartitionBackfill(b
   ... on PythonError { message } ... on InvalidSubsetError { message } } }"""
 STATUS = """query($id: String!) { partitionBackfillOrError(backfillId: $id) {
   ... on PartitionBackfill { status } } }"""
+PARTITIONS = """{ assetNodeOrError(assetKey: {path: ["booker", "orders"]}) { ... on AssetNode {
+  partitionKeysByDimension { name partitionKeys } } } }"""
 RUNS = """query($id: String!) { runsOrError(filter: {tags: [{key: "dagster/backfill", value: $id}]})
   { ... on Runs { results { status tags { key value } } } } }"""
 
@@ -66,7 +69,8 @@ def environment(request: pytest.FixtureRequest, sandbox: BookerSandbox, tmp_path
 @pytest.fixture
 def deployment(environment: dict, tmp_path: Path) -> Iterator[tuple]:
     deadline = time.monotonic() + DEADLINE_S
-    with webserver_and_daemon(environment, tmp_path, deadline) as (client, logs):
+    with webserver_and_daemon(environment, tmp_path, deadline,
+                              keep_running=("booker_locations",)) as (client, logs):
         yield client, deadline, logs
 
 
@@ -75,6 +79,16 @@ def test_backfill_through_graphql_lands_in_duckdb(
     deployment, environment: dict, sandbox: BookerSandbox
 ):
     client, deadline, logs = deployment
+    started = time.monotonic()
+
+    def locations() -> list[str] | None:
+        dimensions = client._execute(PARTITIONS)["assetNodeOrError"]["partitionKeysByDimension"]
+        return next(d["partitionKeys"] for d in dimensions if d["name"] == "location") or None
+
+    # BOOKER_LOCATION_IDS is the allow-list: the sandbox's other two locations stay out
+    assert wait_for("the location partitions", locations, deadline, logs) == list(LOCS)
+    print(f"\nlocation partitions in the UI {time.monotonic() - started:.1f} s after the "
+          "daemon started")
     params = {
         "partitionNames": [f"{day}|{loc}" for day in DAYS for loc in LOCS],
         "assetSelection": [{"path": ["booker", table]} for table in TABLES],

@@ -17,10 +17,9 @@ import pytest
 
 from booker_assets.api.dates import EASTERN, to_iso, to_legacy
 from booker_assets.defs.storage import connect_locked, qualified
-from booker_assets.demo import materialize_range
 from booker_assets.sandbox import BookerSandbox
 from booker_assets.sandbox.api import Reply
-from booker_assets_tests.conftest import SANDBOX_SETTINGS, make_defs, make_settings
+from booker_assets_tests.conftest import SANDBOX_SETTINGS, load_range, make_defs, make_settings
 
 DAY = date(2025, 3, 5)
 ORDERS = ["booker/orders", "booker/orders_items", "booker/orders_refunds"]
@@ -48,8 +47,8 @@ def rewritten(rewrite: Rewrite) -> Iterator[BookerSandbox]:
 def load(sb: BookerSandbox, tmp_path, selection: list[str], days=(DAY, DAY), locations=("1001",),
          **run) -> tuple[dg.ExecuteInProcessResult, str]:
     settings = make_settings(tmp_path, locations)
-    (result,) = materialize_range(make_defs(sb, settings, **FAST), list(locations), *days,
-                                  selection=selection, instance=INSTANCE, **run)
+    result = load_range(make_defs(sb, settings, **FAST), list(locations), *days,
+                        selection=selection, instance=INSTANCE, **run)
     return result, settings.duckdb_path
 
 

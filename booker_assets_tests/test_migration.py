@@ -21,8 +21,7 @@ import pytest
 from booker_assets.catalogue.reports import TABLES
 from booker_assets.defs.migrate import BACKDATED_SCHEMA, SCHEMA_VERSION
 from booker_assets.defs.storage import connect_locked, qualified
-from booker_assets.demo import materialize_range
-from booker_assets_tests.conftest import make_defs, make_settings
+from booker_assets_tests.conftest import load_range, make_defs, make_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 PREVIOUS = "05b9a303aceac4d531657d0844cf4f1912ec3737"  # the last version before declared schemas
@@ -87,8 +86,7 @@ def test_the_first_load_upgrades_the_previous_versions_database(sandbox, old_dat
     before = _counts(old_database)
     settings = make_settings(Path(old_database).parent, LOCS, duckdb_path=old_database)
     started = time.perf_counter()
-    (result,) = materialize_range(make_defs(sandbox, settings), LOCS, date(2025, 6, 29),
-                                  date(2025, 6, 29))
+    result = load_range(make_defs(sandbox, settings), LOCS, date(2025, 6, 29), date(2025, 6, 29))
     seconds = time.perf_counter() - started
     assert result.success
     upgraded = _counts(old_database)

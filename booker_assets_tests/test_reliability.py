@@ -25,9 +25,8 @@ import pytest
 
 from booker_assets.catalogue.reports import GROUPS, TABLES
 from booker_assets.defs.storage import connect_locked
-from booker_assets.demo import materialize_range
 from booker_assets.sandbox import HARD_KINDS, TRANSIENT_KINDS, BookerSandbox, FaultProfile
-from booker_assets_tests.conftest import SANDBOX_SETTINGS, make_defs, make_settings
+from booker_assets_tests.conftest import SANDBOX_SETTINGS, load_range, make_defs, make_settings
 
 LOCS = ("1001", "1002", "1004")  # Eastern, Central, Pacific
 FIRST, LAST = date(2025, 3, 1), date(2025, 3, 14)  # holds the 23-hour 2025-03-09
@@ -52,13 +51,12 @@ class _RetryCounter(logging.Handler):
 def _backfill(sandbox: BookerSandbox, directory: Path, **resource) -> tuple[str, Counter]:
     """The database, and the retries each step reported in its materialization metadata."""
     settings = make_settings(directory, LOCS)
-    results = materialize_range(make_defs(sandbox, settings, **FAST, **resource), LOCS, FIRST,
-                                LAST)
-    assert [r.success for r in results] == [True]
+    result = load_range(make_defs(sandbox, settings, **FAST, **resource), LOCS, FIRST, LAST)
+    assert result.success
     report_of = {table.name: group.name for group in GROUPS for table in group.tables}
     # the run's figures ride on one partition of each table
-    per_report = {(r.run_id, report_of[e.asset_key.path[-1]]): metadata
-                  for r in results for e in r.get_asset_materialization_events()
+    per_report = {(result.run_id, report_of[e.asset_key.path[-1]]): metadata
+                  for e in result.get_asset_materialization_events()
                   if "booker/run_retries" in (
                       metadata := e.step_materialization_data.materialization.metadata)}
     reported = Counter()
@@ -173,7 +171,7 @@ def stored_day(sandbox, tmp_path) -> tuple:
     """Orders of one day at 1001 already stored from a clean sandbox."""
     settings = make_settings(tmp_path, ("1001",))
     day = date(2025, 3, 5)
-    materialize_range(make_defs(sandbox, settings, **FAST), ["1001"], day, day, selection=ORDERS)
+    load_range(make_defs(sandbox, settings, **FAST), ["1001"], day, day, selection=ORDERS)
     before = _orders_state(settings.duckdb_path)
     assert before
     return settings, day, before
@@ -184,7 +182,7 @@ def _run_against(kind: str, settings, day: date, monkeypatch, **resource) -> tup
     monkeypatch.setattr("booker_assets.defs.assets.RETRY", None)
     with BookerSandbox(SANDBOX_SETTINGS) as faulty:
         monkeypatch.setattr(faulty, "_draw_fault", _only_orders(kind))
-        (result,) = materialize_range(
+        result = load_range(
             make_defs(faulty, settings, **FAST, **resource), ["1001"], day - timedelta(days=1),
             day, selection=ORDERS, raise_on_error=False)
         return _failure_message(result), faulty.stats.faults
@@ -213,7 +211,7 @@ def test_a_failed_report_stays_in_its_report_the_others_are_stored(tmp_path, mon
     settings = make_settings(tmp_path, ("1001",))
     with BookerSandbox(SANDBOX_SETTINGS) as faulty:
         monkeypatch.setattr(faulty, "_draw_fault", _only_orders("html_body"))
-        (result,) = materialize_range(
+        result = load_range(
             make_defs(faulty, settings, **FAST, max_retries=0), ["1001"], FIRST, FIRST,
             selection=["booker/customers", "booker/notes", *ORDERS], raise_on_error=False)
     message = _failure_message(result)
@@ -290,7 +288,7 @@ def test_dst_days_of_23_and_25_hours_keep_every_order(backfills, tmp_path):
     locs = ("1002", "1003")  # Chicago changes its clocks, Phoenix does not
     settings = make_settings(tmp_path, locs)
     with BookerSandbox(autumn) as sb:
-        materialize_range(make_defs(sb, settings, **FAST), locs, *days, selection=ORDERS)
+        load_range(make_defs(sb, settings, **FAST), locs, *days, selection=ORDERS)
         for loc in locs:
             expected = _local_days(sb.dataset, int(loc), *days)
             assert expected[date(2025, 11, 2)]
@@ -317,13 +315,12 @@ if args["hold_file"]:
     io._record_loads = held
 from booker_assets.api.client import BookerResource
 from booker_assets.definitions import build_definitions
-from booker_assets.demo import materialize_range
-from booker_assets_tests.conftest import make_settings
+from booker_assets_tests.conftest import load_range, make_settings
 settings = make_settings(Path(args["dir"]), tuple(args["locations"]))
 booker = BookerResource(base_url=args["url"], **args["credentials"], requests_per_second=500)
-materialize_range(build_definitions(settings, booker), args["locations"],
-                  date.fromisoformat(args["first"]), date.fromisoformat(args["last"]),
-                  selection=args["selection"])
+load_range(build_definitions(settings, booker), args["locations"],
+           date.fromisoformat(args["first"]), date.fromisoformat(args["last"]),
+           selection=args["selection"])
 """
 
 
@@ -349,7 +346,7 @@ def test_sigkill_inside_the_write_leaves_the_partitions_as_before(sandbox, tmp_p
     stored, new = date(2025, 3, 5), date(2025, 3, 6)
     settings = make_settings(tmp_path, ("1001",))
     defs = make_defs(sandbox, settings, **FAST)
-    materialize_range(defs, ["1001"], stored, stored, selection=ORDERS)
+    load_range(defs, ["1001"], stored, stored, selection=ORDERS)
     before = _orders_state(settings.duckdb_path)
 
     hold = tmp_path / "in_transaction"
@@ -359,7 +356,7 @@ def test_sigkill_inside_the_write_leaves_the_partitions_as_before(sandbox, tmp_p
     assert child.wait(30) == -signal.SIGKILL
 
     assert _orders_state(settings.duckdb_path) == before  # old rows intact, new day absent
-    (result,) = materialize_range(defs, ["1001"], stored, new, selection=ORDERS)
+    result = load_range(defs, ["1001"], stored, new, selection=ORDERS)
     assert result.success
     days = _rows(settings.duckdb_path, "SELECT DISTINCT report_date FROM booker.orders")
     assert days == [(stored,), (new,)]

@@ -19,10 +19,9 @@ import pytest
 from booker_assets.catalogue.reports import TABLES
 from booker_assets.definitions import build_definitions
 from booker_assets.defs.storage import connect_locked
-from booker_assets.demo import materialize_range
 from booker_assets.load.pii import PiiKey, PiiPolicy
 from booker_assets.sandbox import BookerSandbox, FaultProfile
-from booker_assets_tests.conftest import SANDBOX_SETTINGS, make_defs, make_settings
+from booker_assets_tests.conftest import SANDBOX_SETTINGS, load_range, make_defs, make_settings
 
 LOCS = ("1001", "1002")
 DAY = date(2025, 3, 6)
@@ -103,19 +102,19 @@ def test_full_load_leaves_no_secret_anywhere(tmp_path, monkeypatch, caplog, capf
             monkeypatch.setenv(f"BOOKER_{name.upper()}", value)
         monkeypatch.setenv("BOOKER_BASE_URL", sb.url)
         defs = build_definitions(settings)
-        loaded = materialize_range(defs, LOCS, DAY, DAY, instance=instance)
+        loaded = load_range(defs, LOCS, DAY, DAY, instance=instance)
         monkeypatch.setenv("BOOKER_PERSONAL_ACCESS_TOKEN", WRONG_PAT)
-        failed = materialize_range(defs, LOCS, DAY, DAY, instance=instance,
-                                   selection=["booker/orders"], raise_on_error=False)
+        failed = load_range(defs, LOCS, DAY, DAY, instance=instance,
+                            selection=["booker/orders"], raise_on_error=False)
         retries = sb.stats.faults
 
-    assert all(r.success for r in loaded) and not failed[0].success
+    assert loaded.success and not failed.success
     assert retries["http_503"] and issued  # the logs had errors and renewals to tell about
     secrets = [v for k, v in CREDENTIALS.items() if k != "client_id"] + [WRONG_PAT, PII_KEY]
     secrets += issued
     out, err = capfd.readouterr()
     texts = {"captured log": caplog.text, "stdout": out, "stderr": err,
-             "errors": _error_chain(failed[0])}
+             "errors": _error_chain(failed)}
     texts |= {f"log record {i}": r.getMessage() for i, r in enumerate(caplog.records)}
     files = [p for p in home.rglob("*") if p.is_file()]
     assert any(p.suffix == ".db" for p in files)
@@ -140,8 +139,8 @@ PII = TABLES["customers"].pii
 def _customers(sandbox: BookerSandbox, tmp_path: Path, name: str,
                pii: PiiPolicy) -> list[dict]:
     settings = make_settings(tmp_path / name, ("1001",), pii=pii)
-    materialize_range(make_defs(sandbox, settings), ["1001"], DAY, DAY,
-                      selection=["booker/customers", "booker/notes"])
+    load_range(make_defs(sandbox, settings), ["1001"], DAY, DAY,
+               selection=["booker/customers", "booker/notes"])
     with connect_locked(settings.duckdb_path, read_only=True) as conn:
         cursor = conn.execute("SELECT * EXCLUDE (_loaded_at) FROM booker.customers ORDER BY id")
         names = [column[0] for column in cursor.description]

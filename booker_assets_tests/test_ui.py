@@ -36,9 +36,9 @@ import pytest
 from booker_assets.api.client import BookerResource
 from booker_assets.definitions import build_definitions
 from booker_assets.defs.storage import connect_locked
-from booker_assets.demo import materialize_range
 from booker_assets.sandbox import DEMO_CREDENTIALS
 from booker_assets.settings import SANDBOX_BASE_URL, load_settings
+from booker_assets_tests.conftest import load_range
 from booker_assets_tests.test_demo import demo_environment
 
 playwright = pytest.importorskip("playwright.sync_api")  # a dev dependency: make install has it
@@ -266,7 +266,7 @@ def loaded_partition(instance, environment) -> str:
         # in this process, whose environment is not the server's: the sandbox named directly
         sandbox = BookerResource(base_url=SANDBOX_BASE_URL, **DEMO_CREDENTIALS)
         defs = build_definitions(load_settings(environment), sandbox)
-        materialize_range(defs, [LOCATION], *DATES, instance=instance)
+        load_range(defs, [LOCATION], *DATES, instance=instance)
     return _partition(DATES[0])
 
 

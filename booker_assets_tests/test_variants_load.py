@@ -32,11 +32,16 @@ from booker_assets.catalogue.reports import GROUPS, TABLES, ReportGroup
 from booker_assets.catalogue.schema import JSON
 from booker_assets.defs.io_manager import write_slice
 from booker_assets.defs.storage import connect_locked, qualified
-from booker_assets.demo import materialize_range
 from booker_assets.load.extract import extract
 from booker_assets.sandbox import BookerSandbox
 from booker_assets.sandbox.variants import VARIANT_KINDS
-from booker_assets_tests.conftest import SANDBOX_NOW, SANDBOX_SETTINGS, make_defs, make_settings
+from booker_assets_tests.conftest import (
+    SANDBOX_NOW,
+    SANDBOX_SETTINGS,
+    load_range,
+    make_defs,
+    make_settings,
+)
 
 EXAMPLES = 200 if os.environ.get("HYPOTHESIS_PROFILE") == "thorough" else 12
 LOCATION = "1002"  # Central: its clocks change, so day windows are 23 and 25 hours
@@ -164,7 +169,7 @@ def _backfill(settings_dir: Path, variants: int | None) -> tuple[dict, Any]:
     settings = make_settings(settings_dir, BACKFILL_LOCS)
     with BookerSandbox(replace(SANDBOX_SETTINGS, variants=variants)) as sb:
         defs = make_defs(sb, settings, requests_per_second=10_000, burst=1_000)
-        (result,) = materialize_range(defs, BACKFILL_LOCS, *BACKFILL_DAYS)
+        result = load_range(defs, BACKFILL_LOCS, *BACKFILL_DAYS)
         assert result.success
         return _warehouse(settings.duckdb_path), sb.stats.variants
 

@@ -47,8 +47,10 @@ _SERVER_TEXT_LIMIT = 300
 _JWT_LIKE = re.compile(r"[\w-]{8,}\.[\w-]{8,}\.[\w-]*")
 # Fix of every "location not visible" error (403 on a location call, 404 on GET /location/{id}).
 FIX_LOCATION = (
-    "correct BOOKER_LOCATION_IDS (or the locations file, BOOKER_LOCATIONS_FILE) and run "
-    "`booker-assets discover-locations` to list the locations this token can see"
+    "`booker-assets discover-locations` lists the locations this token can see; remove this "
+    "one from BOOKER_LOCATION_IDS (or the locations file, BOOKER_LOCATIONS_FILE) if it is "
+    "listed there. A location Booker stopped returning keeps its partitions and rows (see the "
+    "check locations_match_booker)"
 )
 _MALFORMED = object()  # sentinel for a body that is not JSON (HTML, truncated)
 

@@ -1,1 +1,1 @@
-"""Dagster objects: partitions, assets, the DuckDB IO manager, checks, automation."""
+"""Dagster objects: partitions, assets, the DuckDB IO manager, checks, sensors, jobs."""

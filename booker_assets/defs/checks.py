@@ -16,11 +16,11 @@ import duckdb
 import pandas as pd
 
 from booker_assets.catalogue.reports import TABLES
+from booker_assets.defs.partitions import known_locations
 from booker_assets.defs.storage import BookerStorageError, connect_locked, markdown_table, render
 from booker_assets.settings import Settings
 
 SCHEMA = "booker"
-LOCATIONS_KEY = dg.AssetKey([SCHEMA, "locations"])
 FRESH_DAYS = 2  # the newest loaded day of a location may be this many days old, no more
 SHOWN = 20  # offending rows listed in a check's metadata
 
@@ -28,7 +28,8 @@ SHOWN = 20  # offending rows listed in a check's metadata
 @dataclass(frozen=True)
 class BookerCheck:
     spec: dg.AssetCheckSpec
-    evaluate: Callable[[], dg.AssetCheckResult]
+    # given the location partitions (what the freshness check expects loaded)
+    evaluate: Callable[[Sequence[str]], dg.AssetCheckResult]
 
 
 def _key(table: str) -> dg.AssetKey:
@@ -102,8 +103,8 @@ class SqlCheck:
         spec = dg.AssetCheckSpec(asset=_key(self.asset), name=self.name,
                                  additional_deps=[_key(dep) for dep in self.deps],
                                  description=self.description)
-        return BookerCheck(spec, lambda: _result(database, self.sql, self.columns, self.what,
-                                                 self.params, self.severity))
+        return BookerCheck(spec, lambda _locations: _result(
+            database, self.sql, self.columns, self.what, self.params, self.severity))
 
 
 # ---------------------------------------------------------------- checks on every table
@@ -209,13 +210,13 @@ ORDER_CHECKS = (
 )
 
 
-def freshness_check(database: str, location_ids: Sequence[str]) -> BookerCheck:
+def freshness_check(database: str) -> BookerCheck:
     # Not a SqlCheck: its date parameter and failure text follow the day it is evaluated on.
     spec = dg.AssetCheckSpec(asset=_key("orders"), name="fresh",
-                    description=f"The newest loaded day of each configured location is at most "
-                    f"{FRESH_DAYS} days old (UTC today).")
+                    description=f"The newest loaded day of each location partition (within "
+                    f"BOOKER_LOCATION_IDS, if set) is at most {FRESH_DAYS} days old (UTC today).")
 
-    def fresh() -> dg.AssetCheckResult:
+    def fresh(location_ids: Sequence[str]) -> dg.AssetCheckResult:
         oldest_ok = date.today() - timedelta(days=FRESH_DAYS)
         return _result(
             database,
@@ -230,74 +231,6 @@ def freshness_check(database: str, location_ids: Sequence[str]) -> BookerCheck:
     return BookerCheck(spec, fresh)
 
 
-# ---------------------------------------------------------------- locations
-
-
-@dataclass(frozen=True)
-class LocationDrift:
-    """Booker's newest locations snapshot vs the configured ids."""
-
-    unconfigured: tuple[str, ...]  # Booker returns them, BOOKER_LOCATION_IDS lacks them
-    not_returned: tuple[str, ...]  # configured, but Booker no longer returns them
-    settings_line: str
-
-    @property
-    def ok(self) -> bool:
-        return not (self.unconfigured or self.not_returned)
-
-    @property
-    def message(self) -> str:
-        parts = []
-        if self.unconfigured:
-            parts.append(f"Booker returns locations not configured: {', '.join(self.unconfigured)}")
-        if self.not_returned:
-            parts.append(f"configured locations Booker no longer returns: "
-                         f"{', '.join(self.not_returned)}")
-        return "; ".join(parts) + f". To match Booker, set {self.settings_line}"
-
-
-def location_drift(database: str, configured: Sequence[str]) -> LocationDrift:
-    returned = [
-        row[0]
-        for row in _query(
-            database,
-            f"SELECT DISTINCT id::VARCHAR FROM {_t('locations')} WHERE report_date ="
-            f" (SELECT max(report_date) FROM {_t('locations')}) ORDER BY id::BIGINT",
-        )
-    ]
-    kept = [loc for loc in configured if loc in returned]
-    unconfigured = tuple(loc for loc in returned if loc not in configured)
-    # configured order first: appending keeps existing partition ranges contiguous
-    return LocationDrift(
-        unconfigured=unconfigured,
-        not_returned=tuple(loc for loc in configured if loc not in returned),
-        settings_line="BOOKER_LOCATION_IDS=" + ",".join([*kept, *unconfigured]),
-    )
-
-
-def locations_match_check(database: str, location_ids: Sequence[str]) -> BookerCheck:
-    spec = dg.AssetCheckSpec(asset=LOCATIONS_KEY, name="configured_locations_match",
-                    description="The locations of Booker's newest snapshot are exactly the "
-                    "configured BOOKER_LOCATION_IDS.")
-
-    def configured_locations_match() -> dg.AssetCheckResult:
-        try:
-            drift = location_drift(database, location_ids)
-        except (duckdb.CatalogException, BookerStorageError) as exc:
-            return _cannot_check(exc, dg.AssetCheckSeverity.ERROR)
-        return dg.AssetCheckResult(
-            passed=drift.ok,
-            description=None if drift.ok else drift.message,
-            metadata={
-                "unconfigured": ", ".join(drift.unconfigured),
-                "not_returned": ", ".join(drift.not_returned),
-                "settings_line": drift.settings_line,
-            },
-        )
-
-    return BookerCheck(spec, configured_locations_match)
-
-
 def check_evaluators(settings: Settings) -> dict[dg.AssetCheckKey, BookerCheck]:
     """Every check by key."""
     db = settings.duckdb_path
@@ -309,8 +242,7 @@ def check_evaluators(settings: Settings) -> dict[dg.AssetCheckKey, BookerCheck]:
     ]
     checks = [
         *(check.build(db) for check in sql_checks),
-        freshness_check(db, settings.location_ids),
-        locations_match_check(db, settings.location_ids),
+        freshness_check(db),
     ]
     return {check.spec.key: check for check in checks}
 
@@ -324,8 +256,9 @@ def build_checks(settings: Settings) -> list[dg.AssetChecksDefinition]:
         name="booker_checks", specs=[c.spec for c in evaluators.values()], can_subset=True
     )
     def booker_checks(context: dg.AssetCheckExecutionContext) -> Iterator[dg.AssetCheckResult]:
+        locations = known_locations(context.instance, settings)
         for key in sorted(context.selected_asset_check_keys, key=str):
-            result = evaluators[key].evaluate()
+            result = evaluators[key].evaluate(locations)
             yield dg.AssetCheckResult(
                 asset_key=key.asset_key, check_name=key.name, passed=result.passed,
                 severity=result.severity, description=result.description,

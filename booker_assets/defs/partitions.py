@@ -1,40 +1,79 @@
-"""Partitions: days (every asset) × Booker locations (location-scoped assets).
+"""Partitions: days × Booker locations, and which of them exist now.
 
-A partition's day is the location's local calendar day (contract §4): the extractor turns it
-into that zone's ``[D 00:00, D+1 00:00)`` window, so the definitions themselves stay in UTC.
+A partition's day is the location's local calendar day (``docs/booker-api.md``): the extractor
+turns it into that zone's ``[D 00:00, D+1 00:00)`` window, so the definitions stay in UTC.
+The locations are dynamic partitions: the ``booker_locations`` sensor adds each one Booker
+returns (``defs/locations.py``), so a new location needs no redeploy; none is ever deleted.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from datetime import date
+from datetime import date, datetime, timezone
 
 import dagster as dg
 
 from booker_assets.settings import Settings
 
 DATE, LOCATION = "date", "location"
+LOCATIONS_PARTITIONS = "booker_locations"  # the dynamic dimension's name in the instance
 # Run tags of a backfill run over a key range (what Dagster's backfill daemon sets).
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(timezone.utc)
 
 
 @dataclass(frozen=True)
 class BookerPartitions:
     daily: dg.DailyPartitionsDefinition
-    locations: dg.StaticPartitionsDefinition
+    locations: dg.DynamicPartitionsDefinition
     daily_by_location: dg.MultiPartitionsDefinition
 
 
 def build_partitions(settings: Settings) -> BookerPartitions:
     daily = dg.DailyPartitionsDefinition(start_date=settings.start_date.isoformat())
-    locations = dg.StaticPartitionsDefinition(list(settings.location_ids))
+    locations = dg.DynamicPartitionsDefinition(name=LOCATIONS_PARTITIONS)
     return BookerPartitions(
         daily=daily,
         locations=locations,
         daily_by_location=dg.MultiPartitionsDefinition({DATE: daily, LOCATION: locations}),
     )
+
+
+def range_tags(first: date, last: date, first_location: str,
+               last_location: str) -> dict[str, str]:
+    """A run's partition range: days ``first``..``last`` × the locations between the two in
+    the partition order (a rectangle; multi keys read "<date>|<location>")."""
+    return {RANGE_START: f"{first}|{first_location}", RANGE_END: f"{last}|{last_location}"}
+
+
+def known_locations(instance: dg.DagsterInstance, settings: Settings) -> tuple[str, ...]:
+    """The location partitions the instance holds, in the order they were added, within the
+    allow-list (``BOOKER_LOCATION_IDS``; empty: all of them)."""
+    stored = instance.get_dynamic_partitions(LOCATIONS_PARTITIONS)
+    allowed = settings.allowed_locations
+    return tuple(loc for loc in stored if not allowed or loc in allowed)
+
+
+def add_locations(instance: dg.DagsterInstance, locations: Sequence[str]) -> list[str]:
+    """Add the ones the instance lacks (in the given order); returns those added."""
+    stored = set(instance.get_dynamic_partitions(LOCATIONS_PARTITIONS))
+    new = [loc for loc in dict.fromkeys(locations) if loc not in stored]
+    if new:
+        instance.add_dynamic_partitions(LOCATIONS_PARTITIONS, new)
+    return new
+
+
+def newest_day(partitions: BookerPartitions, now: datetime) -> date:
+    """The newest daily partition at ``now`` (the last UTC day that has ended)."""
+    return date.fromisoformat(partitions.daily.get_partition_keys(current_time=now)[-1])
 
 
 def days_by_location(partition_keys: list[str]) -> dict[str | None, list[date]]:

@@ -1,0 +1,186 @@
+"""Locations are discovered, not configured: Booker's list keeps the location partitions in step.
+
+Domo's "Location Selection Type: All" is every location the token sees, including one that
+opens next month. The ``booker_locations`` sensor asks Booker for its list every
+``DISCOVERY_INTERVAL_SECONDS`` (and at once when the daemon starts, so a fresh ``make dev``
+shows the locations): a location it returns that is not a partition yet is added, and a run of
+``booker/locations`` is requested for it (the daily loads pick it up on their next tick, no
+redeploy). A location Booker no longer returns is reported and kept: its partitions and rows
+stay. ``BOOKER_LOCATION_IDS`` is an optional allow-list on top.
+
+Drift is shown where a Dagster user looks: the check ``locations_match_booker`` of
+``booker/locations`` fails, naming what changed and the settings line that matches Booker (the
+sensor records it as soon as the list changes; every load of ``booker/locations`` evaluates it
+again), the sensor logs a warning, and its tick says so.
+(No ``from __future__ import annotations``: Dagster reads the ``context`` annotations.)
+"""
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import date
+from typing import Any
+
+import dagster as dg
+
+from booker_assets.api.client import BookerClient, BookerResource
+from booker_assets.defs.partitions import (
+    LOCATIONS_PARTITIONS,
+    BookerPartitions,
+    Clock,
+    add_locations,
+    newest_day,
+    range_tags,
+)
+from booker_assets.settings import Settings
+
+LOCATIONS_KEY = dg.AssetKey(["booker", "locations"])
+CHECK_NAME = "locations_match_booker"
+DISCOVERY_INTERVAL_SECONDS = 900  # one paged GET /locations; a new location waits 15 min at most
+SENSOR_NAME = "booker_locations"
+
+
+@dataclass(frozen=True)
+class LocationDrift:
+    """Booker's list of locations against the location partitions and the allow-list."""
+
+    new: tuple[str, ...]  # Booker returns them, allowed, not partitions yet
+    gone: tuple[str, ...]  # partitions or allow-listed, Booker does not return them: kept
+    excluded: tuple[str, ...]  # Booker returns them, BOOKER_LOCATION_IDS leaves them out
+    settings_line: str  # BOOKER_LOCATION_IDS listing exactly what Booker returns
+
+    @property
+    def ok(self) -> bool:
+        return not (self.new or self.gone or self.excluded)
+
+    @property
+    def message(self) -> str:
+        if self.ok:
+            return "the location partitions are the locations Booker returns"
+        parts = []
+        if self.new:
+            parts.append(f"Booker returns locations that are not partitions yet: "
+                         f"{', '.join(self.new)} (the {SENSOR_NAME} sensor adds them: is it "
+                         "running?)")
+        if self.gone:
+            parts.append(f"Booker no longer returns locations {', '.join(self.gone)}: their "
+                         "partitions and rows are kept, nothing is deleted")
+        if self.excluded:
+            parts.append(f"Booker returns locations BOOKER_LOCATION_IDS leaves out (not "
+                         f"loaded): {', '.join(self.excluded)}")
+        return "; ".join(parts) + f". To match Booker, set {self.settings_line}" + (
+            " or unset BOOKER_LOCATION_IDS to follow Booker's list" if self.excluded else "")
+
+    def check_fields(self) -> dict[str, Any]:
+        """What the check reports, as the keyword arguments of a check result or evaluation."""
+        return {
+            "passed": self.ok,
+            "severity": dg.AssetCheckSeverity.ERROR,
+            "description": self.message,
+            "metadata": {
+                "new": ", ".join(self.new),
+                "gone": ", ".join(self.gone),
+                "excluded": ", ".join(self.excluded),
+                "settings_line": self.settings_line,
+            },
+        }
+
+
+def compare(returned: Sequence[str], partitions: Sequence[str],
+            allowed: Sequence[str]) -> LocationDrift:
+    """The drift of the partitions (and allow-list; empty: all) from what Booker returns."""
+
+    def allows(location: str) -> bool:
+        return not allowed or location in allowed
+
+    known = [loc for loc in partitions if allows(loc)]
+    # partition order first: a partition range stays the block it was
+    matching = [loc for loc in dict.fromkeys([*partitions, *returned]) if loc in returned]
+    return LocationDrift(
+        new=tuple(loc for loc in returned if allows(loc) and loc not in partitions),
+        gone=tuple(loc for loc in dict.fromkeys([*known, *allowed]) if loc not in returned),
+        excluded=tuple(loc for loc in returned if not allows(loc)),
+        settings_line="BOOKER_LOCATION_IDS=" + ",".join(matching),
+    )
+
+
+def returned_locations(client: BookerClient) -> list[str]:
+    """The ids of every location the brand token sees, in Booker's order."""
+    return [str(location["ID"]) for location in client.locations()]
+
+
+def sync_locations(instance: dg.DagsterInstance, returned: Sequence[str],
+                   settings: Settings) -> LocationDrift:
+    """Add the locations Booker ``returned`` (within the allow-list) to ``instance`` now: what
+    the sensor does on its tick, for the command line and the demo that run without a daemon."""
+    drift = compare(returned, instance.get_dynamic_partitions(LOCATIONS_PARTITIONS),
+                    settings.allowed_locations)
+    add_locations(instance, drift.new)
+    return drift
+
+
+def discovery_sensor(settings: Settings, partitions: BookerPartitions,
+                     clock: Clock) -> dg.SensorDefinition:
+    @dg.sensor(
+        name=SENSOR_NAME,
+        target=[LOCATIONS_KEY],
+        minimum_interval_seconds=DISCOVERY_INTERVAL_SECONDS,
+        default_status=dg.DefaultSensorStatus.RUNNING,
+        description="Adds every location Booker returns (within BOOKER_LOCATION_IDS, if set) "
+        "as a location partition and loads its booker/locations record; a location Booker no "
+        f"longer returns is kept and reported by the check {CHECK_NAME}. Cursor: the last "
+        "drift reported.",
+    )
+    def booker_locations(
+        context: dg.SensorEvaluationContext, booker: BookerResource
+    ) -> dg.SensorResult:
+        returned = returned_locations(booker.get_client())
+        stored = context.instance.get_dynamic_partitions(LOCATIONS_PARTITIONS)
+        new = compare(returned, stored, settings.allowed_locations).new
+        after = compare(returned, [*stored, *new], settings.allowed_locations)
+        if not after.ok:
+            context.log.warning(after.message)
+        state = json.dumps(after.check_fields()["metadata"], sort_keys=True)
+        reported = [] if state == context.cursor else [dg.AssetCheckEvaluation(
+            asset_key=LOCATIONS_KEY, check_name=CHECK_NAME, **after.check_fields())]
+        runs = [_record_run(new, newest_day(partitions, clock()))] if new else []
+        return dg.SensorResult(
+            run_requests=runs,
+            skip_reason=None if runs else after.message,
+            dynamic_partitions_requests=[partitions.locations.build_add_request(list(new))]
+            if new else [],
+            asset_events=reported,
+            cursor=state,
+        )
+
+    return booker_locations
+
+
+def _record_run(new: Sequence[str], day: date) -> dg.RunRequest:
+    """One run of ``booker/locations`` for the newest day × the new locations: they are added
+    together, so they are one block of the partition order (a range's rectangle)."""
+    first, last = new[0], new[-1]
+    return dg.RunRequest(
+        run_key=f"new-locations:{first}..{last}:{day}",
+        asset_selection=[LOCATIONS_KEY],
+        tags={**range_tags(day, day, first, last), "booker/load": "new-locations"},
+    )
+
+
+def drift_check(settings: Settings) -> dg.AssetChecksDefinition:
+    @dg.asset_check(
+        asset=LOCATIONS_KEY,
+        name=CHECK_NAME,
+        description="The location partitions are exactly the locations Booker returns (within "
+        "BOOKER_LOCATION_IDS, if set); on drift, names the locations and the settings line "
+        "that matches Booker.",
+    )
+    def locations_match_booker(
+        context: dg.AssetCheckExecutionContext, booker: BookerResource
+    ) -> dg.AssetCheckResult:
+        drift = compare(returned_locations(booker.get_client()),
+                        context.instance.get_dynamic_partitions(LOCATIONS_PARTITIONS),
+                        settings.allowed_locations)
+        return dg.AssetCheckResult(**drift.check_fields())
+
+    return locations_match_booker
