@@ -113,7 +113,7 @@ def test_account_defaults_fill_only_what_the_environment_leaves_unset(tmp_path):
         "BOOKER_BASE_URL": "sandbox",
         **{CREDENTIAL_FIELDS[field]: value for field, value in DEMO_CREDENTIALS.items()}}
     again = load_settings(env)  # a run worker loading the code location in that environment
-    assert again.use_sandbox and again.location_ids == sandbox.location_ids
+    assert again.use_sandbox and again.allowed_locations == sandbox.allowed_locations
     assert apply_account_defaults(again, env) == {}
 
     real = dict(database, **CREDENTIALS, BOOKER_LOCATION_IDS="1001")
