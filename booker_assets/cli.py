@@ -1,7 +1,7 @@
 """booker-assets: check the credentials, list the locations, load a range of days.
 
-With no Booker credentials in the environment, ``discover-locations`` and ``backfill`` use the
-embedded sandbox, as the code location does; ``check-connection`` needs the credentials.
+With no Booker credentials in the environment, every command uses the embedded sandbox, as the
+code location does (the sandbox is the default of the account's variables).
 """
 
 from __future__ import annotations
@@ -16,21 +16,22 @@ import dagster as dg
 
 from booker_assets.api.client import BookerClient, BookerResource
 from booker_assets.catalogue.reports import TABLES
-from booker_assets.definitions import booker_resource, build_definitions
+from booker_assets.definitions import build_definitions, deployed_settings
 from booker_assets.defs.backfill import instance_from_env, location_slices, run_slices
 from booker_assets.defs.connection import booker_resource_from_env
 from booker_assets.defs.locations import LocationDrift, returned_locations, sync_locations
 from booker_assets.defs.partitions import build_partitions, known_locations, newest_day, utc_now
 from booker_assets.errors import BookerConfigError, BookerError
-from booker_assets.settings import Settings, load_settings
+from booker_assets.settings import Settings
 
 # Dagster's console shows a run's warnings and errors here; every event is in the instance.
 QUIET = {"loggers": {"console": {"config": {"log_level": "WARNING"}}}}
 
 
 def resource_from_env() -> BookerResource:
-    """A ``BookerResource`` from the BOOKER_* environment variables (credentials required)."""
-    return booker_resource_from_env(resolve_now=True)
+    """A ``BookerResource`` from the BOOKER_* environment variables, read now (the sandbox's
+    defaults fill in what is unset, as in the code location)."""
+    return booker_resource_from_env(resolve_now=True, rate=deployed_settings().rate)
 
 
 def check_connection() -> int:
@@ -42,7 +43,7 @@ def check_connection() -> int:
 
 def client_for(settings: Settings) -> BookerClient:
     """The client the code location's resource would make, its credentials read now."""
-    return (booker_resource(settings) if settings.use_sandbox else resource_from_env()).get_client()
+    return booker_resource_from_env(resolve_now=True, rate=settings.rate).get_client()
 
 
 def report(drift: LocationDrift) -> None:
@@ -62,7 +63,7 @@ def seed_locations(instance: dg.DagsterInstance, settings: Settings) -> tuple[st
 def discover_locations(file: str | None) -> int:
     """Domo's "all locations": every location the token sees, added as location partitions
     of the instance (``DAGSTER_HOME``); ``file`` also saves them as an allow-list."""
-    settings = load_settings()
+    settings = deployed_settings()
     locations = client_for(settings).locations()
     with instance_from_env() as instance:
         report(sync_locations(instance, [str(loc["ID"]) for loc in locations], settings))
@@ -104,7 +105,7 @@ def _window(first: date, last: date, settings: Settings) -> None:
 def backfill(first: date, last: date, locations: list[str], tables: list[str]) -> int:
     """Days ``first``..``last`` × locations, a run per location and up to 31 days, in this
     process (recorded in the instance when DAGSTER_HOME is set); 1 if a run failed."""
-    settings = load_settings()
+    settings = deployed_settings()
     _window(first, last, settings)
     selection = [f"booker/{t}" for t in _chosen("--assets", tables, list(TABLES), "tables")]
     defs = build_definitions(settings)

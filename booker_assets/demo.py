@@ -50,13 +50,22 @@ def table_counts(database: str) -> dict[str, int]:
 @dataclass
 class Tally:
     """What the runs' events said so far: per table, partitions stored and rows; per table,
-    the requests of its report (a report's tables share its fetch, e.g. orders and items)."""
+    the requests of its report (a report's tables share its fetch, e.g. orders and items);
+    each check's latest result (a run per location: an early run's check sees the locations
+    still to come as missing)."""
 
     partitions: Counter[str] = field(default_factory=Counter)
     rows: Counter[str] = field(default_factory=Counter)
     requests: Counter[str] = field(default_factory=Counter)
-    checks: Counter[bool] = field(default_factory=Counter)
-    failed_checks: list[str] = field(default_factory=list)
+    latest_checks: dict[str, bool] = field(default_factory=dict)
+
+    @property
+    def checks(self) -> Counter[bool]:
+        return Counter(self.latest_checks.values())
+
+    @property
+    def failed_checks(self) -> list[str]:
+        return [name for name, passed in self.latest_checks.items() if not passed]
 
     def add(self, event: dg.DagsterEvent) -> str | None:
         """Count a materialization or a check result; the table's name when it is one."""
@@ -71,10 +80,8 @@ class Tally:
             return table
         if event.event_type == dg.DagsterEventType.ASSET_CHECK_EVALUATION:
             evaluation = event.event_specific_data
-            self.checks[evaluation.passed] += 1
-            if not evaluation.passed:
-                self.failed_checks.append(
-                    f"{evaluation.asset_key.to_user_string()} {evaluation.check_name}")
+            name = f"{evaluation.asset_key.to_user_string()} {evaluation.check_name}"
+            self.latest_checks[name] = evaluation.passed
         return None
 
 

@@ -97,7 +97,7 @@ def test_full_load_leaves_no_secret_anywhere(tmp_path, monkeypatch, caplog, capf
         issue = sb.api.signer.issue
         monkeypatch.setattr(sb.api.signer, "issue", lambda *a: issued.append(issue(*a))
                             or issued[-1])
-        # As deployed: credentials are EnvVars on the resource (definitions.booker_resource).
+        # As deployed: credentials are EnvVars on the resource (defs/connection.py).
         for name, value in CREDENTIALS.items():
             monkeypatch.setenv(f"BOOKER_{name.upper()}", value)
         monkeypatch.setenv("BOOKER_BASE_URL", sb.url)
