@@ -13,6 +13,7 @@ from booker_assets.api.client import BookerResource
 from booker_assets.definitions import build_definitions
 from booker_assets.sandbox import BookerSandbox, SandboxSettings
 from booker_assets.settings import Settings
+from booker_assets_tests.postgres import postgres_dsn, postgres_server  # noqa: F401 (fixtures)
 
 # The sandbox's clock is frozen so that refunds "not made yet" are the same on every run.
 SANDBOX_NOW = datetime(2025, 6, 30, 12, tzinfo=timezone.utc)
