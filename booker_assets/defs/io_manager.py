@@ -46,7 +46,6 @@ from booker_assets.load.frames import BASE_COLUMNS, Partition, PartitionLoad, Re
 
 ENTITY_KEY_METADATA = "booker/entity_key"
 DATE_DIMENSION, LOCATION_DIMENSION = "date", "location"
-_NULL_TYPE = '"NULL"'  # what DuckDB infers for an object column holding no values
 _BASE_TYPES = {c.name: c.type for c in BASE_COLUMNS}
 LOADS_COLUMNS = (
     "table_name VARCHAR, report_date DATE, location_id BIGINT, row_count BIGINT, "
@@ -197,13 +196,15 @@ def _stage(conn: duckdb.DuckDBPyConnection, report: ReportFrame) -> None:
     if missing:
         raise ValueError(f"the frame lacks the required columns {missing}")
     declared = {c.name: c.type for c in report.columns} | _BASE_TYPES
+    # An undeclared column that never held a value has no type yet (DuckDB would say INTEGER)
+    valueless = {name for name in frame.columns
+                 if frame[name].dtype == object and not frame[name].notna().any()}
     conn.register("_frame_in", frame)
-    inferred = dict(conn.execute("SELECT column_name, column_type FROM (DESCRIBE _frame_in)")
-                    .fetchall())
+    inferred = conn.execute("SELECT column_name FROM (DESCRIBE _frame_in)").fetchall()
     select = ", ".join(
         f"CAST({quote(name)} AS {declared[name]}) AS {quote(name)}" if name in declared
         else quote(name)
-        for name, dtype in inferred.items() if name in declared or dtype != _NULL_TYPE
+        for (name,) in inferred if name in declared or name not in valueless
     )
     conn.execute(f"CREATE TEMP TABLE _frame AS SELECT {select} FROM _frame_in")
     conn.unregister("_frame_in")
