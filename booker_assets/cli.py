@@ -1,4 +1,5 @@
-"""booker-assets: check the credentials, and list the locations the token can see."""
+"""booker-assets: check the credentials, list the locations the token can see, and query the
+warehouse where analysts read (never in a load's way)."""
 
 from __future__ import annotations
 
@@ -8,9 +9,13 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+import duckdb
+
 from booker_assets.api.client import BookerResource
 from booker_assets.defs.connection import booker_resource_from_env
+from booker_assets.defs.storage import warehouse_of
 from booker_assets.errors import BookerError
+from booker_assets.settings import load_settings
 
 DEFAULT_LOCATIONS_FILE = "booker_locations.txt"
 
@@ -40,6 +45,17 @@ def discover_locations(file: str) -> int:
     return 0
 
 
+def sql(query: str) -> int:
+    """The query's result, read from the DuckDB file's read copy."""
+    with warehouse_of(load_settings()).connect_reader() as conn:
+        try:
+            print(conn.sql(query))
+        except duckdb.Error as exc:
+            print(f"booker-assets: {exc}", file=sys.stderr)
+            return 1
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="booker-assets", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -51,10 +67,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="where to write the ids, one per line (default: $BOOKER_LOCATIONS_FILE or "
              f"{DEFAULT_LOCATIONS_FILE})",
     )
+    query = commands.add_parser("sql", help="run a query where analysts read: the read copy "
+                                "of the DuckDB file")
+    query.add_argument("query", help="e.g. 'select location_id, count(*) from booker.orders "
+                       "group by 1'")
     args = parser.parse_args(argv)
     try:
         if args.command == "check-connection":
             return check_connection()
+        if args.command == "sql":
+            return sql(args.query)
         return discover_locations(args.file)
     except BookerError as exc:
         print(f"booker-assets: {exc}", file=sys.stderr)

@@ -46,7 +46,7 @@ def build_definitions(settings: Settings, booker: BookerResource | None = None,
         sensors=automation["sensors"],
         resources={
             "booker": booker or booker_resource(settings),
-            "io_manager": BookerDuckDBIOManager(database=settings.duckdb_path),
+            "io_manager": BookerDuckDBIOManager.from_settings(settings),
         },
     )
 

@@ -27,6 +27,7 @@ CREDENTIAL_VARS = (
 # The locations the embedded sandbox serves with its default settings.
 SANDBOX_LOCATION_IDS = ("1001", "1002", "1003", "1004")
 DEFAULT_DUCKDB_PATH = "data/booker_assets.duckdb"
+DEFAULT_LOCK_WAIT_SECONDS = 600.0
 
 
 @dataclass(frozen=True)
@@ -39,6 +40,7 @@ class Settings:
     grace_hours: float
     catch_up_days: int
     pii: PiiPolicy  # a bare "keep"/"drop" is accepted and wrapped (tests, benchmarks)
+    lock_wait_seconds: float = DEFAULT_LOCK_WAIT_SECONDS  # a held DuckDB file is waited for
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "pii", PiiPolicy.of(self.pii))
@@ -144,6 +146,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         grace_hours=_float(env, "BOOKER_GRACE_HOURS", 2),
         catch_up_days=_int(env, "BOOKER_CATCH_UP_DAYS", 3, minimum=1),
         pii=pii,
+        lock_wait_seconds=_float(env, "BOOKER_LOCK_WAIT_SECONDS", DEFAULT_LOCK_WAIT_SECONDS),
     )
 
 

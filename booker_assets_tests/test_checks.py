@@ -10,7 +10,7 @@ import pytest
 
 from booker_assets.catalogue.reports import TABLES
 from booker_assets.defs.checks import build_checks, check_evaluators, location_drift
-from booker_assets.defs.storage import connect_locked, qualified
+from booker_assets.defs.storage import DuckDBFile, connect_locked, qualified
 from booker_assets_tests.conftest import make_settings
 
 LOCS = ("1001", "1002")
@@ -132,7 +132,7 @@ def test_location_drift_gives_the_settings_line(database: str):
         execute(conn, f"INSERT INTO booker.locations VALUES (DATE '{DAY}', 1009, 1009)")
         # an older snapshot's location does not count
         execute(conn, f"INSERT INTO booker.locations VALUES (DATE '{DAY - timedelta(1)}', 7, 7)")
-    drift = location_drift(database, ("1002", "1005", "1001"))
+    drift = location_drift(DuckDBFile(database), ("1002", "1005", "1001"))
     assert drift.unconfigured == ("1009",) and drift.not_returned == ("1005",)
     assert drift.settings_line == "BOOKER_LOCATION_IDS=1002,1001,1009"
     assert drift.settings_line in drift.message

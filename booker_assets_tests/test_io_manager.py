@@ -13,7 +13,7 @@ import pytest
 
 from booker_assets.catalogue import schema as s
 from booker_assets.defs.io_manager import BookerDuckDBIOManager
-from booker_assets.defs.storage import BookerStorageError, connect_locked
+from booker_assets.defs.storage import BookerStorageBusy, BookerStorageError, connect_locked
 from booker_assets.load.flatten import Column
 from booker_assets.load.frames import PartitionLoad, Reject, ReportFrame
 
@@ -340,7 +340,8 @@ def test_lock_timeout_says_another_process_holds_the_file(db: Path) -> None:
     with open(f"{db}.lock", "a") as other:
         fcntl.flock(other, fcntl.LOCK_EX)
         with (
-            pytest.raises(BookerStorageError, match="another process holds the DuckDB file"),
+            pytest.raises(BookerStorageBusy,
+                          match="another process of this project .* held it for the 0.2 s"),
             connect_locked(str(db), timeout_seconds=0.2),
         ):
             pass

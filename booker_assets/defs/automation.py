@@ -26,6 +26,7 @@ from booker_assets.api.zones import zone_for
 from booker_assets.catalogue.reports import TABLES
 from booker_assets.defs.checks import LOCATIONS_KEY, location_drift
 from booker_assets.defs.partitions import RANGE_END, RANGE_START, BookerPartitions
+from booker_assets.defs.storage import warehouse_of
 from booker_assets.errors import BookerError
 from booker_assets.settings import Settings
 
@@ -236,7 +237,7 @@ def location_drift_sensor(settings: Settings) -> dg.SensorDefinition:
     def booker_location_drift(
         context: dg.SensorEvaluationContext, asset_event: dg.EventLogEntry
     ) -> dg.SkipReason:
-        drift = location_drift(settings.duckdb_path, settings.location_ids)
+        drift = location_drift(warehouse_of(settings), settings.location_ids)
         if drift.ok:
             return dg.SkipReason("configured locations match what Booker returns")
         context.log.warning(drift.message)

@@ -1,8 +1,10 @@
-"""Asset checks over the DuckDB tables: whole table each time, offending partitions in metadata.
+"""Asset checks over the warehouse's tables: whole table each time, offending partitions in
+metadata.
 
-They read through ``connect_locked`` (read-only), so they queue behind a writing run instead
-of failing on DuckDB's file lock. Each check is one SQL query returning the offending rows;
-tables are written ``{name}`` and named by ``storage.render``, like every reader does.
+They read through the warehouse's own connection (``storage``: read-only under the file's
+lock, so they queue behind a writing run instead of failing on DuckDB's file lock). Each check
+is one SQL query returning the offending rows; tables are written ``{name}`` and named by
+``storage.render``, like every reader does.
 (No ``from __future__ import annotations``: Dagster validates the ``context`` annotation.)
 """
 
@@ -16,7 +18,13 @@ import duckdb
 import pandas as pd
 
 from booker_assets.catalogue.reports import TABLES
-from booker_assets.defs.storage import BookerStorageError, connect_locked, markdown_table, render
+from booker_assets.defs.storage import (
+    BookerStorageError,
+    Warehouse,
+    markdown_table,
+    render,
+    warehouse_of,
+)
 from booker_assets.settings import Settings
 
 SCHEMA = "booker"
@@ -40,13 +48,13 @@ def _t(table: str) -> str:
     return "{" + table + "}"
 
 
-def _query(database: str, sql: str, params: Sequence = ()) -> list[tuple]:
-    with connect_locked(database, read_only=True) as conn:
+def _query(warehouse: Warehouse, sql: str, params: Sequence = ()) -> list[tuple]:
+    with warehouse.connect(read_only=True) as conn:
         return conn.execute(render(conn, sql), list(params)).fetchall()
 
 
 def _result(
-    database: str,
+    warehouse: Warehouse,
     sql: str,
     columns: Sequence[str],
     what: str,
@@ -55,7 +63,7 @@ def _result(
 ) -> dg.AssetCheckResult:
     """Pass when ``sql`` returns no rows; otherwise list the first of them."""
     try:
-        rows = _query(database, sql, params)
+        rows = _query(warehouse, sql, params)
     except (duckdb.CatalogException, BookerStorageError) as exc:
         return _cannot_check(exc, severity)
     if not rows:
@@ -98,11 +106,11 @@ class SqlCheck:
     params: tuple = ()
     severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR
 
-    def build(self, database: str) -> BookerCheck:
+    def build(self, warehouse: Warehouse) -> BookerCheck:
         spec = dg.AssetCheckSpec(asset=_key(self.asset), name=self.name,
                                  additional_deps=[_key(dep) for dep in self.deps],
                                  description=self.description)
-        return BookerCheck(spec, lambda: _result(database, self.sql, self.columns, self.what,
+        return BookerCheck(spec, lambda: _result(warehouse, self.sql, self.columns, self.what,
                                                  self.params, self.severity))
 
 
@@ -209,7 +217,7 @@ ORDER_CHECKS = (
 )
 
 
-def freshness_check(database: str, location_ids: Sequence[str]) -> BookerCheck:
+def freshness_check(warehouse: Warehouse, location_ids: Sequence[str]) -> BookerCheck:
     # Not a SqlCheck: its date parameter and failure text follow the day it is evaluated on.
     spec = dg.AssetCheckSpec(asset=_key("orders"), name="fresh",
                     description=f"The newest loaded day of each configured location is at most "
@@ -218,7 +226,7 @@ def freshness_check(database: str, location_ids: Sequence[str]) -> BookerCheck:
     def fresh() -> dg.AssetCheckResult:
         oldest_ok = date.today() - timedelta(days=FRESH_DAYS)
         return _result(
-            database,
+            warehouse,
             f"SELECT c.location_id, max(o.report_date) FROM (SELECT unnest(?::BIGINT[])"
             f" AS location_id) c LEFT JOIN {_t('orders')} o USING (location_id) GROUP BY ALL"
             f" HAVING max(o.report_date) IS NULL OR max(o.report_date) < ?::DATE ORDER BY ALL",
@@ -256,11 +264,11 @@ class LocationDrift:
         return "; ".join(parts) + f". To match Booker, set {self.settings_line}"
 
 
-def location_drift(database: str, configured: Sequence[str]) -> LocationDrift:
+def location_drift(warehouse: Warehouse, configured: Sequence[str]) -> LocationDrift:
     returned = [
         row[0]
         for row in _query(
-            database,
+            warehouse,
             f"SELECT DISTINCT id::VARCHAR FROM {_t('locations')} WHERE report_date ="
             f" (SELECT max(report_date) FROM {_t('locations')}) ORDER BY id::BIGINT",
         )
@@ -275,14 +283,14 @@ def location_drift(database: str, configured: Sequence[str]) -> LocationDrift:
     )
 
 
-def locations_match_check(database: str, location_ids: Sequence[str]) -> BookerCheck:
+def locations_match_check(warehouse: Warehouse, location_ids: Sequence[str]) -> BookerCheck:
     spec = dg.AssetCheckSpec(asset=LOCATIONS_KEY, name="configured_locations_match",
                     description="The locations of Booker's newest snapshot are exactly the "
                     "configured BOOKER_LOCATION_IDS.")
 
     def configured_locations_match() -> dg.AssetCheckResult:
         try:
-            drift = location_drift(database, location_ids)
+            drift = location_drift(warehouse, location_ids)
         except (duckdb.CatalogException, BookerStorageError) as exc:
             return _cannot_check(exc, dg.AssetCheckSeverity.ERROR)
         return dg.AssetCheckResult(
@@ -300,7 +308,7 @@ def locations_match_check(database: str, location_ids: Sequence[str]) -> BookerC
 
 def check_evaluators(settings: Settings) -> dict[dg.AssetCheckKey, BookerCheck]:
     """Every check by key."""
-    db = settings.duckdb_path
+    db = warehouse_of(settings)
     sql_checks = [
         *(check for table in TABLES for check in key_checks(table)),
         *(reported_total_check(name) for name, table in TABLES.items() if table.counted),

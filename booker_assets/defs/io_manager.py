@@ -1,7 +1,9 @@
 """DuckDB IO manager for Booker reports: one transaction per slice, declared columns, rejects.
 
-Taken from dagster-duckdb / dagster-duckdb-pandas: ``DuckDBResource.get_connection`` opens the
-connection, DuckDB scans the DataFrame in place, the table is the last part of the asset key.
+Taken from dagster-duckdb / dagster-duckdb-pandas: DuckDB scans the DataFrame in place, the
+table is the last part of the asset key. The connection is the warehouse's (``storage``), not
+``DuckDBResource.get_connection``: that one retries a held file ten times in silence (~100 s),
+then fails without saying who holds it.
 
 Changed, because the stock ``DuckDBPandasIOManager`` ...
 - runs DELETE and INSERT as separate autocommits, so a failed INSERT loses the partition:
@@ -14,8 +16,9 @@ Changed, because the stock ``DuckDBPandasIOManager`` ...
   write;
 - derives the slice from ``partition_expr``: here the slice comes from the data
   (``ReportFrame.partitions``), so any set of (report_date, location_id) pairs works;
-- fails when two processes open the file: here every connection is taken under the lock of
-  ``storage.connect_locked``, so writers queue.
+- fails when two processes open the file: here writers queue under its lock and wait,
+  saying who holds it, for a process outside this code. After a run, the analysts' read copy
+  is published.
 """
 
 from __future__ import annotations
@@ -35,7 +38,9 @@ from booker_assets.defs.migrate import migrate
 from booker_assets.defs.storage import (
     SCHEMA,
     BookerStorageError,
-    connect_locked,
+    DuckDBFile,
+    Log,
+    Warehouse,
     prepare_path,
     qualified,
     quote,
@@ -43,6 +48,7 @@ from booker_assets.defs.storage import (
 from booker_assets.errors import BookerError
 from booker_assets.load.flatten import Column
 from booker_assets.load.frames import BASE_COLUMNS, Partition, PartitionLoad, ReportFrame
+from booker_assets.settings import DEFAULT_LOCK_WAIT_SECONDS, Settings
 
 ENTITY_KEY_METADATA = "booker/entity_key"
 DATE_DIMENSION, LOCATION_DIMENSION = "date", "location"
@@ -64,47 +70,71 @@ class BookerDuckDBIOManager(dg.ConfigurableIOManager):
 
     database: str = Field(description="DuckDB file; its directory is created if missing.")
     schema_name: str = Field(default=SCHEMA, description="Schema of every report table.")
-    lock_timeout_seconds: float = Field(
-        default=600, description="How long to wait for other processes using the file."
+    lock_wait_seconds: float = Field(
+        default=DEFAULT_LOCK_WAIT_SECONDS,
+        description="How long a write waits while another process holds the DuckDB file.",
     )
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> BookerDuckDBIOManager:
+        return cls(database=settings.duckdb_path, lock_wait_seconds=settings.lock_wait_seconds)
+
+    def store(self) -> Warehouse:
+        return DuckDBFile(self.database, self.lock_wait_seconds)
+
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        """An unusable path fails the run at start, before any Booker call or step retry; a
-        database written by an older version is upgraded once, here."""
+        """An unusable warehouse fails the run at start, before any Booker call or step retry,
+        and so does one held for the whole wait (nothing fetched is lost); a database written
+        by an older version is upgraded once, here."""
         prepare_path(self.database, read_only=False)
-        with connect_locked(self.database, timeout_seconds=self.lock_timeout_seconds) as conn:
-            changes = migrate(conn, self.schema_name)
-        for line in changes if context.log else []:
-            context.log.info(line)
+        log = context.log or None
+        changes = self.store().write(lambda conn: migrate(conn, self.schema_name), log=log)
+        for line in changes if log else []:
+            log.info(line)
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        """The run's writes reach the analysts' read path; the loads stand if this fails."""
+        try:
+            self.store().publish(log=context.log or None)
+        except BookerError as exc:
+            if context.log:
+                context.log.warning(f"the analysts' read copy was not refreshed: {exc}")
 
     def handle_output(self, context: dg.OutputContext, obj: ReportFrame | pd.DataFrame) -> None:
         report = obj if isinstance(obj, ReportFrame) else ReportFrame.from_frame(obj)
         table = context.asset_key.path[-1]
+        entity_key = _entity_key(context)
         try:
-            with connect_locked(self.database,
-                                timeout_seconds=self.lock_timeout_seconds) as conn:
-                written = write_slice(conn, self.schema_name, table, report,
-                                      _entity_key(context))
+            written = self.store().write(
+                lambda conn: write_slice(conn, self.schema_name, table, report, entity_key),
+                log=_log_of(context))
         except BookerError as exc:
-            # The UI's first line is the cause; only a held lock heals by waiting.
+            # The UI's first line is the cause; only what heals by waiting is retried.
             raise dg.Failure(description=str(exc), allow_retries=exc.transient) from exc
         if written.added:  # the asset reports each partition's figures; this, only news
             context.add_output_metadata({"booker/new_columns": ", ".join(written.added)})
 
     def load_input(self, context: dg.InputContext) -> pd.DataFrame:
         wanted = _wanted_partitions(context) if context.has_asset_partitions else None
-        with connect_locked(
-            self.database, read_only=True, timeout_seconds=self.lock_timeout_seconds
-        ) as conn:
+        store = self.store()
+        with store.connect(read_only=True, log=_log_of(context)) as conn:
             table = qualified(conn, context.asset_key.path[-1], self.schema_name)
             try:
                 return _read(conn, table, wanted)
             except duckdb.CatalogException as exc:
                 raise BookerStorageError(
                     f"table {table} does not exist: {exc}",
-                    where=f"DuckDB {self.database}",
+                    where=store.where,
                     fix="materialize the upstream asset first",
                 ) from exc
+
+
+def _log_of(context: dg.OutputContext | dg.InputContext) -> Log | None:
+    """The context's Dagster log; none in a context built by hand (tests)."""
+    try:
+        return context.log
+    except dg.DagsterInvariantViolationError:
+        return None
 
 
 def _entity_key(context: dg.OutputContext) -> list[str]:
@@ -363,11 +393,11 @@ def _rollback(conn: duckdb.DuckDBPyConnection) -> None:
 def _storage_error(exc: Exception, target: str, partitions: Sequence[Partition]
                    ) -> BookerStorageError:
     cause = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    where = f"writing {target} ({_describe(partitions)})"
     fix = ""
     if "No space left on device" in str(exc) or "disk full" in str(exc).lower():
         fix = "free disk space where BOOKER_DUCKDB_PATH lives, then re-run these partitions"
-    return BookerStorageError(f"nothing was changed: {cause}",
-                              where=f"writing {target} ({_describe(partitions)})", fix=fix)
+    return BookerStorageError(f"nothing was changed: {cause}", where=where, fix=fix)
 
 
 # ---------------------------------------------------------------- small helpers
