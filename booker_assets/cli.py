@@ -46,7 +46,7 @@ def discover_locations(file: str) -> int:
 
 
 def sql(query: str) -> int:
-    """The query's result, read from the DuckDB file's read copy."""
+    """The query's result, read from the DuckDB file's read copy or the DuckLake."""
     with warehouse_of(load_settings()).connect_reader() as conn:
         try:
             print(conn.sql(query))
@@ -68,7 +68,7 @@ def main(argv: Sequence[str] | None = None) -> int:
              f"{DEFAULT_LOCATIONS_FILE})",
     )
     query = commands.add_parser("sql", help="run a query where analysts read: the read copy "
-                                "of the DuckDB file")
+                                "of the DuckDB file, or the DuckLake")
     query.add_argument("query", help="e.g. 'select location_id, count(*) from booker.orders "
                        "group by 1'")
     args = parser.parse_args(argv)

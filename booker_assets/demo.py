@@ -1,6 +1,6 @@
 """``make demo``: the main job, as a range run of every report for the last N days and
 every configured location (the embedded sandbox unless credentials are set), then a row count
-per table, read where analysts read (the DuckDB file's read copy).
+per table, read where analysts read (the DuckDB file's read copy, or the DuckLake).
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ here, ``BOOKER_PII_KEY``, is held by a ``PiiKey`` whose repr hides it, so printi
 from __future__ import annotations
 
 import os
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import date
@@ -27,6 +28,7 @@ CREDENTIAL_VARS = (
 # The locations the embedded sandbox serves with its default settings.
 SANDBOX_LOCATION_IDS = ("1001", "1002", "1003", "1004")
 DEFAULT_DUCKDB_PATH = "data/booker_assets.duckdb"
+WAREHOUSES = ("duckdb", "ducklake")
 DEFAULT_LOCK_WAIT_SECONDS = 600.0
 
 
@@ -40,6 +42,9 @@ class Settings:
     grace_hours: float
     catch_up_days: int
     pii: PiiPolicy  # a bare "keep"/"drop" is accepted and wrapped (tests, benchmarks)
+    warehouse: str = "duckdb"  # or "ducklake": ducklake_catalog and ducklake_data_path
+    ducklake_catalog: str = ""  # a libpq connection string to the catalog's Postgres database
+    ducklake_data_path: str = ""  # where the lake's Parquet files go
     lock_wait_seconds: float = DEFAULT_LOCK_WAIT_SECONDS  # a held DuckDB file is waited for
 
     def __post_init__(self) -> None:
@@ -132,6 +137,31 @@ def _duckdb_path(env: Mapping[str, str]) -> str:
     )
 
 
+def _warehouse(env: Mapping[str, str]) -> dict[str, str]:
+    """BOOKER_WAREHOUSE and, for ``ducklake``, its catalog and data path."""
+    kind = env.get("BOOKER_WAREHOUSE", "").strip().lower() or WAREHOUSES[0]
+    if kind not in WAREHOUSES:
+        raise BookerConfigError(f"BOOKER_WAREHOUSE={kind!r} is not a warehouse",
+                                fix=f"set BOOKER_WAREHOUSE to one of {', '.join(WAREHOUSES)}")
+    if kind == "duckdb":
+        return {"warehouse": kind}
+    catalog = env.get("BOOKER_DUCKLAKE_CATALOG", "").strip()
+    data_path = env.get("BOOKER_DUCKLAKE_DATA_PATH", "").strip()
+    if not catalog or not data_path:
+        raise BookerConfigError(
+            "BOOKER_WAREHOUSE=ducklake needs BOOKER_DUCKLAKE_CATALOG and BOOKER_DUCKLAKE_DATA_PATH",
+            fix="set BOOKER_DUCKLAKE_CATALOG='host=db.internal dbname=booker_lake user=booker' "
+                "(the catalog's Postgres database) and BOOKER_DUCKLAKE_DATA_PATH to the directory "
+                "every host writes the lake's files to")
+    if re.search(r"password\s*=|://[^/@]*:[^/@]*@", catalog):
+        raise BookerConfigError(
+            "BOOKER_DUCKLAKE_CATALOG holds a password: it would be stored with the IO manager's "
+            "configuration in Dagster's records and shown in its UI",
+            fix="drop it from the connection string and give it to libpq as PGPASSWORD or in "
+                "~/.pgpass")
+    return {"warehouse": kind, "ducklake_catalog": catalog, "ducklake_data_path": data_path}
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate every setting; a bad one raises BookerConfigError naming the fix."""
     env = os.environ if env is None else env
@@ -147,6 +177,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         catch_up_days=_int(env, "BOOKER_CATCH_UP_DAYS", 3, minimum=1),
         pii=pii,
         lock_wait_seconds=_float(env, "BOOKER_LOCK_WAIT_SECONDS", DEFAULT_LOCK_WAIT_SECONDS),
+        **_warehouse(env),
     )
 
 

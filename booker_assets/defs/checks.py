@@ -1,10 +1,10 @@
 """Asset checks over the warehouse's tables: whole table each time, offending partitions in
 metadata.
 
-They read through the warehouse's own connection (``storage``: read-only under the file's
-lock, so they queue behind a writing run instead of failing on DuckDB's file lock). Each check
-is one SQL query returning the offending rows; tables are written ``{name}`` and named by
-``storage.render``, like every reader does.
+They read through the warehouse's own connection (``storage``: on a DuckDB file, read-only
+under its lock, so they queue behind a writing run instead of failing on DuckDB's file lock;
+on a DuckLake, the newest snapshot). Each check is one SQL query returning the offending rows;
+tables are written ``{name}`` and named by ``storage.render``, like every reader does.
 (No ``from __future__ import annotations``: Dagster validates the ``context`` annotation.)
 """
 

@@ -3,7 +3,7 @@
 Taken from dagster-duckdb / dagster-duckdb-pandas: DuckDB scans the DataFrame in place, the
 table is the last part of the asset key. The connection is the warehouse's (``storage``), not
 ``DuckDBResource.get_connection``: that one retries a held file ten times in silence (~100 s),
-then fails without saying who holds it.
+then fails without saying who holds it, and knows no DuckLake.
 
 Changed, because the stock ``DuckDBPandasIOManager`` ...
 - runs DELETE and INSERT as separate autocommits, so a failed INSERT loses the partition:
@@ -16,8 +16,9 @@ Changed, because the stock ``DuckDBPandasIOManager`` ...
   write;
 - derives the slice from ``partition_expr``: here the slice comes from the data
   (``ReportFrame.partitions``), so any set of (report_date, location_id) pairs works;
-- fails when two processes open the file: here writers queue under its lock and wait,
-  saying who holds it, for a process outside this code. After a run, the analysts' read copy
+- fails when two processes open the file: here, on a DuckDB file, writers queue under its
+  lock and wait, saying who holds it, for a process outside this code; on a DuckLake, a write
+  that meets another writer's commit is retried whole. After a run, the analysts' read copy
   is published.
 """
 
@@ -38,9 +39,11 @@ from booker_assets.defs.migrate import migrate
 from booker_assets.defs.storage import (
     SCHEMA,
     BookerStorageError,
-    DuckDBFile,
+    BookerWriteConflict,
     Log,
     Warehouse,
+    one_line,
+    open_warehouse,
     prepare_path,
     qualified,
     quote,
@@ -48,7 +51,7 @@ from booker_assets.defs.storage import (
 from booker_assets.errors import BookerError
 from booker_assets.load.flatten import Column
 from booker_assets.load.frames import BASE_COLUMNS, Partition, PartitionLoad, ReportFrame
-from booker_assets.settings import DEFAULT_LOCK_WAIT_SECONDS, Settings
+from booker_assets.settings import DEFAULT_LOCK_WAIT_SECONDS, WAREHOUSES, Settings
 
 ENTITY_KEY_METADATA = "booker/entity_key"
 DATE_DIMENSION, LOCATION_DIMENSION = "date", "location"
@@ -70,6 +73,11 @@ class BookerDuckDBIOManager(dg.ConfigurableIOManager):
 
     database: str = Field(description="DuckDB file; its directory is created if missing.")
     schema_name: str = Field(default=SCHEMA, description="Schema of every report table.")
+    warehouse: str = Field(default=WAREHOUSES[0],
+                           description="duckdb (the file `database`) or ducklake.")
+    ducklake_catalog: str = Field(default="", description="ducklake: the catalog's Postgres "
+                                  "database, as a libpq connection string (no password).")
+    ducklake_data_path: str = Field(default="", description="ducklake: the data files' folder.")
     lock_wait_seconds: float = Field(
         default=DEFAULT_LOCK_WAIT_SECONDS,
         description="How long a write waits while another process holds the DuckDB file.",
@@ -77,16 +85,21 @@ class BookerDuckDBIOManager(dg.ConfigurableIOManager):
 
     @classmethod
     def from_settings(cls, settings: Settings) -> BookerDuckDBIOManager:
-        return cls(database=settings.duckdb_path, lock_wait_seconds=settings.lock_wait_seconds)
+        return cls(database=settings.duckdb_path, warehouse=settings.warehouse,
+                   ducklake_catalog=settings.ducklake_catalog,
+                   ducklake_data_path=settings.ducklake_data_path,
+                   lock_wait_seconds=settings.lock_wait_seconds)
 
     def store(self) -> Warehouse:
-        return DuckDBFile(self.database, self.lock_wait_seconds)
+        return open_warehouse(self.warehouse, self.database, self.ducklake_catalog,
+                              self.ducklake_data_path, self.lock_wait_seconds)
 
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
         """An unusable warehouse fails the run at start, before any Booker call or step retry,
         and so does one held for the whole wait (nothing fetched is lost); a database written
         by an older version is upgraded once, here."""
-        prepare_path(self.database, read_only=False)
+        if self.warehouse == "duckdb":
+            prepare_path(self.database, read_only=False)
         log = context.log or None
         changes = self.store().write(lambda conn: migrate(conn, self.schema_name), log=log)
         for line in changes if log else []:
@@ -206,7 +219,10 @@ def write_slice(
         conn.execute(f"INSERT INTO {target} BY NAME SELECT * FROM _frame")
         rejected = _record_rejects(conn, schema, table)
         _record_loads(conn, schema, table)
-        if entity_key:
+        # DuckDB binds a view's columns when it is made: made again when the table's columns
+        # changed, and only then (on a DuckLake, two writers replacing one view conflict)
+        view = f"{table}_current"
+        if entity_key and table_columns(conn, schema, view) != table_columns(conn, schema, table):
             _create_current_view(conn, schema, table, entity_key)
         conn.commit()
     except Exception as exc:
@@ -394,6 +410,8 @@ def _storage_error(exc: Exception, target: str, partitions: Sequence[Partition]
                    ) -> BookerStorageError:
     cause = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     where = f"writing {target} ({_describe(partitions)})"
+    if isinstance(exc, duckdb.TransactionException):  # a DuckLake commit met another's
+        return BookerWriteConflict(f"nothing was changed: {one_line(exc)}", where=where)
     fix = ""
     if "No space left on device" in str(exc) or "disk full" in str(exc).lower():
         fix = "free disk space where BOOKER_DUCKDB_PATH lives, then re-run these partitions"
@@ -406,6 +424,7 @@ def _storage_error(exc: Exception, target: str, partitions: Sequence[Partition]
 def table_columns(
     conn: duckdb.DuckDBPyConnection, schema: str, table: str
 ) -> list[tuple[str, str]]:
+    """A table's (or view's) columns and types, in order; none when it does not exist."""
     ((catalog,),) = conn.execute("SELECT current_database()").fetchall()
     return conn.execute(
         "SELECT column_name, data_type FROM duckdb_columns()"

@@ -1,29 +1,38 @@
 """The warehouse: where the Booker tables live, how each reader and writer connects to it, and
 the one way to name a table.
 
-The warehouse is one DuckDB file. DuckDB lets one process at a time write a file, so every
-writer of ours takes it under a lock (``<db>.lock``) and writers queue. A process outside this
-code holding the file (an analyst's DBeaver, ``duckdb.connect(path, read_only=True)`` on it)
-makes a write wait: the load says at once which PID holds it and what to do, says it again
-every ``LOG_EVERY_S`` and gives up after ``BOOKER_LOCK_WAIT_SECONDS`` (the fetched rows wait in
-memory meanwhile, so nothing is fetched twice). Analysts read the *read copy*
-``<name>.read.duckdb`` instead: after each run the file is checkpointed and copied under the
-writers' lock, and the copy replaces the previous one by ``os.replace``. A reader holds the
-file it opened (its inode) until it reconnects, never a lock a load needs, and never sees a
-half-written copy.
+``BOOKER_WAREHOUSE`` picks one of two:
+
+- ``duckdb`` (the default): one DuckDB file. DuckDB lets one process at a time write a file, so
+  every writer of ours takes it under a lock (``<db>.lock``) and writers queue. A process
+  outside this code holding the file (an analyst's DBeaver, ``duckdb.connect(path,
+  read_only=True)`` on it) makes a write wait: the load says at once which PID holds it and
+  what to do, says it again every ``LOG_EVERY_S`` and gives up after ``BOOKER_LOCK_WAIT_SECONDS``
+  (the fetched rows wait in memory meanwhile, so nothing is fetched twice). Analysts read the
+  *read copy* ``<name>.read.duckdb`` instead: after each run the file is checkpointed and copied
+  under the writers' lock, and the copy replaces the previous one by ``os.replace``. A reader
+  holds the file it opened (its inode) until it reconnects, never a lock a load needs, and
+  never sees a half-written copy.
+- ``ducklake``: DuckDB's lakehouse format, a Postgres catalog plus Parquet files under a data
+  path, which many processes and hosts write and read at once (snapshot isolation; readers
+  never block writers). Two commits can still conflict (both deleted rows of one data file,
+  both created one table); the whole transaction is then retried, ``LAKE_WRITE_ATTEMPTS`` times
+  at most. The extensions load from the ``duckdb-ext-*`` wheels' files: nothing is downloaded.
 
 Every reader and writer (the IO manager, the checks, the demo, the CLI) connects through a
 ``Warehouse`` and names tables with ``qualified`` (or writes SQL with ``{table}`` placeholders
-rendered by ``render``), so any accepted ``BOOKER_DUCKDB_PATH`` works for all of them: DuckDB
-names a file's catalog after the file, and in a file named ``booker.duckdb`` a bare
-``booker.orders`` is ambiguous.
+rendered by ``render``), so both warehouses and any accepted ``BOOKER_DUCKDB_PATH`` work for all
+of them: DuckDB names a file's catalog after the file, and in a file named ``booker.duckdb`` a
+bare ``booker.orders`` is ambiguous.
 """
 
 from __future__ import annotations
 
 import fcntl
+import importlib.util
 import logging
 import os
+import random
 import re
 import shutil
 import threading
@@ -41,6 +50,8 @@ from booker_assets.errors import BookerError
 from booker_assets.settings import DEFAULT_LOCK_WAIT_SECONDS, Settings
 
 SCHEMA = "booker"
+LAKE_ALIAS = "booker_lake"  # the DuckLake's catalog name in every connection
+LAKE_WRITE_ATTEMPTS = 10  # whole-transaction attempts of a DuckLake write that meets conflicts
 LOG_EVERY_S = 30.0  # a load waiting for the file says so again this often
 POLL_S = 0.5  # and tries the file again this often
 QUEUE_QUIET_S = 5.0  # another Booker writer's turn is normal: said only when it lasts this long
@@ -65,6 +76,10 @@ class BookerStorageBusy(BookerStorageError):
 
     Not retried by the step: the wait was the patience BOOKER_LOCK_WAIT_SECONDS asked for, and
     a step retry would fetch from Booker again what the step had already fetched."""
+
+
+class BookerWriteConflict(BookerStorageError):
+    """Another writer of the DuckLake committed first; the whole transaction is retried."""
 
 
 # ---------------------------------------------------------------- the warehouses
@@ -125,9 +140,70 @@ class DuckDBFile(Warehouse):
         publish_read_copy(self.database, self.lock_wait_seconds, log)
 
 
+class DuckLake(Warehouse):
+    """A DuckLake: a Postgres catalog (libpq connection string) and a data path."""
+
+    def __init__(self, catalog: str, data_path: str) -> None:
+        self.catalog, self.data_path = catalog, _data_path(data_path)
+        self.where = f"DuckLake {LAKE_ALIAS} (catalog {catalog}, data {self.data_path})"
+
+    def connect(self, read_only: bool = False,
+                log: Log | None = None) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
+        # this code's readers read what its writers attached: one ATTACH per process
+        return self._cursor(attached_read_only=False)
+
+    def connect_reader(self) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
+        return self._cursor(attached_read_only=True)
+
+    @contextmanager
+    def _cursor(self, attached_read_only: bool) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A cursor of the process's attached lake (an ATTACH costs about a second)."""
+        cursor = _attached_lake(self, attached_read_only).cursor()
+        try:
+            cursor.execute(f"USE {LAKE_ALIAS}")
+            yield cursor
+        finally:
+            cursor.close()
+
+    def publish(self, log: Log | None = None) -> None:
+        """Nothing to publish: readers read the lake's newest snapshot themselves."""
+
+    def write(self, work: Callable[[duckdb.DuckDBPyConnection], _T],
+              log: Log | None = None) -> _T:
+        """``work`` again, on a fresh snapshot, while it meets another writer's commit."""
+        log = log or _LOG
+        with self.connect() as conn:
+            for attempt in range(1, LAKE_WRITE_ATTEMPTS + 1):
+                try:
+                    return work(conn)
+                except (BookerWriteConflict, duckdb.TransactionException) as exc:
+                    cause = exc.cause if isinstance(exc, BookerError) else one_line(exc)
+                    with suppress(duckdb.Error):
+                        conn.rollback()
+                    if attempt == LAKE_WRITE_ATTEMPTS:
+                        raise BookerStorageError(
+                            f"another writer committed first {attempt} times in a row; nothing"
+                            f" was changed: {cause}", where=self.where,
+                            fix="run fewer loads at once into this DuckLake, then re-run this one",
+                        ) from exc
+                    log.info(f"{self.where}: another writer committed first ({cause}); retrying "
+                             f"the whole transaction (attempt {attempt + 1} of "
+                             f"{LAKE_WRITE_ATTEMPTS})")
+                    time.sleep(random.uniform(0.05, 0.2) * attempt)  # jitter: both may retry
+        raise AssertionError("unreachable")
+
+
 def warehouse_of(settings: Settings) -> Warehouse:
-    """The warehouse ``settings`` choose."""
-    return DuckDBFile(settings.duckdb_path, settings.lock_wait_seconds)
+    """The warehouse ``settings`` choose (BOOKER_WAREHOUSE)."""
+    return open_warehouse(settings.warehouse, settings.duckdb_path, settings.ducklake_catalog,
+                          settings.ducklake_data_path, settings.lock_wait_seconds)
+
+
+def open_warehouse(kind: str, database: str, catalog: str = "", data_path: str = "",
+                   lock_wait_seconds: float = DEFAULT_LOCK_WAIT_SECONDS) -> Warehouse:
+    if kind == "ducklake":
+        return DuckLake(catalog, data_path)
+    return DuckDBFile(database, lock_wait_seconds)
 
 
 # ---------------------------------------------------------------- the DuckDB file
@@ -345,6 +421,84 @@ def _is_current(copy: Path, live: Path) -> bool:
     wal = Path(f"{live}.wal")
     changed = max(live.stat().st_mtime_ns, wal.stat().st_mtime_ns if wal.exists() else 0)
     return copy.stat().st_mtime_ns >= changed
+
+
+# ---------------------------------------------------------------- the DuckLake
+
+
+_lakes: dict[tuple[str, str, bool], duckdb.DuckDBPyConnection] = {}
+_LAKE_CREATED_AT_ONCE = "Failed to initialize DuckLake"
+_NO_LAKE_YET = "creating a new DuckLake is explicitly disabled"
+_lakes_guard = threading.Lock()
+
+
+def _data_path(raw: str) -> str:
+    """A local data path as an absolute directory; a URL (s3://...) as it is."""
+    return raw if "://" in raw else f"{Path(raw).expanduser().resolve()}/"
+
+
+def _attached_lake(lake: DuckLake, read_only: bool) -> duckdb.DuckDBPyConnection:
+    """This process's in-memory DuckDB with the lake attached (once per lake and mode)."""
+    key = (lake.catalog, lake.data_path, read_only)
+    with _lakes_guard:
+        if key not in _lakes:
+            _lakes[key] = _attach(lake, read_only)
+        return _lakes[key]
+
+
+def _attach(lake: DuckLake, read_only: bool) -> duckdb.DuckDBPyConnection:
+    if "://" not in lake.data_path:
+        Path(lake.data_path).mkdir(parents=True, exist_ok=True)
+    conn = duckdb.connect(":memory:", config={
+        "extension_directory": _extension_directory(),
+        "autoinstall_known_extensions": False,  # never download: the wheels' files only
+        "autoload_known_extensions": True,  # ATTACH 'ducklake:postgres:' loads both
+    })
+    options = [f"DATA_PATH {_literal(lake.data_path)}", *(["READ_ONLY"] if read_only else [])]
+    attach = (f"ATTACH {_literal('ducklake:postgres:' + lake.catalog)} AS {LAKE_ALIAS}"
+              f" ({', '.join(options)})")
+    for attempt in range(1, LAKE_WRITE_ATTEMPTS + 1):
+        try:
+            conn.execute(attach)
+            return conn
+        except duckdb.Error as exc:
+            # The first ATTACH of a new catalog creates its tables: of two processes doing
+            # that at once, one fails (Postgres: duplicate key) and finds them made next time.
+            if _LAKE_CREATED_AT_ONCE in str(exc) and attempt < LAKE_WRITE_ATTEMPTS:
+                time.sleep(random.uniform(0.05, 0.2) * attempt)
+                continue
+            conn.close()
+            if _NO_LAKE_YET in str(exc):  # only a writer creates it
+                raise BookerStorageError("the catalog holds no DuckLake yet", where=lake.where,
+                                         fix="materialize an asset first: the first load"
+                                             " creates it") from exc
+            raise BookerStorageError(
+                f"cannot attach the DuckLake: {one_line(exc)}", where=lake.where,
+                fix="check that the Postgres server of BOOKER_DUCKLAKE_CATALOG is up, that its"
+                    " database exists, that PGPASSWORD (or ~/.pgpass) holds its user's password,"
+                    " and that BOOKER_DUCKLAKE_DATA_PATH is reachable",
+            ) from exc
+    raise AssertionError("unreachable")
+
+
+def one_line(exc: Exception, limit: int = 400) -> str:
+    """DuckDB's message on one line (DuckLake's conflicts say what conflicted on the third)."""
+    return " ".join(str(exc).split())[:limit]
+
+
+def _extension_directory() -> str:
+    """The ``duckdb-ext-*`` wheels' folder, laid out as DuckDB's extension_directory."""
+    spec = importlib.util.find_spec("duckdb_ext")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        if (Path(folder) / "extensions").is_dir():
+            return str(Path(folder) / "extensions")
+    raise BookerStorageError(
+        "the DuckLake extensions are not installed", where="BOOKER_WAREHOUSE=ducklake",
+        fix="run `make install` (pyproject installs duckdb-ext-ducklake and duckdb-ext-postgres)")
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
 
 
 # ---------------------------------------------------------------- naming
