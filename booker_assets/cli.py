@@ -1,4 +1,5 @@
-"""booker-assets: check the credentials, list the locations, load a range of days.
+"""booker-assets: check the credentials, list the locations, load a range of days, and query
+the warehouse where analysts read (never in a load's way).
 
 With no Booker credentials in the environment, every command uses the embedded sandbox, as the
 code location does (the sandbox is the default of the account's variables).
@@ -13,6 +14,7 @@ from datetime import date
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 
 from booker_assets.api.client import BookerClient, BookerResource
 from booker_assets.catalogue.reports import TABLES
@@ -21,6 +23,7 @@ from booker_assets.defs.backfill import instance_from_env, location_slices, run_
 from booker_assets.defs.connection import booker_resource_from_env
 from booker_assets.defs.locations import LocationDrift, returned_locations, sync_locations
 from booker_assets.defs.partitions import build_partitions, known_locations, newest_day, utc_now
+from booker_assets.defs.storage import warehouse_of
 from booker_assets.errors import BookerConfigError, BookerError
 from booker_assets.settings import Settings
 
@@ -126,6 +129,17 @@ def backfill(first: date, last: date, locations: list[str], tables: list[str]) -
     return 1 if failed else 0
 
 
+def sql(query: str) -> int:
+    """The query's result, read from the DuckDB file's read copy or the DuckLake."""
+    with warehouse_of(deployed_settings()).connect_reader() as conn:
+        try:
+            print(conn.sql(query))
+        except duckdb.Error as exc:
+            print(f"booker-assets: {exc}", file=sys.stderr)
+            return 1
+    return 0
+
+
 def _day(text: str) -> date:
     try:
         return date.fromisoformat(text)
@@ -158,6 +172,10 @@ def parser() -> argparse.ArgumentParser:
                       help="location ids, e.g. 1001,1002 (default: every location)")
     load.add_argument("--assets", type=_ids, default=[],
                       help="tables, e.g. orders,customers (default: every table)")
+    query = commands.add_parser("sql", help="run a query where analysts read: the read copy "
+                                "of the DuckDB file, or the DuckLake")
+    query.add_argument("query", help="e.g. 'select location_id, count(*) from booker.orders "
+                       "group by 1'")
     return parser
 
 
@@ -168,6 +186,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return check_connection()
         if args.command == "discover-locations":
             return discover_locations(args.file)
+        if args.command == "sql":
+            return sql(args.query)
         return backfill(args.first, args.last, args.locations, args.assets)
     except BookerConfigError as exc:
         print(f"booker-assets: {exc}", file=sys.stderr)

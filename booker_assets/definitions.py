@@ -47,7 +47,7 @@ def build_definitions(settings: Settings, booker: BookerResource | None = None,
                  daily_load_sensor(settings, partitions, keys, clock), booker_reap_dead_runs],
         resources={
             "booker": booker or booker_resource_from_env(rate=settings.rate),
-            "io_manager": BookerDuckDBIOManager(database=settings.duckdb_path),
+            "io_manager": BookerDuckDBIOManager.from_settings(settings),
         },
     )
 

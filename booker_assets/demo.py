@@ -1,5 +1,6 @@
 """``make demo``: every report for the last N days and every location Booker returns (the
-embedded sandbox unless credentials are set), a run per location, then what DuckDB holds.
+embedded sandbox unless credentials are set), a run per location, then what the warehouse
+holds, read where analysts read (the DuckDB file's read copy, or the DuckLake).
 
 The terminal shows a line per table as it is stored (its rows and requests) and a bar, then the
 summary; Dagster's event stream, DEBUG included, goes to a log file the summary names.
@@ -32,7 +33,7 @@ from booker_assets.cli import seed_locations
 from booker_assets.definitions import build_definitions, deployed_settings
 from booker_assets.defs.backfill import location_slices, run_slices
 from booker_assets.defs.runs import reap_unwatched_runs
-from booker_assets.defs.storage import connect_locked, qualified
+from booker_assets.defs.storage import Warehouse, qualified, warehouse_of
 
 DEMO_TAG = "booker/demo"
 # The run's own console logger shows errors only: the rest is in the log file.
@@ -41,8 +42,8 @@ POLL_SECONDS = 0.3
 TABLES_REPORT = {table.name: group.name for group in GROUPS for table in group.tables}
 
 
-def table_counts(database: str) -> dict[str, int]:
-    with connect_locked(database, read_only=True) as conn:
+def table_counts(warehouse: Warehouse) -> dict[str, int]:
+    with warehouse.connect_reader() as conn:
         return {name: conn.execute(f"select count(*) from {qualified(conn, name)}").fetchone()[0]
                 for name in TABLES}
 
@@ -198,7 +199,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             console.print(f"Marked dead run {run_id} failed and freed its pool slots")
         locations = seed_locations(instance, settings)
         console.print(f"Loading {days} days ({first} to {last}) × locations "
-                      f"{', '.join(locations)} from {source} into {settings.duckdb_path}")
+                      f"{', '.join(locations)} from {source} into {warehouse_of(settings)}")
         progress = Progress(TextColumn("{task.description}"), BarColumn(),
                             MofNCompleteColumn(), TimeElapsedColumn(), console=console)
         with log_path.open("w") as log, progress, Watcher(
@@ -208,7 +209,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                                    tags={DEMO_TAG: token}))
     failed = [str(piece) for piece, result in runs if not result.success]
     tally = watcher.tally
-    console.print(summary(table_counts(settings.duckdb_path), tally))
+    console.print(summary(table_counts(warehouse_of(settings)), tally))
     console.print(f"Checks: {tally.checks[True]} passed, {tally.checks[False]} failed"
                   + "".join(f"\n  failed: {name}" for name in tally.failed_checks))
     outcome = ("Done" if not failed else

@@ -48,6 +48,10 @@ class RateSettings:
     ceiling: float = 0.0  # 0: CEILING_FACTOR × requests_per_second
 
 
+WAREHOUSES = ("duckdb", "ducklake")
+DEFAULT_LOCK_WAIT_SECONDS = 600.0
+
+
 @dataclass(frozen=True)
 class Settings:
     use_sandbox: bool  # no credentials in the environment: run against the embedded sandbox
@@ -60,6 +64,10 @@ class Settings:
     pii: PiiPolicy  # a bare "keep"/"drop" is accepted and wrapped (tests, benchmarks)
     rate: RateSettings = RateSettings()
     owners: tuple[str, ...] = DEFAULT_OWNERS
+    warehouse: str = "duckdb"  # or "ducklake": ducklake_catalog and ducklake_data_path
+    ducklake_catalog: str = ""  # a libpq connection string to the catalog's Postgres database
+    ducklake_data_path: str = ""  # where the lake's Parquet files go
+    lock_wait_seconds: float = DEFAULT_LOCK_WAIT_SECONDS  # a held DuckDB file is waited for
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "pii", PiiPolicy.of(self.pii))
@@ -169,6 +177,31 @@ def uses_sandbox(env: Mapping[str, str]) -> bool:
         base_url or any(env.get(name) for name in CREDENTIAL_VARS))
 
 
+def _warehouse(env: Mapping[str, str]) -> dict[str, str]:
+    """BOOKER_WAREHOUSE and, for ``ducklake``, its catalog and data path."""
+    kind = env.get("BOOKER_WAREHOUSE", "").strip().lower() or WAREHOUSES[0]
+    if kind not in WAREHOUSES:
+        raise BookerConfigError(f"BOOKER_WAREHOUSE={kind!r} is not a warehouse",
+                                fix=f"set BOOKER_WAREHOUSE to one of {', '.join(WAREHOUSES)}")
+    if kind == "duckdb":
+        return {"warehouse": kind}
+    catalog = env.get("BOOKER_DUCKLAKE_CATALOG", "").strip()
+    data_path = env.get("BOOKER_DUCKLAKE_DATA_PATH", "").strip()
+    if not catalog or not data_path:
+        raise BookerConfigError(
+            "BOOKER_WAREHOUSE=ducklake needs BOOKER_DUCKLAKE_CATALOG and BOOKER_DUCKLAKE_DATA_PATH",
+            fix="set BOOKER_DUCKLAKE_CATALOG='host=db.internal dbname=booker_lake user=booker' "
+                "(the catalog's Postgres database) and BOOKER_DUCKLAKE_DATA_PATH to the directory "
+                "every host writes the lake's files to")
+    if re.search(r"password\s*=|://[^/@]*:[^/@]*@", catalog):
+        raise BookerConfigError(
+            "BOOKER_DUCKLAKE_CATALOG holds a password: it would be stored with the IO manager's "
+            "configuration in Dagster's records and shown in its UI",
+            fix="drop it from the connection string and give it to libpq as PGPASSWORD or in "
+                "~/.pgpass")
+    return {"warehouse": kind, "ducklake_catalog": catalog, "ducklake_data_path": data_path}
+
+
 def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate every setting; a bad one raises BookerConfigError naming the fix."""
     env = os.environ if env is None else env
@@ -185,6 +218,8 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         pii=pii,
         rate=rate_settings(env),
         owners=_owners(env),
+        lock_wait_seconds=_float(env, "BOOKER_LOCK_WAIT_SECONDS", DEFAULT_LOCK_WAIT_SECONDS),
+        **_warehouse(env),
     )
 
 

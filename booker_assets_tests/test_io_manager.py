@@ -2,6 +2,7 @@
 
 import fcntl
 import multiprocessing
+from dataclasses import dataclass
 from datetime import date
 from decimal import Decimal
 from multiprocessing.synchronize import Event
@@ -13,7 +14,7 @@ import pytest
 
 from booker_assets.catalogue import schema as s
 from booker_assets.defs.io_manager import BookerDuckDBIOManager
-from booker_assets.defs.storage import BookerStorageError, connect_locked
+from booker_assets.defs.storage import BookerStorageBusy, BookerStorageError, connect_locked
 from booker_assets.load.flatten import Column
 from booker_assets.load.frames import PartitionLoad, Reject, ReportFrame
 
@@ -39,28 +40,50 @@ def row(day: date, loc: int | None, order_id: int | str, amount: float) -> dict:
     return {"report_date": day, "location_id": loc, "order_id": order_id, "amount": amount}
 
 
-def write(db: Path, obj: ReportFrame | pd.DataFrame, table: str = "orders", **metadata) -> dict:
+@dataclass(frozen=True)
+class Store:
+    """A warehouse the IO manager is configured for (its fields)."""
+
+    fields: dict
+
+    def io_manager(self) -> BookerDuckDBIOManager:
+        return BookerDuckDBIOManager(**self.fields)
+
+
+def write(db: Store, obj: ReportFrame | pd.DataFrame, table: str = "orders",
+          **metadata) -> dict:
     """handle_output for asset booker/<table>; returns the output metadata it logged. The IO
     manager raises a dg.Failure for the UI; the storage error under it is re-raised here."""
     context = dg.build_output_context(asset_key=["booker", table], definition_metadata=metadata)
     try:
-        BookerDuckDBIOManager(database=str(db)).handle_output(context, obj)
+        db.io_manager().handle_output(context, obj)
     except dg.Failure as failure:
         raise failure.__cause__ from failure
     return context.consume_logged_metadata()
 
 
-def query(db: Path, sql: str) -> list[tuple]:
-    with connect_locked(str(db), read_only=True) as conn:
+def query(db: Store, sql: str) -> list[tuple]:
+    with db.io_manager().store().connect(read_only=True) as conn:
         return conn.execute(sql).fetchall()
 
 
 @pytest.fixture
-def db(tmp_path: Path) -> Path:
+def file_db(tmp_path: Path) -> Path:
     return tmp_path / "t.duckdb"
 
 
-def test_rematerializing_a_partition_replaces_it(db: Path) -> None:
+@pytest.fixture(params=["duckdb", "ducklake"])
+def db(request: pytest.FixtureRequest, file_db: Path) -> Store:
+    """Every guarantee holds on both warehouses: the DuckDB file and a DuckLake whose
+    catalog is a fresh database on the tests' Postgres server."""
+    if request.param == "duckdb":
+        return Store({"database": str(file_db)})
+    return Store({"database": str(file_db), "warehouse": "ducklake",
+                  "ducklake_catalog": request.getfixturevalue("postgres_dsn"),
+                  "ducklake_data_path": str(file_db.parent / "lake")})
+
+
+def test_rematerializing_a_partition_replaces_it(db: Store) -> None:
     write(db, report([row(D1, 1002, 1, 1.0), row(D1, 1002, 2, 2.0)], [(D1, 1002)]))
     write(db, report([row(D2, 1002, 9, 9.0)], [(D2, 1002)]))
     meta = write(db, report([row(D1, 1002, 1, 10.0), row(D1, 1002, 2, 20.0)], [(D1, 1002)]))
@@ -73,7 +96,7 @@ def test_rematerializing_a_partition_replaces_it(db: Path) -> None:
     assert meta == {}  # the asset reports each partition; the writer only what it changed
 
 
-def test_the_writer_names_the_columns_it_added(db: Path) -> None:
+def test_the_writer_names_the_columns_it_added(db: Store) -> None:
     month = pd.date_range("2025-03-01", periods=30).date
     rows = [row(day, 1002, i, 1.0) for i, day in enumerate(month)]
     first = write(db, report(rows, [(d, 1002) for d in month]))
@@ -90,7 +113,7 @@ DECLARED = (Column("report_date", s.DATE), Column("location_id", s.BIGINT),
             Column("paid", s.BOOLEAN))
 
 
-def test_declared_columns_exist_from_the_first_load_with_their_types(db: Path) -> None:
+def test_declared_columns_exist_from_the_first_load_with_their_types(db: Store) -> None:
     """Whatever the day's values: an empty day creates every declared column."""
     write(db, report([], [(D1, 1002)], columns=DECLARED))
     write(db, report([{**row(D2, 1002, "7", 1.5), "paid": True}], [(D2, 1002)],
@@ -105,7 +128,7 @@ def test_declared_columns_exist_from_the_first_load_with_their_types(db: Path) -
     assert query(db, "SELECT order_id, amount FROM booker.orders") == [(7, Decimal("1.50"))]
 
 
-def test_a_value_that_does_not_fit_its_column_is_a_reject_not_a_failed_write(db: Path) -> None:
+def test_a_value_that_does_not_fit_its_column_is_a_reject_not_a_failed_write(db: Store) -> None:
     """An undeclared field first seen as a number, later as text: the row goes to the
     rejects, the rest of the day loads."""
     write(db, report([{**row(D1, 1002, 1, 1.0), "score": 5}], [(D1, 1002)]))
@@ -119,7 +142,7 @@ def test_a_value_that_does_not_fit_its_column_is_a_reject_not_a_failed_write(db:
         (D1, 1, 0), (D2, 1, 1)]
 
 
-def test_rejects_of_a_partition_are_replaced_with_it(db: Path) -> None:
+def test_rejects_of_a_partition_are_replaced_with_it(db: Store) -> None:
     bad = Reject(D1, 1002, "9", "amount", "not a DECIMAL(18,2) value", '{"ID": 9}')
     write(db, report([row(D1, 1002, 1, 1.0)], [(D1, 1002)], rejects=(bad,)))
     assert query(db, "SELECT record_id, column_name, raw->>'ID' FROM booker._rejects") == [
@@ -128,7 +151,7 @@ def test_rejects_of_a_partition_are_replaced_with_it(db: Path) -> None:
     assert query(db, "SELECT count(*) FROM booker._rejects") == [(0,)]
 
 
-def test_empty_frame_creates_table_and_records_zero_rows(db: Path) -> None:
+def test_empty_frame_creates_table_and_records_zero_rows(db: Store) -> None:
     empty = pd.DataFrame(
         {
             "report_date": pd.Series([], dtype=object),
@@ -162,7 +185,7 @@ def test_empty_frame_creates_table_and_records_zero_rows(db: Path) -> None:
     ]
 
 
-def test_empty_frame_replaces_existing_rows(db: Path) -> None:
+def test_empty_frame_replaces_existing_rows(db: Store) -> None:
     write(db, report([row(D1, 1002, 1, 1.0)], [(D1, 1002)]))
     write(db, report([], [(D1, 1002)]))
 
@@ -170,14 +193,14 @@ def test_empty_frame_replaces_existing_rows(db: Path) -> None:
     assert query(db, "SELECT row_count FROM booker._loads") == [(0,)]
 
 
-def test_new_column_is_added_and_older_rows_get_null(db: Path) -> None:
+def test_new_column_is_added_and_older_rows_get_null(db: Store) -> None:
     write(db, report([row(D1, 1002, 1, 1.0)], [(D1, 1002)]))
     write(db, report([{**row(D2, 1002, 2, 2.0), "tip": 0.5}], [(D2, 1002)]))
 
     assert query(db, "SELECT order_id, tip FROM booker.orders ORDER BY 1") == [(1, None), (2, 0.5)]
 
 
-def test_reordered_columns_land_by_name(db: Path) -> None:
+def test_reordered_columns_land_by_name(db: Store) -> None:
     write(db, report([{**row(D1, 1002, 1, 1.0), "a": 1, "b": 2}], [(D1, 1002)]))
     reordered = report([{"b": 20, "a": 10, **row(D2, 1002, 2, 2.0)}], [(D2, 1002)])
     reordered.frame = reordered.frame[list(reversed(reordered.frame.columns))]
@@ -189,7 +212,7 @@ def test_reordered_columns_land_by_name(db: Path) -> None:
     ]
 
 
-def test_failed_write_keeps_old_rows_and_names_table_and_column(db: Path) -> None:
+def test_failed_write_keeps_old_rows_and_names_table_and_column(db: Store) -> None:
     write(db, report([row(D1, 1002, 1, 1.0), row(D1, 1002, 2, 2.0)], [(D1, 1002)]))
     before = query(db, "SELECT * FROM booker.orders ORDER BY order_id")
 
@@ -203,15 +226,16 @@ def test_failed_write_keeps_old_rows_and_names_table_and_column(db: Path) -> Non
     assert query(db, "SELECT row_count FROM booker._loads") == [(2,)]
 
 
-def test_rows_outside_the_declared_slice_are_rejected(db: Path) -> None:
+def test_rows_outside_the_declared_slice_are_rejected(db: Store) -> None:
     stray = report([row(D1, 1002, 1, 1.0), row(D2, 1002, 2, 2.0)], [(D1, 1002)])
     with pytest.raises(BookerStorageError, match="2025-03-02/1002: declared None"):
         write(db, stray)
 
-    assert query(db, "SELECT count(*) FROM duckdb_tables()") == [(0,)]
+    assert query(db, "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'booker'") == [
+        (0,)]
 
 
-def test_slice_of_three_dates_by_two_locations_then_a_non_rectangular_slice(db: Path) -> None:
+def test_slice_of_three_dates_by_two_locations_then_a_non_rectangular_slice(db: Store) -> None:
     grid = [(d, loc) for d in (D1, D2, D3) for loc in (1002, 1003)]
     write(db, report([row(d, loc, 1, 1.0) for d, loc in grid], grid))
     write(db, report([row(D1, 1004, 1, 1.0)], [(D1, 1004)]))
@@ -230,7 +254,7 @@ def test_slice_of_three_dates_by_two_locations_then_a_non_rectangular_slice(db: 
     assert query(db, "SELECT count(*) FROM booker.orders") == [(7,)]
 
 
-def test_brand_level_partitions_have_null_location(db: Path) -> None:
+def test_brand_level_partitions_have_null_location(db: Store) -> None:
     write(db, report([row(D1, None, 1, 1.0), row(D1, None, 2, 1.0)], [(D1, None)]))
     write(db, report([row(D1, 1002, 3, 1.0)], [(D1, 1002)]))
     write(db, report([row(D1, None, 1, 5.0)], [(D1, None)]))
@@ -245,7 +269,7 @@ def test_brand_level_partitions_have_null_location(db: Path) -> None:
     ]
 
 
-def test_plain_dataframe_slice_comes_from_its_rows(db: Path) -> None:
+def test_plain_dataframe_slice_comes_from_its_rows(db: Store) -> None:
     write(db, report([row(D1, 1002, 1, 1.0), row(D2, None, 2, 1.0)], [(D1, 1002), (D2, None)]))
     write(db, pd.DataFrame([row(D1, 1002, 1, 4.0), row(D2, None, 2, 4.0)]))
 
@@ -253,7 +277,7 @@ def test_plain_dataframe_slice_comes_from_its_rows(db: Path) -> None:
     assert query(db, "SELECT count(*) FROM booker._loads WHERE row_count = 1") == [(2,)]
 
 
-def test_current_view_keeps_latest_version_per_entity(db: Path) -> None:
+def test_current_view_keeps_latest_version_per_entity(db: Store) -> None:
     write(
         db,
         report([row(D1, 1002, 1, 1.0), row(D1, 1002, 2, 1.0)], [(D1, 1002)]),
@@ -268,7 +292,7 @@ def test_current_view_keeps_latest_version_per_entity(db: Path) -> None:
     ) == [(1, D2, 2.0), (2, D1, 1.0)]
 
 
-def test_timestamptz_stores_the_correct_utc_instant(db: Path) -> None:
+def test_timestamptz_stores_the_correct_utc_instant(db: Store) -> None:
     created = pd.Timestamp("2025-03-01 22:00", tz="America/New_York")
     write(db, report([{**row(D1, 1002, 1, 1.0), "created": created}], [(D1, 1002)]))
 
@@ -279,12 +303,12 @@ def test_timestamptz_stores_the_correct_utc_instant(db: Path) -> None:
     ) == [("TIMESTAMP WITH TIME ZONE", "2025-03-02 03:00")]
 
 
-def test_load_input_returns_exactly_the_upstream_slice(db: Path) -> None:
+def test_load_input_returns_exactly_the_upstream_slice(db: Store) -> None:
     days = dg.DailyPartitionsDefinition(start_date="2025-03-01", end_offset=1)
     by_location = dg.MultiPartitionsDefinition(
         {"date": days, "location": dg.StaticPartitionsDefinition(["1002", "1003"])}
     )
-    io_manager = BookerDuckDBIOManager(database=str(db))
+    io_manager = db.io_manager()
 
     @dg.asset(key_prefix=["booker"], partitions_def=by_location)
     def orders(context: dg.AssetExecutionContext) -> ReportFrame:
@@ -313,17 +337,18 @@ def test_load_input_returns_exactly_the_upstream_slice(db: Path) -> None:
 
 def _write_in_child(database: str, location: str, ready: Event) -> None:
     ready.set()
-    write(Path(database), report([row(D1, location, 1, 1.0)], [(D1, location)]))
+    write(Store({"database": database}), report([row(D1, location, 1, 1.0)], [(D1, location)]))
 
 
-def test_two_processes_writing_the_same_file_queue_instead_of_failing(db: Path) -> None:
+def test_two_processes_writing_the_same_file_queue_instead_of_failing(file_db: Path) -> None:
+    db = Store({"database": str(file_db)})
     spawn = multiprocessing.get_context("spawn")
     ready = [spawn.Event(), spawn.Event()]
     children = [
-        spawn.Process(target=_write_in_child, args=(str(db), loc, event))
+        spawn.Process(target=_write_in_child, args=(str(file_db), loc, event))
         for loc, event in zip((1002, 1003), ready, strict=True)
     ]
-    with connect_locked(str(db)) as conn:  # both children start while the file is held
+    with connect_locked(str(file_db)) as conn:  # both children start while the file is held
         conn.execute("CREATE TABLE held (x INTEGER)")
         for child in children:
             child.start()
@@ -335,13 +360,14 @@ def test_two_processes_writing_the_same_file_queue_instead_of_failing(db: Path) 
     assert query(db, "SELECT location_id FROM booker.orders ORDER BY 1") == [(1002,), (1003,)]
 
 
-def test_lock_timeout_says_another_process_holds_the_file(db: Path) -> None:
+def test_lock_timeout_says_another_process_holds_the_file(file_db: Path) -> None:
     # a separate open file description: flock treats it as another holder
-    with open(f"{db}.lock", "a") as other:
+    with open(f"{file_db}.lock", "a") as other:
         fcntl.flock(other, fcntl.LOCK_EX)
         with (
-            pytest.raises(BookerStorageError, match="another process holds the DuckDB file"),
-            connect_locked(str(db), timeout_seconds=0.2),
+            pytest.raises(BookerStorageBusy,
+                          match="another process of this project .* held it for the 0.2 s"),
+            connect_locked(str(file_db), timeout_seconds=0.2),
         ):
             pass
 
@@ -350,13 +376,14 @@ def test_unwritable_database_path_is_named(tmp_path: Path) -> None:
     (tmp_path / "file").write_text("not a directory")
     database = tmp_path / "file" / "t.duckdb"
     with pytest.raises(BookerStorageError, match=str(database)):
-        write(database, report([row(D1, 1002, 1, 1.0)], [(D1, 1002)]))
+        write(Store({"database": str(database)}), report([row(D1, 1002, 1, 1.0)], [(D1, 1002)]))
 
 
-def test_loads_must_cover_every_partition(db: Path) -> None:
+def test_loads_must_cover_every_partition(db: Store) -> None:
     short = report([row(D1, 1002, 1, 1.0)], [(D1, 1002)])
     short.partitions.append((D2, 1002))
     with pytest.raises(BookerStorageError, match="one PartitionLoad per partition"):
         write(db, short)
 
-    assert query(db, "SELECT count(*) FROM duckdb_tables()") == [(0,)]
+    assert query(db, "SELECT count(*) FROM duckdb_tables() WHERE schema_name = 'booker'") == [
+        (0,)]

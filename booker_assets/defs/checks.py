@@ -1,7 +1,9 @@
-"""Asset checks over the DuckDB tables: whole table each time, offending partitions in metadata.
+"""Asset checks over the warehouse's tables: whole table each time, offending partitions in
+metadata.
 
-They read through ``connect_locked`` (read-only), so they queue behind a writing run instead
-of failing on DuckDB's file lock. Each check is one SQL query returning the offending rows;
+They read through the warehouse's own connection (``storage``: on a DuckDB file, read-only
+under its lock, so they queue behind a writing run instead of failing on DuckDB's file lock;
+on a DuckLake, the newest snapshot). Each check is one SQL query returning the offending rows;
 tables are written ``{name}`` and named by ``storage.render``, like every reader does.
 (No ``from __future__ import annotations``: Dagster validates the ``context`` annotation.)
 """
@@ -17,7 +19,13 @@ import pandas as pd
 
 from booker_assets.catalogue.reports import TABLES
 from booker_assets.defs.partitions import known_locations
-from booker_assets.defs.storage import BookerStorageError, connect_locked, markdown_table, render
+from booker_assets.defs.storage import (
+    BookerStorageError,
+    Warehouse,
+    markdown_table,
+    render,
+    warehouse_of,
+)
 from booker_assets.settings import Settings
 
 SCHEMA = "booker"
@@ -41,13 +49,13 @@ def _t(table: str) -> str:
     return "{" + table + "}"
 
 
-def _query(database: str, sql: str, params: Sequence = ()) -> list[tuple]:
-    with connect_locked(database, read_only=True) as conn:
+def _query(warehouse: Warehouse, sql: str, params: Sequence = ()) -> list[tuple]:
+    with warehouse.connect(read_only=True) as conn:
         return conn.execute(render(conn, sql), list(params)).fetchall()
 
 
 def _result(
-    database: str,
+    warehouse: Warehouse,
     sql: str,
     columns: Sequence[str],
     what: str,
@@ -56,7 +64,7 @@ def _result(
 ) -> dg.AssetCheckResult:
     """Pass when ``sql`` returns no rows; otherwise list the first of them."""
     try:
-        rows = _query(database, sql, params)
+        rows = _query(warehouse, sql, params)
     except (duckdb.CatalogException, BookerStorageError) as exc:
         return _cannot_check(exc, severity)
     if not rows:
@@ -99,12 +107,12 @@ class SqlCheck:
     params: tuple = ()
     severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR
 
-    def build(self, database: str) -> BookerCheck:
+    def build(self, warehouse: Warehouse) -> BookerCheck:
         spec = dg.AssetCheckSpec(asset=_key(self.asset), name=self.name,
                                  additional_deps=[_key(dep) for dep in self.deps],
                                  description=self.description)
         return BookerCheck(spec, lambda _locations: _result(
-            database, self.sql, self.columns, self.what, self.params, self.severity))
+            warehouse, self.sql, self.columns, self.what, self.params, self.severity))
 
 
 # ---------------------------------------------------------------- checks on every table
@@ -210,7 +218,7 @@ ORDER_CHECKS = (
 )
 
 
-def freshness_check(database: str) -> BookerCheck:
+def freshness_check(warehouse: Warehouse) -> BookerCheck:
     # Not a SqlCheck: its date parameter and failure text follow the day it is evaluated on.
     spec = dg.AssetCheckSpec(asset=_key("orders"), name="fresh",
                     description=f"The newest loaded day of each location partition (within "
@@ -219,7 +227,7 @@ def freshness_check(database: str) -> BookerCheck:
     def fresh(location_ids: Sequence[str]) -> dg.AssetCheckResult:
         oldest_ok = date.today() - timedelta(days=FRESH_DAYS)
         return _result(
-            database,
+            warehouse,
             f"SELECT c.location_id, max(o.report_date) FROM (SELECT unnest(?::BIGINT[])"
             f" AS location_id) c LEFT JOIN {_t('orders')} o USING (location_id) GROUP BY ALL"
             f" HAVING max(o.report_date) IS NULL OR max(o.report_date) < ?::DATE ORDER BY ALL",
@@ -233,7 +241,7 @@ def freshness_check(database: str) -> BookerCheck:
 
 def check_evaluators(settings: Settings) -> dict[dg.AssetCheckKey, BookerCheck]:
     """Every check by key."""
-    db = settings.duckdb_path
+    db = warehouse_of(settings)
     sql_checks = [
         *(check for table in TABLES for check in key_checks(table)),
         *(reported_total_check(name) for name, table in TABLES.items() if table.counted),

@@ -1,7 +1,9 @@
 """DuckDB IO manager for Booker reports: one transaction per slice, declared columns, rejects.
 
-Taken from dagster-duckdb / dagster-duckdb-pandas: ``DuckDBResource.get_connection`` opens the
-connection, DuckDB scans the DataFrame in place, the table is the last part of the asset key.
+Taken from dagster-duckdb / dagster-duckdb-pandas: DuckDB scans the DataFrame in place, the
+table is the last part of the asset key. The connection is the warehouse's (``storage``), not
+``DuckDBResource.get_connection``: that one retries a held file ten times in silence (~100 s),
+then fails without saying who holds it, and knows no DuckLake.
 
 Changed, because the stock ``DuckDBPandasIOManager`` ...
 - runs DELETE and INSERT as separate autocommits, so a failed INSERT loses the partition:
@@ -14,8 +16,10 @@ Changed, because the stock ``DuckDBPandasIOManager`` ...
   write;
 - derives the slice from ``partition_expr``: here the slice comes from the data
   (``ReportFrame.partitions``), so any set of (report_date, location_id) pairs works;
-- fails when two processes open the file: here every connection is taken under the lock of
-  ``storage.connect_locked``, so writers queue.
+- fails when two processes open the file: here, on a DuckDB file, writers queue under its
+  lock and wait, saying who holds it, for a process outside this code; on a DuckLake, a write
+  that meets another writer's commit is retried whole. After a run, the analysts' read copy
+  is published.
 """
 
 from __future__ import annotations
@@ -35,7 +39,11 @@ from booker_assets.defs.migrate import migrate
 from booker_assets.defs.storage import (
     SCHEMA,
     BookerStorageError,
-    connect_locked,
+    BookerWriteConflict,
+    Log,
+    Warehouse,
+    one_line,
+    open_warehouse,
     prepare_path,
     qualified,
     quote,
@@ -43,10 +51,10 @@ from booker_assets.defs.storage import (
 from booker_assets.errors import BookerError
 from booker_assets.load.flatten import Column
 from booker_assets.load.frames import BASE_COLUMNS, Partition, PartitionLoad, ReportFrame
+from booker_assets.settings import DEFAULT_LOCK_WAIT_SECONDS, WAREHOUSES, Settings
 
 ENTITY_KEY_METADATA = "booker/entity_key"
 DATE_DIMENSION, LOCATION_DIMENSION = "date", "location"
-_NULL_TYPE = '"NULL"'  # what DuckDB infers for an object column holding no values
 _BASE_TYPES = {c.name: c.type for c in BASE_COLUMNS}
 LOADS_COLUMNS = (
     "table_name VARCHAR, report_date DATE, location_id BIGINT, row_count BIGINT, "
@@ -65,47 +73,81 @@ class BookerDuckDBIOManager(dg.ConfigurableIOManager):
 
     database: str = Field(description="DuckDB file; its directory is created if missing.")
     schema_name: str = Field(default=SCHEMA, description="Schema of every report table.")
-    lock_timeout_seconds: float = Field(
-        default=600, description="How long to wait for other processes using the file."
+    warehouse: str = Field(default=WAREHOUSES[0],
+                           description="duckdb (the file `database`) or ducklake.")
+    ducklake_catalog: str = Field(default="", description="ducklake: the catalog's Postgres "
+                                  "database, as a libpq connection string (no password).")
+    ducklake_data_path: str = Field(default="", description="ducklake: the data files' folder.")
+    lock_wait_seconds: float = Field(
+        default=DEFAULT_LOCK_WAIT_SECONDS,
+        description="How long a write waits while another process holds the DuckDB file.",
     )
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> BookerDuckDBIOManager:
+        return cls(database=settings.duckdb_path, warehouse=settings.warehouse,
+                   ducklake_catalog=settings.ducklake_catalog,
+                   ducklake_data_path=settings.ducklake_data_path,
+                   lock_wait_seconds=settings.lock_wait_seconds)
+
+    def store(self) -> Warehouse:
+        return open_warehouse(self.warehouse, self.database, self.ducklake_catalog,
+                              self.ducklake_data_path, self.lock_wait_seconds)
+
     def setup_for_execution(self, context: dg.InitResourceContext) -> None:
-        """An unusable path fails the run at start, before any Booker call or step retry; a
-        database written by an older version is upgraded once, here."""
-        prepare_path(self.database, read_only=False)
-        with connect_locked(self.database, timeout_seconds=self.lock_timeout_seconds) as conn:
-            changes = migrate(conn, self.schema_name)
-        for line in changes if context.log else []:
-            context.log.info(line)
+        """An unusable warehouse fails the run at start, before any Booker call or step retry,
+        and so does one held for the whole wait (nothing fetched is lost); a database written
+        by an older version is upgraded once, here."""
+        if self.warehouse == "duckdb":
+            prepare_path(self.database, read_only=False)
+        log = context.log or None
+        changes = self.store().write(lambda conn: migrate(conn, self.schema_name), log=log)
+        for line in changes if log else []:
+            log.info(line)
+
+    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
+        """The run's writes reach the analysts' read path; the loads stand if this fails."""
+        try:
+            self.store().publish(log=context.log or None)
+        except BookerError as exc:
+            if context.log:
+                context.log.warning(f"the analysts' read copy was not refreshed: {exc}")
 
     def handle_output(self, context: dg.OutputContext, obj: ReportFrame | pd.DataFrame) -> None:
         report = obj if isinstance(obj, ReportFrame) else ReportFrame.from_frame(obj)
         table = context.asset_key.path[-1]
+        entity_key = _entity_key(context)
         try:
-            with connect_locked(self.database,
-                                timeout_seconds=self.lock_timeout_seconds) as conn:
-                written = write_slice(conn, self.schema_name, table, report,
-                                      _entity_key(context))
+            written = self.store().write(
+                lambda conn: write_slice(conn, self.schema_name, table, report, entity_key),
+                log=_log_of(context))
         except BookerError as exc:
-            # The UI's first line is the cause; only a held lock heals by waiting.
+            # The UI's first line is the cause; only what heals by waiting is retried.
             raise dg.Failure(description=str(exc), allow_retries=exc.transient) from exc
         if written.added:  # the asset reports each partition's figures; this, only news
             context.add_output_metadata({"booker/new_columns": ", ".join(written.added)})
 
     def load_input(self, context: dg.InputContext) -> pd.DataFrame:
         wanted = _wanted_partitions(context) if context.has_asset_partitions else None
-        with connect_locked(
-            self.database, read_only=True, timeout_seconds=self.lock_timeout_seconds
-        ) as conn:
+        store = self.store()
+        with store.connect(read_only=True, log=_log_of(context)) as conn:
             table = qualified(conn, context.asset_key.path[-1], self.schema_name)
             try:
                 return _read(conn, table, wanted)
             except duckdb.CatalogException as exc:
                 raise BookerStorageError(
                     f"table {table} does not exist: {exc}",
-                    where=f"DuckDB {self.database}",
+                    where=store.where,
                     fix="materialize the upstream asset first",
                 ) from exc
+
+
+def _log_of(context: dg.OutputContext | dg.InputContext) -> Log | None:
+    """The context's Dagster log; none in a context built by hand (tests)."""
+    try:
+        return context.log
+    except dg.DagsterInvariantViolationError:
+        return None
 
 
 def _entity_key(context: dg.OutputContext) -> list[str]:
@@ -177,7 +219,10 @@ def write_slice(
         conn.execute(f"INSERT INTO {target} BY NAME SELECT * FROM _frame")
         rejected = _record_rejects(conn, schema, table)
         _record_loads(conn, schema, table)
-        if entity_key:
+        # DuckDB binds a view's columns when it is made: made again when the table's columns
+        # changed, and only then (on a DuckLake, two writers replacing one view conflict)
+        view = f"{table}_current"
+        if entity_key and table_columns(conn, schema, view) != table_columns(conn, schema, table):
             _create_current_view(conn, schema, table, entity_key)
         conn.commit()
     except Exception as exc:
@@ -197,13 +242,15 @@ def _stage(conn: duckdb.DuckDBPyConnection, report: ReportFrame) -> None:
     if missing:
         raise ValueError(f"the frame lacks the required columns {missing}")
     declared = {c.name: c.type for c in report.columns} | _BASE_TYPES
+    # An undeclared column that never held a value has no type yet (DuckDB would say INTEGER)
+    valueless = {name for name in frame.columns
+                 if frame[name].dtype == object and not frame[name].notna().any()}
     conn.register("_frame_in", frame)
-    inferred = dict(conn.execute("SELECT column_name, column_type FROM (DESCRIBE _frame_in)")
-                    .fetchall())
+    inferred = conn.execute("SELECT column_name FROM (DESCRIBE _frame_in)").fetchall()
     select = ", ".join(
         f"CAST({quote(name)} AS {declared[name]}) AS {quote(name)}" if name in declared
         else quote(name)
-        for name, dtype in inferred.items() if name in declared or dtype != _NULL_TYPE
+        for (name,) in inferred if name in declared or name not in valueless
     )
     conn.execute(f"CREATE TEMP TABLE _frame AS SELECT {select} FROM _frame_in")
     conn.unregister("_frame_in")
@@ -362,11 +409,13 @@ def _rollback(conn: duckdb.DuckDBPyConnection) -> None:
 def _storage_error(exc: Exception, target: str, partitions: Sequence[Partition]
                    ) -> BookerStorageError:
     cause = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+    where = f"writing {target} ({_describe(partitions)})"
+    if isinstance(exc, duckdb.TransactionException):  # a DuckLake commit met another's
+        return BookerWriteConflict(f"nothing was changed: {one_line(exc)}", where=where)
     fix = ""
     if "No space left on device" in str(exc) or "disk full" in str(exc).lower():
         fix = "free disk space where BOOKER_DUCKDB_PATH lives, then re-run these partitions"
-    return BookerStorageError(f"nothing was changed: {cause}",
-                              where=f"writing {target} ({_describe(partitions)})", fix=fix)
+    return BookerStorageError(f"nothing was changed: {cause}", where=where, fix=fix)
 
 
 # ---------------------------------------------------------------- small helpers
@@ -375,6 +424,7 @@ def _storage_error(exc: Exception, target: str, partitions: Sequence[Partition]
 def table_columns(
     conn: duckdb.DuckDBPyConnection, schema: str, table: str
 ) -> list[tuple[str, str]]:
+    """A table's (or view's) columns and types, in order; none when it does not exist."""
     ((catalog,),) = conn.execute("SELECT current_database()").fetchall()
     return conn.execute(
         "SELECT column_name, data_type FROM duckdb_columns()"

@@ -16,6 +16,7 @@ under every past day a backfill covered. Version 2:
 from __future__ import annotations
 
 import time
+from contextlib import suppress
 
 import duckdb
 
@@ -43,7 +44,8 @@ def migrate(conn: duckdb.DuckDBPyConnection, schema: str) -> list[str]:
         _set_version(conn, schema)
         conn.commit()
     except Exception:
-        conn.rollback()
+        with suppress(duckdb.Error):  # a failed COMMIT has ended the transaction already
+            conn.rollback()
         raise
     return [*lines, f"upgraded the database to version {SCHEMA_VERSION} in "
                     f"{time.perf_counter() - started:.2f} s"]
@@ -81,16 +83,20 @@ def _types(conn: duckdb.DuckDBPyConnection, schema: str, table: str) -> dict[str
 
 
 def _upgrade(conn: duckdb.DuckDBPyConnection, schema: str) -> list[str]:
+    # Every ALTER first, then the rows: DuckDB 1.4 refuses to commit a transaction that alters
+    # a table after it deleted or updated rows of it.
     stored = _stored(conn, schema)
     if "_loads" in stored:
         _loads_columns(conn, schema)
-    if "locations" in stored:
-        _locations(conn, schema, "_loads" in stored)
     lines = [line for table in sorted(stored & set(TABLES)) for line in _table(conn, schema, table)]
     if "_loads" in stored and _types(conn, schema, "_loads")["location_id"] != "BIGINT":
         lines.append(_retype(conn, qualified(conn, "_loads", schema), "_loads", "location_id",
                              "VARCHAR", "BIGINT"))
-    return lines
+    if "locations" in stored:
+        _locations(conn, schema, "_loads" in stored)
+    return lines + [line for table in sorted(stored & set(TABLES))
+                    if TABLES[table].history == "snapshot"
+                    for line in _move_backdated(conn, schema, table)]
 
 
 def _loads_columns(conn: duckdb.DuckDBPyConnection, schema: str) -> None:
@@ -121,12 +127,9 @@ def _table(conn: duckdb.DuckDBPyConnection, schema: str, name: str) -> list[str]
     target = qualified(conn, name, schema)
     lines = _rename(conn, target, name, _types(conn, schema, name))
     stored = _types(conn, schema, name)
-    lines += [_retype(conn, target, name, column.name, stored[column.name], column.type)
-              for column in declared_columns(GROUP_OF[name], TABLES[name])
-              if stored.get(column.name) not in (None, column.type)]
-    if TABLES[name].history == "snapshot":
-        lines += _move_backdated(conn, schema, name)
-    return lines
+    return lines + [_retype(conn, target, name, column.name, stored[column.name], column.type)
+                    for column in declared_columns(GROUP_OF[name], TABLES[name])
+                    if stored.get(column.name) not in (None, column.type)]
 
 
 def _rename(conn: duckdb.DuckDBPyConnection, target: str, table: str,

@@ -1,68 +1,243 @@
-"""The warehouse file: connections under one lock, and the one way to name a table.
+"""The warehouse: where the Booker tables live, how each reader and writer connects to it, and
+the one way to name a table.
 
-Every reader and writer of the DuckDB file (the IO manager, the checks, the demo, the CLI)
-takes its connection from ``connect_locked`` and names tables with ``qualified`` (or writes SQL
-with ``{table}`` placeholders rendered by ``render``), so any accepted ``BOOKER_DUCKDB_PATH``
-works for all of them: DuckDB names the catalog after the file, and in a file named
-``booker.duckdb`` a bare ``booker.orders`` is ambiguous.
+``BOOKER_WAREHOUSE`` picks one of two:
+
+- ``duckdb`` (the default): one DuckDB file. DuckDB lets one process at a time write a file, so
+  every writer of ours takes it under a lock (``<db>.lock``) and writers queue. A process
+  outside this code holding the file (an analyst's DBeaver, ``duckdb.connect(path,
+  read_only=True)`` on it) makes a write wait: the load says at once which PID holds it and
+  what to do, says it again every ``LOG_EVERY_S`` and gives up after ``BOOKER_LOCK_WAIT_SECONDS``
+  (the fetched rows wait in memory meanwhile, so nothing is fetched twice). Analysts read the
+  *read copy* ``<name>.read.duckdb`` instead: after each run the file is checkpointed and copied
+  under the writers' lock, and the copy replaces the previous one by ``os.replace``. A reader
+  holds the file it opened (its inode) until it reconnects, never a lock a load needs, and
+  never sees a half-written copy.
+- ``ducklake``: DuckDB's lakehouse format, a Postgres catalog plus Parquet files under a data
+  path, which many processes and hosts write and read at once (snapshot isolation; readers
+  never block writers). Two commits can still conflict (both deleted rows of one data file,
+  both created one table); the whole transaction is then retried, ``LAKE_WRITE_ATTEMPTS`` times
+  at most. The extensions load from the ``duckdb-ext-*`` wheels' files: nothing is downloaded.
+
+Every reader and writer (the IO manager, the checks, the demo, the CLI) connects through a
+``Warehouse`` and names tables with ``qualified`` (or writes SQL with ``{table}`` placeholders
+rendered by ``render``), so both warehouses and any accepted ``BOOKER_DUCKDB_PATH`` work for all
+of them: DuckDB names a file's catalog after the file, and in a file named ``booker.duckdb`` a
+bare ``booker.orders`` is ambiguous.
 """
 
 from __future__ import annotations
 
 import fcntl
+import importlib.util
+import logging
 import os
+import random
+import re
+import shutil
 import threading
 import time
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, contextmanager, suppress
 from pathlib import Path
+from typing import Protocol, TypeVar
 
 import duckdb
 import pandas as pd
-from dagster_duckdb import DuckDBResource
 
 from booker_assets.errors import BookerError
+from booker_assets.settings import DEFAULT_LOCK_WAIT_SECONDS, Settings
 
 SCHEMA = "booker"
+LAKE_ALIAS = "booker_lake"  # the DuckLake's catalog name in every connection
+LAKE_WRITE_ATTEMPTS = 10  # whole-transaction attempts of a DuckLake write that meets conflicts
+LOG_EVERY_S = 30.0  # a load waiting for the file says so again this often
+POLL_S = 0.5  # and tries the file again this often
+QUEUE_QUIET_S = 5.0  # another Booker writer's turn is normal: said only when it lasts this long
+_T = TypeVar("_T")
+_LOG = logging.getLogger(__name__)
+
+
+class Log(Protocol):
+    """What a wait reports through: a Dagster context's ``log`` or a ``logging.Logger``."""
+
+    def info(self, msg: str) -> None: ...
+
+    def warning(self, msg: str) -> None: ...
 
 
 class BookerStorageError(BookerError):
-    """A DuckDB read or write failed; ``where`` names the database, table and slice."""
+    """A read or write of the warehouse failed; ``where`` names the database, table and slice."""
 
 
 class BookerStorageBusy(BookerStorageError):
-    """Another process holds the database file: waiting heals it."""
+    """Another process held the database file for the whole wait.
 
-    transient = True
+    Not retried by the step: the wait was the patience BOOKER_LOCK_WAIT_SECONDS asked for, and
+    a step retry would fetch from Booker again what the step had already fetched."""
+
+
+class BookerWriteConflict(BookerStorageError):
+    """Another writer of the DuckLake committed first; the whole transaction is retried."""
+
+
+# ---------------------------------------------------------------- the warehouses
+
+
+class Warehouse(ABC):
+    """Where the tables live; ``where`` names it in messages."""
+
+    where: str
+
+    @abstractmethod
+    def connect(self, read_only: bool = False,
+                log: Log | None = None) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
+        """A connection for this code's own writes and reads, which must see the newest data."""
+
+    @abstractmethod
+    def connect_reader(self) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
+        """The analysts' read path: read-only, and never in a load's way."""
+
+    def write(self, work: Callable[[duckdb.DuckDBPyConnection], _T],
+              log: Log | None = None) -> _T:
+        """``work`` (one transaction) on a writing connection."""
+        with self.connect(log=log) as conn:
+            return work(conn)
+
+    @abstractmethod
+    def publish(self, log: Log | None = None) -> None:
+        """Bring the analysts' read path up to date (after a run's writes)."""
+
+    def __str__(self) -> str:
+        return self.where
+
+
+class DuckDBFile(Warehouse):
+    """One DuckDB file, written under ``<db>.lock``; analysts read its published copy."""
+
+    def __init__(self, database: str, lock_wait_seconds: float = DEFAULT_LOCK_WAIT_SECONDS) -> None:
+        self.database, self.lock_wait_seconds = database, lock_wait_seconds
+        self.where = f"DuckDB {database}"
+
+    def connect(self, read_only: bool = False,
+                log: Log | None = None) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
+        return connect_locked(self.database, read_only, self.lock_wait_seconds, log)
+
+    @contextmanager
+    def connect_reader(self) -> Iterator[duckdb.DuckDBPyConnection]:
+        copy = read_copy_path(self.database)
+        if not copy.exists():
+            raise BookerStorageError("no read copy has been published yet",
+                                     where=f"DuckDB {copy}", fix="materialize an asset first")
+        conn = duckdb.connect(str(copy), read_only=True)
+        try:
+            yield conn
+        finally:
+            conn.close()
+
+    def publish(self, log: Log | None = None) -> None:
+        publish_read_copy(self.database, self.lock_wait_seconds, log)
+
+
+class DuckLake(Warehouse):
+    """A DuckLake: a Postgres catalog (libpq connection string) and a data path."""
+
+    def __init__(self, catalog: str, data_path: str) -> None:
+        self.catalog, self.data_path = catalog, _data_path(data_path)
+        self.where = f"DuckLake {LAKE_ALIAS} (catalog {catalog}, data {self.data_path})"
+
+    def connect(self, read_only: bool = False,
+                log: Log | None = None) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
+        # this code's readers read what its writers attached: one ATTACH per process
+        return self._cursor(attached_read_only=False)
+
+    def connect_reader(self) -> AbstractContextManager[duckdb.DuckDBPyConnection]:
+        return self._cursor(attached_read_only=True)
+
+    @contextmanager
+    def _cursor(self, attached_read_only: bool) -> Iterator[duckdb.DuckDBPyConnection]:
+        """A cursor of the process's attached lake (an ATTACH costs about a second)."""
+        cursor = _attached_lake(self, attached_read_only).cursor()
+        try:
+            cursor.execute(f"USE {LAKE_ALIAS}")
+            yield cursor
+        finally:
+            cursor.close()
+
+    def publish(self, log: Log | None = None) -> None:
+        """Nothing to publish: readers read the lake's newest snapshot themselves."""
+
+    def write(self, work: Callable[[duckdb.DuckDBPyConnection], _T],
+              log: Log | None = None) -> _T:
+        """``work`` again, on a fresh snapshot, while it meets another writer's commit."""
+        log = log or _LOG
+        with self.connect() as conn:
+            for attempt in range(1, LAKE_WRITE_ATTEMPTS + 1):
+                try:
+                    return work(conn)
+                except (BookerWriteConflict, duckdb.TransactionException) as exc:
+                    cause = exc.cause if isinstance(exc, BookerError) else one_line(exc)
+                    with suppress(duckdb.Error):
+                        conn.rollback()
+                    if attempt == LAKE_WRITE_ATTEMPTS:
+                        raise BookerStorageError(
+                            f"another writer committed first {attempt} times in a row; nothing"
+                            f" was changed: {cause}", where=self.where,
+                            fix="run fewer loads at once into this DuckLake, then re-run this one",
+                        ) from exc
+                    log.info(f"{self.where}: another writer committed first ({cause}); retrying "
+                             f"the whole transaction (attempt {attempt + 1} of "
+                             f"{LAKE_WRITE_ATTEMPTS})")
+                    time.sleep(random.uniform(0.05, 0.2) * attempt)  # jitter: both may retry
+        raise AssertionError("unreachable")
+
+
+def warehouse_of(settings: Settings) -> Warehouse:
+    """The warehouse ``settings`` choose (BOOKER_WAREHOUSE)."""
+    return open_warehouse(settings.warehouse, settings.duckdb_path, settings.ducklake_catalog,
+                          settings.ducklake_data_path, settings.lock_wait_seconds)
+
+
+def open_warehouse(kind: str, database: str, catalog: str = "", data_path: str = "",
+                   lock_wait_seconds: float = DEFAULT_LOCK_WAIT_SECONDS) -> Warehouse:
+    if kind == "ducklake":
+        return DuckLake(catalog, data_path)
+    return DuckDBFile(database, lock_wait_seconds)
+
+
+# ---------------------------------------------------------------- the DuckDB file
 
 
 _thread_locks: dict[Path, threading.Lock] = {}
 _thread_locks_guard = threading.Lock()
+# DuckDB's message when another process holds the file: it names the program and its PID.
+_HOLDER = re.compile(r"Conflicting lock is held in (?P<program>.*?) \(PID (?P<pid>\d+)\)")
+_NEWER_FILE = "created with an newer version of DuckDB"
 
 
 @contextmanager
-def connect_locked(
-    database: str, read_only: bool = False, timeout_seconds: float = 600
-) -> Iterator[duckdb.DuckDBPyConnection]:
-    """A DuckDB connection held under the lock every Booker reader and writer takes.
+def connect_locked(database: str, read_only: bool = False,
+                   timeout_seconds: float = DEFAULT_LOCK_WAIT_SECONDS,
+                   log: Log | None = None) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A DuckDB connection held under the lock every Booker reader and writer takes; waits (and
+    says why) while another process holds the file, ``timeout_seconds`` at most.
 
     Not re-entrant: do not call it again (same database) while holding its connection.
     """
     path = prepare_path(database, read_only)
-    deadline = time.monotonic() + timeout_seconds
-    with _thread_lock(path, deadline), _file_lock(path, deadline, timeout_seconds):
-        config = {"access_mode": "READ_ONLY"} if read_only else {}
-        with DuckDBResource(database=str(path), connection_config=config).get_connection() as conn:
-            try:
-                yield conn
-            finally:  # get_connection skips close() when the body raises
-                conn.close()
+    wait = _Wait(f"DuckDB {path}", timeout_seconds, log or _LOG)
+    with _thread_lock(path, wait), _file_lock(path, wait):
+        conn = _connect_file(path, read_only, wait)
+        try:
+            yield conn
+        finally:
+            conn.close()
 
 
 def prepare_path(database: str, read_only: bool) -> Path:
     path = Path(database).expanduser().resolve()
     if read_only and not path.exists():
-        # checked here: DuckDB's "file not found" would be retried by backoff for ~100 s
         raise BookerStorageError(
             "the file does not exist", where=f"DuckDB {path}", fix="materialize an asset first"
         )
@@ -84,16 +259,49 @@ def prepare_path(database: str, read_only: bool) -> Path:
     return path
 
 
+class _Wait:
+    """One bounded wait for the file, whoever holds it: says at once who holds it and what to
+    do, again every LOG_EVERY_S, and raises BookerStorageBusy when the time is up."""
+
+    def __init__(self, where: str, seconds: float, log: Log) -> None:
+        self.where, self.seconds, self.log = where, seconds, log
+        self.started = time.monotonic()
+        self.said: float | None = None  # when the wait was last reported
+
+    def left(self) -> float:
+        return max(self.seconds - (time.monotonic() - self.started), 0.0)
+
+    def pause(self, holder: str, fix: str, quiet: float = 0.0) -> None:
+        waited = time.monotonic() - self.started
+        if waited >= self.seconds:
+            raise BookerStorageBusy(
+                f"{holder} held it for the {self.seconds:g} s a load waits; nothing was written,"
+                " and the step is not retried (a retry would fetch from Booker again)",
+                where=self.where,
+                fix=f"{fix}; then re-run these partitions (BOOKER_LOCK_WAIT_SECONDS sets the wait)",
+            )
+        if waited >= quiet and (self.said is None or time.monotonic() - self.said >= LOG_EVERY_S):
+            self.log.warning(f"{self.where} is held by {holder}: waited {waited:.0f} s, waiting "
+                             f"up to {self.left():.0f} s more. Fix: {fix}")
+            self.said = time.monotonic()
+        time.sleep(min(POLL_S, self.left()))
+
+    def over(self) -> None:
+        if self.said is not None:
+            self.log.info(f"{self.where} is free again after "
+                          f"{time.monotonic() - self.started:.1f} s: going on")
+
+
 @contextmanager
-def _thread_lock(path: Path, deadline: float) -> Iterator[None]:
+def _thread_lock(path: Path, wait: _Wait) -> Iterator[None]:
     # flock is per open file, so threads would also exclude each other; this lock just
     # makes them wait in-process and keeps DuckDB's same-process instance cache consistent.
     with _thread_locks_guard:
         lock = _thread_locks.setdefault(path, threading.Lock())
-    if not lock.acquire(timeout=max(deadline - time.monotonic(), 0)):
-        raise BookerStorageError(
-            "another thread of this process holds the DuckDB file", where=f"DuckDB {path}"
-        )
+    if not lock.acquire(timeout=wait.left()):
+        raise BookerStorageBusy(
+            f"another thread of this process held the file for the {wait.seconds:g} s a load"
+            " waits", where=wait.where)
     try:
         yield
     finally:
@@ -101,26 +309,199 @@ def _thread_lock(path: Path, deadline: float) -> Iterator[None]:
 
 
 @contextmanager
-def _file_lock(path: Path, deadline: float, timeout_seconds: float) -> Iterator[None]:
+def _file_lock(path: Path, wait: _Wait) -> Iterator[None]:
+    """The writers' queue: an flock on ``<db>.lock``, which holds the PID of its holder."""
     lock_path = path.parent / f"{path.name}.lock"
-    with open(lock_path, "a") as handle:
+    with open(lock_path, "a+") as handle:
         while True:
             try:
                 fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise BookerStorageBusy(
-                        f"another process holds the DuckDB file (lock {lock_path}) for more"
-                        f" than {timeout_seconds:g} s",
-                        where=f"DuckDB {path}",
-                        fix="wait for the other run or raise lock_timeout_seconds",
-                    ) from None
-                time.sleep(0.05)
+                wait.pause(f"another process of this project ({_lock_holder(lock_path)}, lock "
+                           f"{lock_path})", "writers take turns; if this lasts, see what that"
+                           " process is doing", quiet=QUEUE_QUIET_S)
+        os.ftruncate(handle.fileno(), 0)
+        os.write(handle.fileno(), f"{os.getpid()}\n".encode())
         try:
             yield
         finally:
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def _lock_holder(lock_path: Path) -> str:
+    with suppress(OSError):
+        pid = lock_path.read_text().strip()
+        if pid.isdigit():
+            return f"PID {pid}"
+    return "PID unknown"
+
+
+def _connect_file(path: Path, read_only: bool, wait: _Wait) -> duckdb.DuckDBPyConnection:
+    """duckdb.connect, waiting while another process holds the file (DuckDB names it)."""
+    while True:
+        try:
+            conn = duckdb.connect(str(path), read_only=read_only)
+        except duckdb.IOException as exc:
+            message = str(exc)
+            held = _HOLDER.search(message)
+            if held is None:
+                raise _unreadable(path, message) from exc
+            wait.pause(_describe_holder(held), _holder_fix(path))
+            continue
+        wait.over()
+        return conn
+
+
+def _describe_holder(held: re.Match) -> str:
+    pid = held["pid"]
+    command = ""
+    with suppress(OSError):  # the holder may be on this host: its command line says who
+        command = Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode().strip()
+    return f"PID {pid} ({command or held['program']})"
+
+
+def _holder_fix(path: Path) -> str:
+    return (f"close that process's connection to the live file (DBeaver: Disconnect; a notebook:"
+            f" con.close()). Analysts read {read_copy_path(str(path))} instead, which a load"
+            f" never waits for")
+
+
+def _unreadable(path: Path, message: str) -> BookerStorageError:
+    if _NEWER_FILE in message:
+        return BookerStorageError(
+            "the file was written by a newer DuckDB (2.x) than this version's 1.4.4, the LTS line"
+            " the DuckLake extensions are built for, which cannot read it; nothing was changed",
+            where=f"DuckDB {path}",
+            fix="export it with DuckDB 2 and import it here, as the README's 'A database file"
+                " from DuckDB 2' says",
+        )
+    return BookerStorageError(message.splitlines()[0], where=f"DuckDB {path}")
+
+
+# ---------------------------------------------------------------- the read copy
+
+
+def read_copy_path(database: str) -> Path:
+    """Where analysts read: ``data/booker_assets.read.duckdb`` beside the file. Its catalog is
+    named like the live file's (DuckDB stops at the first dot), so queries read the same."""
+    path = Path(database).expanduser().resolve()
+    return path.with_name(f"{path.stem}.read{path.suffix}")
+
+
+def publish_read_copy(database: str, lock_wait_seconds: float = DEFAULT_LOCK_WAIT_SECONDS,
+                      log: Log | None = None) -> Path | None:
+    """Copy the checkpointed file to its read copy, atomically; the new copy's path, or None
+    when the copy is already as new as the file (or there is no file)."""
+    live, copy = Path(database).expanduser().resolve(), read_copy_path(database)
+    if not live.exists() or _is_current(copy, live):
+        return None
+    # A writing connection: no other process can hold the file, so none can write it while it
+    # is copied; after CHECKPOINT the file holds every commit and the WAL is gone.
+    with connect_locked(database, timeout_seconds=lock_wait_seconds, log=log) as conn:
+        conn.execute("CHECKPOINT")
+        partial = copy.with_name(f".{copy.name}.{os.getpid()}.partial")
+        try:
+            shutil.copyfile(live, partial)
+            with open(partial, "rb") as handle:
+                os.fsync(handle.fileno())
+            partial.chmod(0o444)  # a reminder to open it read-only
+            # A WAL beside the copy would be replayed into the next copy: it can only come
+            # from someone who wrote to an old copy, and the copy is replaced after every run.
+            Path(f"{copy}.wal").unlink(missing_ok=True)
+            os.replace(partial, copy)
+        finally:
+            partial.unlink(missing_ok=True)
+    return copy
+
+
+def _is_current(copy: Path, live: Path) -> bool:
+    if not copy.exists():
+        return False
+    wal = Path(f"{live}.wal")
+    changed = max(live.stat().st_mtime_ns, wal.stat().st_mtime_ns if wal.exists() else 0)
+    return copy.stat().st_mtime_ns >= changed
+
+
+# ---------------------------------------------------------------- the DuckLake
+
+
+_lakes: dict[tuple[str, str, bool], duckdb.DuckDBPyConnection] = {}
+_LAKE_CREATED_AT_ONCE = "Failed to initialize DuckLake"
+_NO_LAKE_YET = "creating a new DuckLake is explicitly disabled"
+_lakes_guard = threading.Lock()
+
+
+def _data_path(raw: str) -> str:
+    """A local data path as an absolute directory; a URL (s3://...) as it is."""
+    return raw if "://" in raw else f"{Path(raw).expanduser().resolve()}/"
+
+
+def _attached_lake(lake: DuckLake, read_only: bool) -> duckdb.DuckDBPyConnection:
+    """This process's in-memory DuckDB with the lake attached (once per lake and mode)."""
+    key = (lake.catalog, lake.data_path, read_only)
+    with _lakes_guard:
+        if key not in _lakes:
+            _lakes[key] = _attach(lake, read_only)
+        return _lakes[key]
+
+
+def _attach(lake: DuckLake, read_only: bool) -> duckdb.DuckDBPyConnection:
+    if "://" not in lake.data_path:
+        Path(lake.data_path).mkdir(parents=True, exist_ok=True)
+    conn = duckdb.connect(":memory:", config={
+        "extension_directory": _extension_directory(),
+        "autoinstall_known_extensions": False,  # never download: the wheels' files only
+        "autoload_known_extensions": True,  # ATTACH 'ducklake:postgres:' loads both
+    })
+    options = [f"DATA_PATH {_literal(lake.data_path)}", *(["READ_ONLY"] if read_only else [])]
+    attach = (f"ATTACH {_literal('ducklake:postgres:' + lake.catalog)} AS {LAKE_ALIAS}"
+              f" ({', '.join(options)})")
+    for attempt in range(1, LAKE_WRITE_ATTEMPTS + 1):
+        try:
+            conn.execute(attach)
+            return conn
+        except duckdb.Error as exc:
+            # The first ATTACH of a new catalog creates its tables: of two processes doing
+            # that at once, one fails (Postgres: duplicate key) and finds them made next time.
+            if _LAKE_CREATED_AT_ONCE in str(exc) and attempt < LAKE_WRITE_ATTEMPTS:
+                time.sleep(random.uniform(0.05, 0.2) * attempt)
+                continue
+            conn.close()
+            if _NO_LAKE_YET in str(exc):  # only a writer creates it
+                raise BookerStorageError("the catalog holds no DuckLake yet", where=lake.where,
+                                         fix="materialize an asset first: the first load"
+                                             " creates it") from exc
+            raise BookerStorageError(
+                f"cannot attach the DuckLake: {one_line(exc)}", where=lake.where,
+                fix="check that the Postgres server of BOOKER_DUCKLAKE_CATALOG is up, that its"
+                    " database exists, that PGPASSWORD (or ~/.pgpass) holds its user's password,"
+                    " and that BOOKER_DUCKLAKE_DATA_PATH is reachable",
+            ) from exc
+    raise AssertionError("unreachable")
+
+
+def one_line(exc: Exception, limit: int = 400) -> str:
+    """DuckDB's message on one line (DuckLake's conflicts say what conflicted on the third)."""
+    return " ".join(str(exc).split())[:limit]
+
+
+def _extension_directory() -> str:
+    """The ``duckdb-ext-*`` wheels' folder, laid out as DuckDB's extension_directory."""
+    spec = importlib.util.find_spec("duckdb_ext")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        if (Path(folder) / "extensions").is_dir():
+            return str(Path(folder) / "extensions")
+    raise BookerStorageError(
+        "the DuckLake extensions are not installed", where="BOOKER_WAREHOUSE=ducklake",
+        fix="run `make install` (pyproject installs duckdb-ext-ducklake and duckdb-ext-postgres)")
+
+
+def _literal(text: str) -> str:
+    return "'" + text.replace("'", "''") + "'"
+
+
+# ---------------------------------------------------------------- naming
 
 
 def quote(identifier: str) -> str:
