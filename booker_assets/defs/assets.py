@@ -168,13 +168,16 @@ def _materialize(
         for name, (group, tables) in wanted.items() for location, days in slices.items()
     }
     done: dict[str, list[dict[str, ReportFrame]]] = {name: [] for name in wanted}
-    names = _location_names(client, slices)
+    names: dict[str, str] = {}
     for future in as_completed(fetches):
         name, location, days = fetches[future]
         if not _collect(future, done[name], failed, name, location, days, context):
             continue
         if len(done[name]) == len(slices):  # every location of this report is fetched
             group, tables = wanted[name]
+            # The report's fetches read each location's record: it is cached now, so naming
+            # the locations costs no request (nor a retry counted by no report).
+            names = names or _location_names(client, slices)
             yield from _outputs(context, tables, done.pop(name), slices, _own(group, options),
                                 views[name].stats.snapshot(), names)
     if failed:
@@ -203,14 +206,10 @@ def _collect(future: Future, frames: list, failed: list[Failed], name: str, loca
 
 
 def _location_names(client: BookerClient, slices: Mapping[str, list[date]]) -> dict[str, str]:
-    """"1001 Café Lumière Spa & Salon" for the UI; the partition keys stay ids. A location
-    Booker cannot tell about keeps its id here: its reports fail with the cause."""
+    """"1001 Café Lumière Spa & Salon" for the UI; the partition keys stay ids."""
     names = {}
     for location in slices:
-        try:
-            record = client.location(location)
-        except BookerError:
-            continue
+        record = client.location(location)
         names[location] = f"{location} {record.get('BusinessName') or ''}".strip()
     return names
 
