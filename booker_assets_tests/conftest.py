@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import os
 from collections.abc import Iterable, Iterator, Sequence
 from datetime import date, datetime, timezone
 from pathlib import Path
@@ -22,6 +23,19 @@ from booker_assets_tests.postgres import postgres_dsn, postgres_server  # noqa: 
 SANDBOX_NOW = datetime(2025, 6, 30, 12, tzinfo=timezone.utc)
 SANDBOX_SETTINGS = SandboxSettings(start_date=date(2025, 1, 1), end_date=date(2025, 6, 30),
                                    now=SANDBOX_NOW)
+
+
+@pytest.fixture(autouse=True)
+def no_booker_environment() -> Iterator[None]:
+    """Each test starts without BOOKER_* variables and leaves the environment as it found it:
+    the developer's shell must not steer a test, and the code location writes the sandbox's
+    defaults into this process's environment (``apply_account_defaults``)."""
+    saved = dict(os.environ)
+    for name in [name for name in os.environ if name.startswith("BOOKER_")]:
+        del os.environ[name]
+    yield
+    os.environ.clear()
+    os.environ.update(saved)
 
 
 @pytest.fixture(scope="session")

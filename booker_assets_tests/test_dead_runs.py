@@ -28,7 +28,7 @@ from dagster._core.events import DagsterEventType
 from dagster_graphql import DagsterGraphQLClient
 
 from booker_assets.defs.assets import API_POOL, STEP_NAME
-from booker_assets.defs.partitions import RANGE_END, RANGE_START
+from booker_assets.defs.partitions import RANGE_END, RANGE_START, add_locations
 from booker_assets.defs.runs import PID_TAG, REAPER_NAME
 from booker_assets.sandbox import BookerSandbox, SandboxSettings
 from booker_assets_tests.e2e import (
@@ -68,6 +68,8 @@ def deployment(slow_sandbox: BookerSandbox, tmp_path_factory: pytest.TempPathFac
     """Webserver and daemon; of the default-on sensors only the reaper runs."""
     root = tmp_path_factory.mktemp("deployment")
     env = instance_environment(slow_sandbox, root, LOCS)
+    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+        add_locations(instance, LOCS)  # what the (stopped) booker_locations sensor would do
     deadline = time.monotonic() + STARTUP_S
     with webserver_and_daemon(env, root, deadline, keep_running={REAPER_NAME}) as (client,
                                                                                    logs):

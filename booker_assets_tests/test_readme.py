@@ -31,6 +31,7 @@ from pathlib import Path
 
 import pytest
 
+from booker_assets.defs.storage import connect_locked
 from booker_assets.sandbox import BookerSandbox, SandboxSettings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -215,6 +216,9 @@ def test_every_readme_command_works(tmp_path: Path) -> None:
         requests = account_sandbox.stats.requests
     print("\n" + "\n".join(report))
     assert requests > 0  # the account's block reached the account
-    assert (clone / "booker_locations.txt").read_text().split() == ["1001", "1002", "1003",
-                                                                    "1004"]
+    # the backfill block loaded its range (June 2025 of 1001 and 1002) into the clone's file
+    with connect_locked(str(clone / "data" / "booker_assets.duckdb"), read_only=True) as conn:
+        loaded = conn.execute("SELECT DISTINCT location_id FROM booker.orders WHERE report_date"
+                              " BETWEEN '2025-06-01' AND '2025-06-30' ORDER BY 1").fetchall()
+    assert loaded == [(1001,), (1002,)]
     assert (clone / "data" / "demo.log").stat().st_size > 0

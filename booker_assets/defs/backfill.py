@@ -22,6 +22,7 @@ import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
+from typing import Any
 
 import dagster as dg
 
@@ -124,9 +125,34 @@ def run_slices(
     a failed run is reported and the next one goes on, like a backfill's."""
     tags = {**(tags or {}), BACKFILL_TAG: f"cli-{uuid.uuid4().hex[:8]}"}
     for piece in slices:
-        yield piece, materialize_range(defs, instance, [piece.location], piece.first,
-                                       piece.last, selection=selection, run_config=run_config,
-                                       tags=tags, raise_on_error=False)
+        result = materialize_range(defs, instance, [piece.location], piece.first, piece.last,
+                                   selection=selection, run_config=run_config, tags=tags,
+                                   raise_on_error=False)
+        yield piece, result
+        if interrupted(result):  # SIGTERM or Ctrl-C ended that run: stop, not the next slice
+            return
+
+
+def interrupted(result: dg.ExecuteInProcessResult) -> bool:
+    """Whether the run ended because this process was told to stop (SIGTERM, Ctrl-C): a step
+    failed as interrupted (Dagster's own error source for it), or the run did while its step
+    waited for a pool slot (``pool_wait.py`` raises Dagster's interrupted error there)."""
+    for event in result.all_events:
+        if event.is_step_failure:
+            if getattr(event.step_failure_data.error_source, "value", "") == "INTERRUPT":
+                return True
+        elif event.is_run_failure and _caused_by_interrupt(event.job_failure_data.error):
+            return True
+    return False
+
+
+def _caused_by_interrupt(error: Any) -> bool:
+    """``error``: a SerializableErrorInfo (its cause and context chain) or None."""
+    while error is not None:
+        if error.cls_name in ("DagsterExecutionInterruptedError", "KeyboardInterrupt"):
+            return True
+        error = error.cause or error.context
+    return False
 
 
 def instance_from_env() -> dg.DagsterInstance:
