@@ -70,6 +70,16 @@ def first_row(key: str, **fields) -> Callable[[dict], dict]:
     return change
 
 
+def rows_of(key: str, days: tuple[date, ...], **fields) -> Callable[[dict], dict]:
+    """Change the rows of ``days`` (a schedule is asked for its whole month)."""
+    def change(body: dict) -> dict:
+        for row in body.get(key) or []:
+            if str(row.get("Date", ""))[:10] in {d.isoformat() for d in days}:
+                row.update(fields)
+        return body
+    return change
+
+
 def test_a_legacy_schedule_date_with_its_twin_loads(tmp_path):
     """The independent server wrote ``Date: "/Date(...)/"`` beside ``DateOffset``: the day
     is the one they name, not a crash of the shared step."""
@@ -195,10 +205,12 @@ def test_a_full_disk_names_the_cause_and_keeps_what_was_stored(tmp_path, monkeyp
 
 
 def test_an_unreadable_schedule_row_is_rejected_on_its_own_day(tmp_path):
-    """Its employee is undated (a list), the row names its day: the reject goes there, once."""
+    """Its employee is undated (a list), the row names its day: the reject goes there, once.
+    The same bad row on a day outside the run is left to that day's run."""
     days = (DAY, DAY + date.resolution)
-    with rewritten(on_path("/schedule", first_row("EmployeeDaySchedules",
-                                                  StartTime="9 o'clock"))) as sb:
+    bad_days = (DAY, DAY - date.resolution)
+    with rewritten(on_path("/schedule", rows_of("EmployeeDaySchedules", bad_days,
+                                                StartTime="9 o'clock"))) as sb:
         result, db = load(sb, tmp_path, ["booker/employee_schedules"], days=days)
         employees = len(sb.dataset.employees(1001, False, False))
     assert result.success

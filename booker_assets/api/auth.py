@@ -27,6 +27,7 @@ import requests
 from requests.auth import AuthBase
 
 from booker_assets.api.replies import Reply, Scrubber, seconds
+from booker_assets.api.shared_replies import SharedReplies
 from booker_assets.errors import BookerCredentialsError, BookerResponseError
 
 log = logging.getLogger("booker_assets.api.client.auth")
@@ -108,11 +109,18 @@ class TokenIssuer:
 class TokenCache:
     """Tokens by scope, each renewed by one thread while the others wait for it (no stampede)."""
 
-    def __init__(self, issue: Callable[[str], Token], clock: Callable[[], float]) -> None:
-        self._issue, self._clock = issue, clock
+    def __init__(self, issue: Callable[[str], Token], clock: Callable[[], float],
+                 on_shared: Callable[[str], None] = lambda token: None) -> None:
+        self._issue, self._clock, self._on_shared = issue, clock, on_shared
         self._tokens: dict[str, Token] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
+        self._store: SharedReplies | None = None
+
+    def share(self, store: SharedReplies) -> None:
+        """Take tokens the other runs of a backfill got, and give them ours: a day-run of 31
+        locations would otherwise ask 32 tokens that the backfill's previous run holds."""
+        self._store = store
 
     def _lock(self, scope: str) -> threading.Lock:
         with self._guard:
@@ -122,15 +130,28 @@ class TokenCache:
         with self._lock(scope):
             token = self._tokens.get(scope)
             if token is None or self._clock() >= token.renew_at:
-                token = self._tokens[scope] = self._issue(scope)
+                token = self._tokens[scope] = self._obtain(scope)
             return token.value
 
+    def _obtain(self, scope: str) -> Token:
+        if self._store is None:
+            return self._issue(scope)
+        kept, shared = self._store.get_or_fetch(
+            ["token", scope], lambda: vars(self._issue(scope)),
+            fresh=lambda token: self._clock() < token["renew_at"])
+        if shared:
+            self._on_shared(kept["value"])  # blanked from server text like our own
+        return Token(**kept)
+
     def invalidate(self, scope: str, stale: str) -> None:
-        """Drop ``stale`` unless another thread already replaced it."""
+        """Drop ``stale`` unless another thread already replaced it (and from the shared
+        tokens: the next run asks a new one)."""
         with self._lock(scope):
             token = self._tokens.get(scope)
             if token is not None and token.value == stale:
                 del self._tokens[scope]
+                if self._store is not None:
+                    self._store.forget(["token", scope])
 
 
 class BookerAuth(AuthBase):

@@ -35,6 +35,7 @@ from booker_assets.api.replies import (
     unwrap,
 )
 from booker_assets.api.retry import RetryPolicy, with_retries
+from booker_assets.api.shared_replies import SharedReplies
 from booker_assets.api.transport import Transport
 from booker_assets.errors import BookerResponseError
 
@@ -55,14 +56,16 @@ class ClientStats:
         self.retries: Counter[str] = Counter()
         self.http_seconds = 0.0
         self.tokens = 0
+        self.shared_replies = 0  # replies another run of the backfill had asked (no request)
 
     def add(self, *, requests: int = 0, pages: int = 0, seconds: float = 0.0, tokens: int = 0,
-            retry: str | None = None) -> None:
+            retry: str | None = None, shared: int = 0) -> None:
         with self._lock:
             self.requests += requests
             self.pages += pages
             self.http_seconds += seconds
             self.tokens += tokens
+            self.shared_replies += shared
             if retry:
                 self.retries[retry] += 1
 
@@ -74,6 +77,7 @@ class ClientStats:
                 "retries": dict(self.retries),
                 "http_seconds": round(self.http_seconds, 3),
                 "tokens": self.tokens,
+                "shared_replies": self.shared_replies,
             }
 
 
@@ -94,14 +98,17 @@ class Shared:
 class ReportView:
     """Calls sharing ``shared``, counted in this view's own ``stats``."""
 
-    def __init__(self, shared: Shared, report: str = "") -> None:
+    def __init__(self, shared: Shared, report: str = "",
+                 replies: SharedReplies | None = None) -> None:
         self.shared = shared  # shared with every view of the client
         self.report = report  # own: the default name of this view's calls in errors
         self.stats = ClientStats()  # own
+        self.replies = replies  # own: the replies its backfill's runs share, if any
 
-    def view(self, report: str = "") -> ReportView:
-        """Another view of the same client, with stats of its own."""
-        return ReportView(self.shared, report)
+    def view(self, report: str = "", replies: SharedReplies | None = None) -> ReportView:
+        """Another view of the same client, with stats of its own; ``replies``: share the
+        calls marked ``share`` with the other runs of a backfill."""
+        return ReportView(self.shared, report, replies)
 
     @property
     def executor(self) -> BoundedExecutor:
@@ -143,8 +150,13 @@ class ReportView:
                          on_reread=lambda: self.stats.add(retry="list_moved")).read()
 
     def get(self, path: str, results_key: str | None, params: dict | None = None, *,
-            location_id: int | str | None = None, report: str = "") -> list[dict] | dict:
-        """A GET call: the rows under ``results_key``, or the (unwrapped) body when it is None."""
+            location_id: int | str | None = None, report: str = "",
+            share: bool = False) -> list[dict] | dict:
+        """A GET call: the rows under ``results_key``, or the (unwrapped) body when it is None.
+        ``share``: a reply no partition day shapes, read from the backfill's shared replies."""
+        if share and self.replies is not None:
+            return self._shared(["GET", path, results_key, params, location_id], lambda: self.get(
+                path, results_key, params, location_id=location_id, report=report))
         where = _where(report or self.report or path, location_id)
         query = dict(params or {})
         if location_id is not None:
@@ -161,20 +173,34 @@ class ReportView:
         return self.find(LOCATIONS_PATH, "Results", report="locations").rows
 
     def location(self, location_id: int | str) -> dict:
-        """One location's record (brand token), cached for the life of the client."""
+        """One location's record (brand token), cached for the life of the client, and shared
+        by the runs of the view's backfill."""
         key, shared = str(location_id), self.shared
         with shared.locations_lock:
             cached = shared.locations.get(key)
-        if cached is None:
-            where = _where("location", location_id)
-            reply = self._call("GET", LOCATION_PATH.format(id=key), where=where, scope=BRAND,
-                               location_id=location_id)
-            if reply.not_found:
-                raise invisible_location(location_id, where, reply.error.cause) from None
-            cached = unwrap(expect_object(reply.value(), where))
+        if cached is None:  # the brand token's call, or another run of the backfill's reply
+            def fetch() -> dict:
+                return self._location_record(location_id)
+
+            cached = self._shared(["location", key], fetch) if self.replies else fetch()
             with shared.locations_lock:
                 shared.locations[key] = cached
         return cached
+
+    def _location_record(self, location_id: int | str) -> dict:
+        where = _where("location", location_id)
+        reply = self._call("GET", LOCATION_PATH.format(id=str(location_id)), where=where,
+                           scope=BRAND, location_id=location_id)
+        if reply.not_found:
+            raise invisible_location(location_id, where, reply.error.cause) from None
+        return unwrap(expect_object(reply.value(), where))
+
+    def _shared(self, call: list, fetch: Callable[[], T]) -> T:
+        assert self.replies is not None
+        reply, kept = self.replies.get_or_fetch(call, fetch)
+        if kept:
+            self.stats.add(shared=1)
+        return reply
 
     # ----- the pipeline: retry → auth → send → classify -----------------------------------
 

@@ -36,7 +36,8 @@ class IsoWindow:
 
 @dataclass(frozen=True)
 class DateRange:
-    """One call for the slice's first to last day as ``YYYY-MM-DD``; each row names its day in
+    """One call for the whole months of the slice's days, as ``YYYY-MM-DD`` (the same call for
+    every run of a month: shared by a backfill's runs); each row names its day in
     ``day_field``. With the option ``defaults_option`` on, Booker ignores the dates and returns
     one undated row per weekday (``defaults_flag=true``)."""
 

@@ -21,6 +21,7 @@ import pandas as pd
 import pydantic
 
 from booker_assets.api.client import BookerClient, BookerResource
+from booker_assets.api.shared_replies import SharedReplies
 from booker_assets.catalogue.options import OPTIONS
 from booker_assets.catalogue.reports import GROUPS, ReportGroup, Table
 from booker_assets.defs.partitions import BookerPartitions, days_by_location
@@ -42,6 +43,9 @@ RETRY = dg.RetryPolicy(
 # A backfill is cut into runs of at most a month of days (per location): a run holds its days'
 # rows until the step ends, so this bounds a run's memory however long the backfill.
 RUN_DAYS = 31
+# The tags naming the backfill a run belongs to: Dagster's (UI, days back, sensors' backfills)
+# and the command line's. Its runs share the replies no partition day shapes.
+BACKFILL_TAGS = ("dagster/backfill", "booker/backfill")
 
 
 # Where the UI says "UTC" (the daily dimension's label is Dagster's, and cannot be changed).
@@ -158,7 +162,10 @@ def _materialize(
     wanted = {g.name: (g, [t for t in g.tables if t.name in selected]) for g in GROUPS}
     wanted = {name: (group, tables) for name, (group, tables) in wanted.items() if tables}
     slices = days_by_location(context.partition_keys)
-    views = {name: client.view(name) for name in wanted}  # each report counts its requests
+    replies = _backfill_replies(context, client)
+    if replies:
+        client.share_with(replies)
+    views = {name: client.view(name, replies) for name in wanted}  # each counts its requests
     failed: list[Failed] = []
     # Every fetch runs on the client's one bounded executor, as do their pages and
     # per-parent calls; this thread only waits, and stores each report as it completes.
@@ -203,6 +210,13 @@ def _collect(future: Future, frames: list, failed: list[Failed], name: str, loca
         failed.append(Failed(name, location, days, exc))
         context.log.error(f"report failed: {failed[-1]}")
         return False
+
+
+def _backfill_replies(context: dg.AssetExecutionContext,
+                      client: BookerClient) -> SharedReplies | None:
+    """The replies this run shares with the other runs of its backfill (None: not in one)."""
+    backfill = next((context.run.tags[t] for t in BACKFILL_TAGS if t in context.run.tags), None)
+    return SharedReplies(backfill, client.base_url) if backfill else None
 
 
 def _location_names(client: BookerClient, slices: Mapping[str, list[date]]) -> dict[str, str]:

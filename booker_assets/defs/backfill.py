@@ -26,11 +26,11 @@ from typing import Any
 
 import dagster as dg
 
-from booker_assets.defs.assets import RUN_DAYS
+from booker_assets.defs.assets import BACKFILL_TAGS, RUN_DAYS
 from booker_assets.defs.partitions import range_tags
 from booker_assets.defs.runs import worker_tags
 
-BACKFILL_TAG = "booker/backfill"  # every run of one command-line backfill carries its id
+BACKFILL_TAG = BACKFILL_TAGS[1]  # every run of one command-line backfill carries its id
 
 
 @dataclass(frozen=True)

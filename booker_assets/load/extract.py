@@ -1,8 +1,9 @@
 """The one extractor: runs a ``ReportGroup`` for one location over a slice of days.
 
-It fetches the group's root (once per day for an ``IsoWindow``, once for the slice otherwise),
-derives every selected table from those rows (lists exploded, per-parent calls once per
-distinct parent), places each row on its day and types it against the declared schema.
+It fetches the group's root (once per day for an ``IsoWindow``, once for the slice's whole
+months for a ``DateRange``, once otherwise), derives every selected table from those rows
+(lists exploded, per-parent calls once per distinct parent), places each row on its day and
+types it against the declared schema.
 
 Where a row lands:
 - rows of a day's window, or naming their own day (schedules), go to that day;
@@ -62,6 +63,14 @@ class Slice:
     def defaults(self) -> bool:
         """Domo's "Get Schedule Defaults?": schedule calls return undated weekday rows."""
         return bool(self.options.get(DateRange.defaults_option))
+
+    @property
+    def months(self) -> tuple[date, date]:
+        """The whole months the slice's days fall in: what a schedule call asks for, so that
+        every run covering a month asks the same call, shared by the runs of a backfill."""
+        first, last = self.days[0], self.days[-1]
+        after = date(last.year + last.month // 12, last.month % 12 + 1, 1)
+        return first.replace(day=1), after - timedelta(days=1)
 
     def describe(self, day: date | None = None) -> str:
         """Errors name the partition(s) to re-run: the call's day, else the slice."""
@@ -144,9 +153,9 @@ def _api_fields(job: Slice, call: Call) -> dict[str, Any]:
     if isinstance(call.days, DateRange):
         if job.defaults:
             fields[call.days.defaults_flag] = True
-        else:  # Booker wants the dates even for defaults; the slice's, in the location's days
-            fields |= {call.days.since: job.days[0].isoformat(),
-                       call.days.until: job.days[-1].isoformat(),
+        else:  # Booker wants the dates even for defaults; the slice's months, local days
+            since, until = job.months
+            fields |= {call.days.since: since.isoformat(), call.days.until: until.isoformat(),
                        call.days.defaults_flag: False}
     return fields
 
@@ -166,8 +175,9 @@ def _call(job: Slice, call: Call, fields: dict[str, Any], parent_id: Any = None,
         result = job.client.find(path, call.results_key, fields, location_id=job.location_id,
                                  report=report, key_field=call.key_field)
         return result.rows, result
+    # A schedule month's reply is the same for every run covering it: a backfill's runs share it
     rows = job.client.get(path, call.results_key, _query(fields), location_id=job.location_id,
-                          report=report)
+                          report=report, share=isinstance(call.days, DateRange))
     return (rows if isinstance(rows, list) else [rows]), None
 
 
@@ -313,9 +323,12 @@ def _place(job: Slice, derived: Derived, dated: bool
            ) -> tuple[list[tuple[date, dict]], list[Reject]]:
     """Dated rows on their day, undated ones on each observable day; none silently dropped.
 
-    An undated reject of a dated table (a schedule not asked because its employee could not
-    be read) belongs to every day of the slice."""
+    A schedule is asked by whole months: its rows of the months' other days are those days'
+    partitions' rows, stored by the runs of those partitions (from the same reply). A row
+    dated outside what was asked is a reject. An undated reject of a dated table (a schedule
+    not asked because its employee could not be read) belongs to every day of the slice."""
     days = set(job.days)
+    months = job.months
     placed: list[tuple[date, dict]] = []
     rejects: list[tuple[date | None, Reject]] = list(derived.rejects)
     for day, row in derived.rows:
@@ -323,15 +336,24 @@ def _place(job: Slice, derived: Derived, dated: bool
             placed += [(d, row) for d in job.observable]
         elif day in days:
             placed.append((day, row))
+        elif months[0] <= day <= months[1]:
+            continue  # another partition's row: its own run stores it
         else:
             outside = Derived()
             outside.reject(job.days[0], row, BadValue(
                 "report_date", f"Booker dated it {day}, outside the days asked "
-                f"({job.days[0]}..{job.days[-1]})"))
+                f"({months[0]}..{months[1]})"))
             rejects += outside.rejects
     spread = job.days if dated else job.observable
-    return placed, [replace(reject, report_date=d, location_id=job.location_id)
-                    for day, reject in rejects for d in ([day] if day else spread)]
+    out: list[Reject] = []
+    for day, reject in rejects:
+        if day is not None and day not in days:
+            if months[0] <= day <= months[1]:
+                continue  # another partition's reject: its own run records it
+            day = job.days[0]  # dated outside what was asked: on the slice, as rows are
+        out += [replace(reject, report_date=d, location_id=job.location_id)
+                for d in ([day] if day else spread)]
+    return placed, out
 
 
 def _load(job: Slice, table: Table, day: date, placed: list[tuple[date, dict]],

@@ -1,0 +1,177 @@
+"""The runs of one backfill share what no partition day shapes (issue 16): a backfill cut into
+day-runs asks each schedule month and location record once, as one range run would, and
+stores the same rows. Runs outside a backfill share nothing.
+
+The runs here are the shipped code location's (its assets, IO manager and resources) against
+the sandbox, tagged as Dagster's backfill daemon tags a backfill's runs.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections import Counter
+from datetime import date, timedelta
+from pathlib import Path
+
+import dagster as dg
+import pytest
+
+from booker_assets.api.auth import Token, TokenCache
+from booker_assets.api.shared_replies import SharedReplies
+from booker_assets.defs.storage import connect_locked
+from booker_assets.sandbox import BookerSandbox
+from booker_assets_tests.conftest import load_range, make_defs, make_settings
+
+LOC = "1001"
+FIRST = date(2025, 3, 3)
+DAYS = [FIRST + timedelta(days=n) for n in range(3)]
+SCHEDULES = ("GET /v4.1/merchant/employee/{EmployeeID}/schedule",
+             "GET /v4.1/merchant/location/{ID}/schedule")
+LOCATION = "GET /v4.1/merchant/location/{ID}"
+TOKENS = ("POST /v5/auth/connect/token", "POST /v5/auth/context/update")
+SELECTION = ["booker/employee_schedules", "booker/location_schedules"]
+
+
+# ---------------------------------------------------------------- the store itself
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1_000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_a_reply_is_fetched_once_per_backfill_and_host(tmp_path: Path):
+    clock, asked = Clock(), Counter()
+
+    def fetch(name: str):
+        def call() -> list:
+            asked[name] += 1
+            return [{"Date": "2025-03-03", "name": name}]
+        return call
+
+    first = SharedReplies("bf-1", "http://a", path=tmp_path / "r.sqlite", clock=clock)
+    assert first.get_or_fetch(["GET", "/x", {"q": 1}], fetch("x")) == (
+        [{"Date": "2025-03-03", "name": "x"}], False)
+    again = SharedReplies("bf-1", "http://a", path=tmp_path / "r.sqlite", clock=clock)
+    assert again.get_or_fetch(["GET", "/x", {"q": 1}], fetch("x"))[1] is True
+    assert asked == {"x": 1}
+    # another call, another backfill, another host: each asks for itself
+    for replies, call in ((again, ["GET", "/x", {"q": 2}]),
+                          (SharedReplies("bf-2", "http://a", path=tmp_path / "r.sqlite"),
+                           ["GET", "/x", {"q": 1}]),
+                          (SharedReplies("bf-1", "http://b", path=tmp_path / "r.sqlite"),
+                           ["GET", "/x", {"q": 1}])):
+        assert replies.get_or_fetch(call, fetch("x"))[1] is False
+    assert asked == {"x": 4}
+
+
+def test_a_reply_older_than_its_ttl_is_asked_again_and_purged(tmp_path: Path):
+    clock, path = Clock(), tmp_path / "r.sqlite"
+    replies = SharedReplies("bf", "h", ttl=60, path=path, clock=clock)
+    replies.get_or_fetch(["a"], lambda: 1)
+    clock.now += 61
+    assert replies.get_or_fetch(["a"], lambda: 2) == (2, False)
+    clock.now += 61
+    SharedReplies("bf", "h", ttl=60, path=path, clock=clock)  # a new run purges what expired
+    with sqlite3.connect(path) as db:
+        assert db.execute("select count(*) from replies").fetchone() == (0,)
+
+
+def test_an_unusable_file_costs_requests_not_the_load(tmp_path: Path, caplog):
+    path = tmp_path / "r.sqlite"
+    path.write_bytes(b"not a database" * 100)
+    replies = SharedReplies("bf", "h", path=path)
+    assert replies.get_or_fetch(["a"], lambda: [1]) == ([1], False)
+    assert replies.get_or_fetch(["a"], lambda: [2]) == ([2], False)
+    assert "delete the file" in caplog.text and str(path) in caplog.text
+
+
+def test_a_shared_token_is_used_until_due_and_a_refused_one_is_replaced(tmp_path: Path):
+    clock, issued, blanked = Clock(), [], []
+
+    def issue(scope: str) -> Token:
+        issued.append(scope)
+        return Token(f"{scope}-{len(issued)}", renew_at=clock.now + 100)
+
+    store = SharedReplies("bf", "h", path=tmp_path / "r.sqlite", clock=clock)
+    first, second = (TokenCache(issue, clock, on_shared=blanked.append) for _ in range(2))
+    for cache in (first, second):
+        cache.share(store)
+    assert first.get("1001") == second.get("1001") == "1001-1"  # the second run's is shared
+    assert blanked == ["1001-1"]  # and its text is blanked from errors like its own
+    second.invalidate("1001", "1001-1")  # Booker refused it: nobody takes it again
+    assert TokenCache(issue, clock).get("1001") == "1001-2"
+    fresh = TokenCache(issue, clock)
+    fresh.share(store)
+    assert fresh.get("1001") == "1001-3"
+    clock.now += 101  # due for renewal: a new one, not the kept one
+    later = TokenCache(issue, clock)
+    later.share(store)
+    assert later.get("1001") == "1001-4" and issued == ["1001"] * 4
+
+
+# ---------------------------------------------------------------- a backfill's day-runs
+
+
+def _rows(database: Path, table: str) -> list[tuple]:
+    with connect_locked(str(database), read_only=True) as conn:
+        frame = conn.execute(f"select * exclude (_loaded_at) from booker.{table}").fetchdf()
+    return sorted(frame.astype(str).itertuples(index=False, name=None))
+
+
+def _load(sandbox: BookerSandbox, tmp_path: Path, name: str, runs: list[tuple[date, date]],
+          tags: dict[str, str]) -> tuple[Path, Counter[str], list[dg.ExecuteInProcessResult]]:
+    """``runs`` (first, last day) of the schedules into a DuckDB file of their own."""
+    settings = make_settings(tmp_path / name, (LOC,))
+    (tmp_path / name).mkdir()
+    defs = make_defs(sandbox, settings)
+    before = sandbox.stats.by_route
+    with dg.DagsterInstance.ephemeral() as instance:
+        results = [load_range(defs, [LOC], first, last, instance=instance, selection=SELECTION,
+                              tags=tags) for first, last in runs]
+    return Path(settings.duckdb_path), sandbox.stats.by_route - before, results
+
+
+@pytest.mark.parametrize("tag", ["dagster/backfill", "booker/backfill"])
+def test_day_runs_of_a_backfill_ask_what_one_range_run_asks(sandbox: BookerSandbox,
+                                                           tmp_path: Path, tag: str):
+    one, one_asked, _ = _load(sandbox, tmp_path, "range", [(DAYS[0], DAYS[-1])], {})
+    split, split_asked, results = _load(sandbox, tmp_path, "days", [(d, d) for d in DAYS],
+                                        {tag: f"bf-{tmp_path.name}"})
+    for route in (*SCHEDULES, LOCATION, *TOKENS):
+        assert split_asked[route] == one_asked[route] > 0, route
+    for table in ("employee_schedules", "location_schedules"):
+        assert _rows(split, table) == _rows(one, table) and _rows(one, table)
+        with connect_locked(str(split), read_only=True) as conn:
+            assert conn.execute("select count(*) from booker._rejects").fetchone() == (0,)
+    shared = [event.materialization.metadata.get("booker/run_shared_replies")
+              for result in results for event in result.get_asset_materialization_events()
+              if "booker/run_shared_replies" in event.materialization.metadata]
+    assert shared[0].value == 0 and all(s.value > 0 for s in shared[2:])
+
+
+def test_runs_outside_a_backfill_share_nothing(sandbox: BookerSandbox, tmp_path: Path):
+    _, one_asked, _ = _load(sandbox, tmp_path, "range", [(DAYS[0], DAYS[-1])], {})
+    _, split_asked, _ = _load(sandbox, tmp_path, "days", [(d, d) for d in DAYS], {})
+    for route in (*SCHEDULES, *TOKENS):
+        assert split_asked[route] == len(DAYS) * one_asked[route], route
+
+
+def test_a_day_run_asks_its_month_and_stores_only_its_day(sandbox: BookerSandbox,
+                                                         tmp_path: Path):
+    """A schedule asked for its whole month holds the month's other days: other partitions'
+    rows, left to their own runs, neither stored here nor rejected."""
+    far = date(2025, 3, 20)
+    settings = make_settings(tmp_path, (LOC,))
+    defs = make_defs(sandbox, settings)
+    with dg.DagsterInstance.ephemeral() as instance:
+        for day in (DAYS[0], far):
+            load_range(defs, [LOC], day, day, instance=instance, selection=SELECTION)
+    with connect_locked(settings.duckdb_path, read_only=True) as conn:
+        stored = {str(d) for (d,) in conn.execute(
+            "select distinct report_date from booker.employee_schedules").fetchall()}
+        assert conn.execute("select count(*) from booker._rejects").fetchone() == (0,)
+    assert stored == {str(DAYS[0]), str(far)}
