@@ -28,7 +28,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterator
 from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date, datetime, timedelta, timezone
 from multiprocessing.connection import Connection
 from pathlib import Path
@@ -67,6 +67,7 @@ def _serve(settings: SandboxSettings, conn: Connection) -> None:
         while conn.recv() == "stats":
             stats = sandbox.stats
             conn.send({"requests": stats.requests, "throttled": stats.throttled,
+                       "by_route": dict(stats.by_route),
                        "per_second": dict(stats.per_second),
                        "throttled_per_second": dict(stats.throttled_per_second)})
 
@@ -231,14 +232,21 @@ def backfill_runs(target: Target, plan: Plan, database: Path) -> list[tuple[list
             for r in requests]
 
 
+def instance_home(database: Path) -> Path:
+    """The backfill's Dagster instance (runs, events): on disk beside its DuckDB file."""
+    home = database.parent / "dagster_home"
+    home.mkdir(exist_ok=True)
+    return home
+
+
 def one_run(target: Target, plan: Plan, database: Path, selection: list[str],
             tags: dict) -> dict[str, Any]:
     """One backfill run, in its own process: its timeline, rows written and peak memory."""
     defs = definitions(target, plan, database, plan.in_flight)
     assets = [a for a in defs.assets if any(k.to_user_string() in selection for k in a.keys)]
     timeline = Timeline()
-    with dg.DagsterInstance.ephemeral() as instance, instrumented(timeline):
-        add_locations(instance, target.locations)
+    with dg.DagsterInstance.local_temp(str(instance_home(database))) as instance, \
+            instrumented(timeline):
         started = time.perf_counter()
         dg.materialize(assets, selection=selection, resources=defs.resources,
                        instance=instance, run_config=QUIET, tags=tags)
@@ -249,7 +257,12 @@ def one_run(target: Target, plan: Plan, database: Path, selection: list[str],
 
 def backfill(target: Target, plan: Plan, database: Path,
              runs: list[tuple[list[str], dict]]) -> list[dict[str, Any]]:
-    """The backfill's runs, RUN_SLOTS at a time, each in a fresh process."""
+    """The backfill's runs, RUN_SLOTS at a time, each in a fresh process, tagged as Dagster's
+    daemon tags a backfill's runs (its runs share what no partition day shapes)."""
+    with dg.DagsterInstance.local_temp(str(instance_home(database))) as instance:
+        add_locations(instance, target.locations)
+    backfill_id = {"dagster/backfill": f"bench-{time.time_ns()}"}
+    runs = [(selection, {**tags, **backfill_id}) for selection, tags in runs]
     spawn = multiprocessing.get_context("spawn")
     with ProcessPoolExecutor(RUN_SLOTS, mp_context=spawn, max_tasks_per_child=1) as pool:
         futures = [pool.submit(one_run, target, plan, database, selection, tags)
@@ -296,6 +309,9 @@ def measure_backfill(sandbox: RemoteSandbox, plan: Plan, work: Path) -> dict[str
     requests = after["requests"] - before["requests"]
     rows = rows_loaded(work / "backfill.duckdb")
     items = timeline.written["orders_items"]
+    location_days = plan.days * plan.locations
+    asked = {route_label(route): n - before["by_route"].get(route, 0)
+             for route, n in after["by_route"].items()}
     rate_bound = requests / plan.rate
     latency_bound = requests * plan.latency_ms / 1000 / plan.in_flight
     window = {s: n for s, n in after["per_second"].items()
@@ -304,6 +320,12 @@ def measure_backfill(sandbox: RemoteSandbox, plan: Plan, work: Path) -> dict[str
         "wall_s": wall,
         "runs": len(runs),
         "requests": requests,
+        "requests_per_location_day": requests / location_days,
+        "per_location_day_by_route": {route: n / location_days
+                                      for route, n in sorted(asked.items()) if n},
+        "duckdb_mb": (work / "backfill.duckdb").stat().st_size / 1e6,
+        "instance_mb": sum(f.stat().st_size for f in instance_home(work / "backfill.duckdb")
+                           .rglob("*") if f.is_file()) / 1e6,
         "throttled": after["throttled"] - before["throttled"],
         "max_requests_in_a_second": max(window.values(), default=0),
         "rows": sum(rows.values()),
@@ -324,6 +346,26 @@ def measure_backfill(sandbox: RemoteSandbox, plan: Plan, work: Path) -> dict[str
         "orders_items_rows_per_s": sum(n for n, _ in items) / max(sum(s for _, s in items), 1e-9),
         "orders_items_rows_per_write": sum(n for n, _ in items) / max(len(items), 1),
     }
+
+
+def route_label(route: str) -> str:
+    """"POST /v4.1/merchant/orders" → "orders (find)"; tokens by their grant."""
+    method, path = route.split(" ", 1)
+    if path.startswith("/v5/auth/"):
+        return {"/v5/auth/connect/token": "brand token",
+                "/v5/auth/context/update": "location token"}.get(path, path)
+    name = path.removeprefix("/v4.1/merchant/")
+    return f"{name} ({'find' if method == 'POST' else 'get'})"
+
+
+def measure_projection(target: Target, plan: Plan, work: Path, days: int) -> dict[str, Any]:
+    """What Dagster's planner makes of ``days`` × the plan's locations (runs, seconds to plan,
+    this process's peak memory after), without running them."""
+    started = time.perf_counter()
+    runs = backfill_runs(target, replace(plan, days=days), work / "projection.duckdb")
+    return {"project_days": days, "project_runs": len(runs),
+            "project_plan_s": time.perf_counter() - started,
+            "project_plan_rss_mb": peak_rss_mb()}
 
 
 def measure_bulk_load(source: Path, work: Path, rows: int = 100_000) -> dict[str, Any]:
@@ -393,9 +435,13 @@ def table(plan: Plan, fast: dict[str, Any], naive: dict[str, Any] | None) -> str
         ("wall time", f"{wall:8.1f} s"),
         ("requests", f"{fast['requests']:8d}  (HTTP 429: {fast['throttled']}, busiest second:"
                      f" {fast['max_requests_in_a_second']})"),
+        ("requests per location-day", f"{fast['requests_per_location_day']:8.2f}"),
+        *((f"  {route}", f"{n:8.2f}") for route, n in fast["per_location_day_by_route"].items()),
         ("rows loaded", f"{fast['rows']:8d}"),
         ("rows/s", f"{fast['rows_per_s']:8.0f}"),
         ("peak RSS of a run", f"{fast['peak_rss_mb']:8.0f} MB"),
+        ("DuckDB file, Dagster instance", f"{fast['duckdb_mb']:8.1f} MB, "
+                                          f"{fast['instance_mb']:.1f} MB"),
         ("bound: requests ÷ rate", f"{fast['bound_rate_s']:8.1f} s"),
         ("bound: requests × latency ÷ in flight", f"{fast['bound_latency_s']:8.1f} s"),
         ("wall ÷ bound", f"{fast['wall_over_bound']:8.2f}"),
@@ -424,6 +470,17 @@ def table(plan: Plan, fast: dict[str, Any], naive: dict[str, Any] | None) -> str
                                                      f"  ({fast['bulk_rows']} rows,"
                                                      f" {fast['bulk_partitions']} partitions)"),
     ]
+    if "project_days" in fast:
+        years, per_day = fast["project_days"] / 365, fast["requests_per_location_day"]
+        total = per_day * fast["project_days"] * plan.locations
+        lines += [
+            (f"projection: {years:g} years × {plan.locations} locations",
+             f"{total:8.0f} requests at {per_day:.2f} per location-day"),
+            ("  runs the planner makes of it", f"{fast['project_runs']:8d}  (planned in"
+             f" {fast['project_plan_s']:.1f} s, peak RSS {fast['project_plan_rss_mb']:.0f} MB)"),
+            *((f"  at {rate} requests/s", f"{total / rate / 3600:8.1f} h of requests")
+              for rate in (10, 20)),
+        ]
     width = max(len(label) for label, _ in lines)
     return "\n".join(f"{label:<{width}}  {value}" for label, value in lines)
 
@@ -442,6 +499,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--naive-days", type=int, default=2,
                         help="days of the naive way actually run (then extrapolated)")
     parser.add_argument("--skip-naive", action="store_true")
+    parser.add_argument("--project-days", type=int, default=0,
+                        help="also plan this many days × the locations (e.g. 730: two years) "
+                             "and project its requests and hours from this backfill's")
     parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
     parser.add_argument("--adaptive", action="store_true",
                         help="instead: the adaptive rate against sandboxes limited at 10, 20"
@@ -477,6 +537,8 @@ def main(argv: list[str] | None = None) -> None:
         with tempfile.TemporaryDirectory(prefix="booker-bench-") as tmp:
             fast = measure_backfill(sandbox, plan, Path(tmp))
             fast |= measure_bulk_load(Path(tmp) / "backfill.duckdb", Path(tmp))
+            if args.project_days:
+                fast |= measure_projection(sandbox.target, plan, Path(tmp), args.project_days)
             naive = None if args.skip_naive else measure_naive(sandbox, plan, Path(tmp),
                                                                args.naive_days)
     finally:
