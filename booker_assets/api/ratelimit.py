@@ -303,7 +303,11 @@ def bucket_name(key: str, budget: RateBudget) -> str:
     return hashlib.sha256(f"{key}\0{pacing}\0{_STATE.size}".encode()).hexdigest()[:24]
 
 
+def host_dir() -> Path:
+    """This user's directory of the host for state its processes share (created 0700)."""
+    return Path(tempfile.gettempdir()) / f"booker-assets-{os.getuid()}"
+
+
 def bucket_path(key: str, budget: RateBudget) -> Path:
     """Where the host keeps the bucket's state."""
-    return (Path(tempfile.gettempdir()) / f"booker-assets-{os.getuid()}"
-            / f"bucket-{bucket_name(key, budget)}")
+    return host_dir() / f"bucket-{bucket_name(key, budget)}"

@@ -20,14 +20,14 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 import sqlite3
-import tempfile
 import time
 from collections.abc import Callable
 from contextlib import closing
 from pathlib import Path
 from typing import Any
+
+from booker_assets.api.ratelimit import host_dir
 
 log = logging.getLogger("booker_assets.api.shared_replies")
 
@@ -40,7 +40,7 @@ _SCHEMA = """CREATE TABLE IF NOT EXISTS replies (
 
 def replies_path() -> Path:
     """The host's file (one per user), beside the rate bucket's state (``ratelimit.py``)."""
-    return Path(tempfile.gettempdir()) / f"booker-assets-{os.getuid()}" / "shared-replies.sqlite"
+    return host_dir() / "shared-replies.sqlite"
 
 
 class SharedReplies:
