@@ -143,6 +143,7 @@ def test_day_runs_of_a_backfill_ask_what_one_range_run_asks(sandbox: BookerSandb
                                         {tag: f"bf-{tmp_path.name}"})
     for route in (*SCHEDULES, LOCATION, *TOKENS):
         assert split_asked[route] == one_asked[route] > 0, route
+    assert one_asked[LOCATION] == 1  # the run's reports start at once: one asks, all read
     for table in ("employee_schedules", "location_schedules"):
         assert _rows(split, table) == _rows(one, table) and _rows(one, table)
         with connect_locked(str(split), read_only=True) as conn:

@@ -93,6 +93,7 @@ class Shared:
     scrubber: Scrubber  # secrets and tokens blanked from server text
     locations: dict[str, dict] = field(default_factory=dict)  # GET /location/{id} records
     locations_lock: threading.Lock = field(default_factory=threading.Lock)
+    location_locks: dict[str, threading.Lock] = field(default_factory=dict)  # one per id
 
 
 class ReportView:
@@ -177,13 +178,15 @@ class ReportView:
         by the runs of the view's backfill."""
         key, shared = str(location_id), self.shared
         with shared.locations_lock:
+            lock = shared.location_locks.setdefault(key, threading.Lock())
+        # one fetch per id: the reports of a run start side by side and all ask for it first
+        with lock:
             cached = shared.locations.get(key)
-        if cached is None:  # the brand token's call, or another run of the backfill's reply
-            def fetch() -> dict:
-                return self._location_record(location_id)
+            if cached is None:  # the brand token's call, or another run of the backfill's reply
+                def fetch() -> dict:
+                    return self._location_record(location_id)
 
-            cached = self._shared(["location", key], fetch) if self.replies else fetch()
-            with shared.locations_lock:
+                cached = self._shared(["location", key], fetch) if self.replies else fetch()
                 shared.locations[key] = cached
         return cached
 
