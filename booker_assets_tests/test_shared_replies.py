@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections import Counter
-from datetime import date, timedelta
+from datetime import date, timedelta, timezone
 from pathlib import Path
 
 import dagster as dg
@@ -18,7 +18,9 @@ import pytest
 
 from booker_assets.api.auth import Token, TokenCache
 from booker_assets.api.shared_replies import SharedReplies
+from booker_assets.catalogue.reports import GROUPS, Call, DateRange, PerParent
 from booker_assets.defs.storage import connect_locked
+from booker_assets.load.extract import Slice, shared_by_backfill
 from booker_assets.sandbox import BookerSandbox
 from booker_assets_tests.conftest import load_range, make_defs, make_settings
 
@@ -29,7 +31,13 @@ SCHEDULES = ("GET /v4.1/merchant/employee/{EmployeeID}/schedule",
              "GET /v4.1/merchant/location/{ID}/schedule")
 LOCATION = "GET /v4.1/merchant/location/{ID}"
 TOKENS = ("POST /v5/auth/connect/token", "POST /v5/auth/context/update")
-SELECTION = ["booker/employee_schedules", "booker/location_schedules"]
+# no day window shapes these: a customer's calls, the employees list under the schedules
+UNDATED = ("GET /v4.1/merchant/customer/{CustomerID}/memberships",
+           "GET /v4.1/merchant/customer/{CustomerID}/progress_notes",
+           "POST /v4.1/merchant/employees")
+CUSTOMERS = "POST /v4.1/merchant/customers"  # a window per partition day: never shared
+SELECTION = ["booker/employee_schedules", "booker/location_schedules",
+             "booker/customer_memberships", "booker/notes"]
 
 
 # ---------------------------------------------------------------- the store itself
@@ -113,6 +121,47 @@ def test_a_shared_token_is_used_until_due_and_a_refused_one_is_replaced(tmp_path
     assert later.get("1001") == "1001-4" and issued == ["1001"] * 4
 
 
+# ---------------------------------------------------------------- which calls are shared
+
+
+def _slice(group: str, day: date, options: dict | None = None) -> Slice:
+    (found,) = [g for g in GROUPS if g.name == group]
+    today = date.today()
+    return Slice(client=None, group=found, location_id=int(LOC), days=[day], zone=timezone.utc,
+                 options=options or {}, observable=[day] if today - day <= timedelta(1) else [])
+
+
+def _per_parent(group: str, table: str) -> tuple[Call, bool]:
+    (found,) = [t for g in GROUPS if g.name == group for t in g.tables if t.name == table]
+    (source,) = [src for src in found.sources if isinstance(src, PerParent)]
+    return source.call, bool(found.pii)
+
+
+@pytest.mark.parametrize(("call", "private", "past", "today"), [
+    pytest.param(*_per_parent("customers", "customer_memberships"), True, False,
+                 id="memberships"),
+    pytest.param(*_per_parent("customers", "notes"), True, False, id="progress notes"),
+    pytest.param(*_per_parent("employees", "employee_schedules"), True, True, id="schedules"),
+    pytest.param(next(g.root for g in GROUPS if g.name == "employees"), False, True, False,
+                 id="employees list"),
+])
+def test_what_no_partition_day_shapes_is_shared_unless_private_or_now(call, private, past,
+                                                                      today):
+    """``past``/``today``: shared in a slice of a past day / of today (a snapshot of now is
+    stored from a fresh reply). A call feeding a table whose columns BOOKER_PII protects is
+    never kept outside the warehouse; a day's window is never shared."""
+    group = next(g.name for g in GROUPS if call is g.root or any(
+        isinstance(src, PerParent) and src.call is call for t in g.tables for src in t.sources))
+    assert shared_by_backfill(_slice(group, FIRST), call, private) is past
+    assert shared_by_backfill(_slice(group, date.today()), call, private) is today
+    schedule = isinstance(call.days, DateRange)
+    assert shared_by_backfill(_slice(group, FIRST), call, private=True) is schedule
+    weekdays = _slice(group, date.today(), {DateRange.defaults_option: True})
+    assert shared_by_backfill(weekdays, call, private) is False  # weekday rows: undated, now
+    customers = next(g.root for g in GROUPS if g.name == "customers")
+    assert shared_by_backfill(_slice("customers", FIRST), customers, private=False) is False
+
+
 # ---------------------------------------------------------------- a backfill's day-runs
 
 
@@ -141,23 +190,24 @@ def test_day_runs_of_a_backfill_ask_what_one_range_run_asks(sandbox: BookerSandb
     one, one_asked, _ = _load(sandbox, tmp_path, "range", [(DAYS[0], DAYS[-1])], {})
     split, split_asked, results = _load(sandbox, tmp_path, "days", [(d, d) for d in DAYS],
                                         {tag: f"bf-{tmp_path.name}"})
-    for route in (*SCHEDULES, LOCATION, *TOKENS):
+    for route in (*SCHEDULES, LOCATION, *TOKENS, *UNDATED):
         assert split_asked[route] == one_asked[route] > 0, route
+    assert split_asked[CUSTOMERS] == one_asked[CUSTOMERS] >= len(DAYS)
     assert one_asked[LOCATION] == 1  # the run's reports start at once: one asks, all read
-    for table in ("employee_schedules", "location_schedules"):
+    for table in ("employee_schedules", "location_schedules", "customer_memberships", "notes"):
         assert _rows(split, table) == _rows(one, table) and _rows(one, table)
         with connect_locked(str(split), read_only=True) as conn:
             assert conn.execute("select count(*) from booker._rejects").fetchone() == (0,)
-    shared = [event.materialization.metadata.get("booker/run_shared_replies")
+    shared = [event.materialization.metadata["booker/run_shared_replies"].value
               for result in results for event in result.get_asset_materialization_events()
-              if "booker/run_shared_replies" in event.materialization.metadata]
-    assert shared[0].value == 0 and all(s.value > 0 for s in shared[2:])
+              if event.asset_key.path[-1] == "employee_schedules"]
+    assert shared[0] == 0 and all(n > 0 for n in shared[1:]) and len(shared) == len(DAYS)
 
 
 def test_runs_outside_a_backfill_share_nothing(sandbox: BookerSandbox, tmp_path: Path):
     _, one_asked, _ = _load(sandbox, tmp_path, "range", [(DAYS[0], DAYS[-1])], {})
     _, split_asked, _ = _load(sandbox, tmp_path, "days", [(d, d) for d in DAYS], {})
-    for route in (*SCHEDULES, *TOKENS):
+    for route in (*SCHEDULES, *TOKENS, UNDATED[-1]):
         assert split_asked[route] == len(DAYS) * one_asked[route], route
 
 

@@ -2,17 +2,21 @@
 
 Dagster's planner cuts a backfill into runs as it sees fit: a day of many locations, or a
 month of one location. A call whose reply does not depend on the partition day — a location's
-record, an employee's schedule for a whole month — would be asked again by every day-run
-that needs it: 30 day-runs, 30 times the same schedule month. Here the first run that asks
-keeps the reply; the backfill's other runs read it. So a backfill costs the requests of the
-location-days it covers, however it is cut.
+record, an employee's schedule for a whole month, a customer's progress notes — would be asked
+again by every day-run that needs it: 30 day-runs, 30 times the same schedule month, and a
+customer changed on 5 days asked 5 times. Here the first run that asks keeps the reply; the
+backfill's other runs read it. So a backfill costs the requests of the location-days it
+covers, however it is cut.
 
 Every run is its own process, so the replies live in one SQLite file of the host (beside the
 rate bucket's state, in a directory only this user reads), keyed by the backfill's id, the
 API host and the call. A reply is kept ``ttl`` seconds at most: within one backfill, a
 schedule month is Booker's answer of less than ``ttl`` ago, as a run would have asked it.
-Only what the extractor marks as shared is kept (schedules, location records): no reply
-about customers is written outside the warehouse.
+Only what the extractor marks as shared is kept (``extract.shared_by_backfill``): schedule
+months, location records, a customer's memberships and progress notes, the employees list
+under the schedules. Never a day's window, never a reply feeding a table whose columns
+BOOKER_PII hashes or drops: what is kept here the warehouse holds too, in every BOOKER_PII
+mode.
 """
 
 from __future__ import annotations

@@ -17,7 +17,7 @@ from __future__ import annotations
 import threading
 from collections import Counter
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any, TypeVar
 
 from booker_assets.api.auth import BRAND, BookerAuth, TokenCache
@@ -124,9 +124,17 @@ class ReportView:
 
     def find(self, path: str, results_key: str, body: dict | None = None, *,
              location_id: int | str | None = None, report: str = "",
-             key_field: str | None = "ID") -> FindResult:
+             key_field: str | None = "ID", share: bool = False) -> FindResult:
         """Every row of a paged POST Find call, read consistently (``paging.py``).
-        ``key_field`` is the row key: ``ID``, or e.g. ``CustomerID`` for customers."""
+        ``key_field`` is the row key: ``ID``, or e.g. ``CustomerID`` for customers.
+        ``share``: as in ``get``; a kept reply cost this run no page and no request."""
+        if share and self.replies is not None:
+            found, kept = self._shared(
+                ["POST", path, results_key, body, location_id, key_field],
+                lambda: asdict(self.find(path, results_key, body, location_id=location_id,
+                                         report=report, key_field=key_field)))
+            result = FindResult(**found)
+            return replace(result, pages=0, requests=0) if kept else result
         name = report or self.report or path
 
         def page(number: int, tally: Tally) -> Page:
@@ -157,7 +165,7 @@ class ReportView:
         ``share``: a reply no partition day shapes, read from the backfill's shared replies."""
         if share and self.replies is not None:
             return self._shared(["GET", path, results_key, params, location_id], lambda: self.get(
-                path, results_key, params, location_id=location_id, report=report))
+                path, results_key, params, location_id=location_id, report=report))[0]
         where = _where(report or self.report or path, location_id)
         query = dict(params or {})
         if location_id is not None:
@@ -186,7 +194,7 @@ class ReportView:
                 def fetch() -> dict:
                     return self._location_record(location_id)
 
-                cached = self._shared(["location", key], fetch) if self.replies else fetch()
+                cached = self._shared(["location", key], fetch)[0] if self.replies else fetch()
                 shared.locations[key] = cached
         return cached
 
@@ -198,12 +206,13 @@ class ReportView:
             raise invisible_location(location_id, where, reply.error.cause) from None
         return unwrap(expect_object(reply.value(), where))
 
-    def _shared(self, call: list, fetch: Callable[[], T]) -> T:
+    def _shared(self, call: list, fetch: Callable[[], T]) -> tuple[T, bool]:
+        """The reply another run of the backfill kept, or ``fetch()``'s; and whether kept."""
         assert self.replies is not None
         reply, kept = self.replies.get_or_fetch(call, fetch)
         if kept:
             self.stats.add(shared=1)
-        return reply
+        return reply, kept
 
     # ----- the pipeline: retry → auth → send → classify -----------------------------------
 

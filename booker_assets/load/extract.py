@@ -165,19 +165,34 @@ def _query(fields: Mapping[str, Any]) -> dict[str, str]:
     return {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in fields.items()}
 
 
+def shared_by_backfill(job: Slice, call: Call, private: bool) -> bool:
+    """Whether the runs of a backfill share this call's reply (``shared_replies.py``): when
+    no partition day shapes it. A schedule month: always (every run covering the month asks
+    the same). Any other call without a day window (a customer's memberships or progress
+    notes, the employees list under the schedules): unless it feeds a table with columns
+    BOOKER_PII protects (``private``: the store is outside the warehouse), or the slice
+    stores a snapshot of now (a kept reply may be hours old; a snapshot is the list as
+    observed on its day)."""
+    if isinstance(call.days, IsoWindow):
+        return False  # the partition day's own window
+    if isinstance(call.days, DateRange) and not job.defaults:
+        return True  # dated rows; weekday defaults are undated, a snapshot like a list
+    return not private and not job.observable
+
+
 def _call(job: Slice, call: Call, fields: dict[str, Any], parent_id: Any = None,
-          day: date | None = None) -> tuple[list[dict], FindResult | None]:
+          day: date | None = None, private: bool = True) -> tuple[list[dict], FindResult | None]:
     path = call.path.format(location_id=job.location_id, parent_id=parent_id)
     report = job.describe(day)
     if parent_id is not None:  # e.g. "customers/memberships": which per-parent call failed
         report = report.replace(job.group.name, f"{job.group.name}/{call.path.rsplit('/', 1)[-1]}")
+    share = shared_by_backfill(job, call, private)
     if call.paged:
         result = job.client.find(path, call.results_key, fields, location_id=job.location_id,
-                                 report=report, key_field=call.key_field)
+                                 report=report, key_field=call.key_field, share=share)
         return result.rows, result
-    # A schedule month's reply is the same for every run covering it: a backfill's runs share it
     rows = job.client.get(path, call.results_key, _query(fields), location_id=job.location_id,
-                          report=report, share=isinstance(call.days, DateRange))
+                          report=report, share=share)
     return (rows if isinstance(rows, list) else [rows]), None
 
 
@@ -198,7 +213,7 @@ def _fetch_root(job: Slice, location: dict) -> tuple[list[Parent], dict[date | N
         parents = [_parent(job, day, _unwrap(row, root.unwrap), root.record)
                    for day, (rows, _) in per_day.items() for row in rows]
         return parents, {day: result for day, (_, result) in per_day.items() if result}
-    rows, result = _call(job, root, fields)
+    rows, result = _call(job, root, fields, private=any(t.pii for t in job.group.tables))
     parents = [_parent(job, _own_day(job, root, row), _unwrap(row, root.unwrap), root.record)
                for row in rows]
     return parents, ({None: result} if result else {})
@@ -237,7 +252,7 @@ def _table_frame(job: Slice, table: Table, parents: list[Parent],
                  pii: PiiPolicy | str) -> ReportFrame:
     derived = Derived()
     for source in table.sources:
-        _derive(job, source, parents, derived)
+        _derive(job, source, parents, derived, private=bool(table.pii))
     dated = _dated(job, table)
     placed, rejects = _place(job, derived, dated)
     rows = [protect_pii(row, table.pii, pii) | {"report_date": day, "location_id": job.location_id,
@@ -254,11 +269,11 @@ def _table_frame(job: Slice, table: Table, parents: list[Parent],
 
 
 def _derive(job: Slice, source: FromRoot | Explode | PerParent, parents: list[Parent],
-            out: Derived) -> None:
+            out: Derived, private: bool) -> None:
     if isinstance(source, Explode):
         _explode(job, source, parents, out)
     elif isinstance(source, PerParent):
-        _per_parent(job, source, parents, out)
+        _per_parent(job, source, parents, out, private)
     else:
         for parent in parents:
             if parent.row is None:
@@ -289,8 +304,10 @@ def _explode(job: Slice, source: Explode, parents: list[Parent], out: Derived) -
             out.rows.append((parent.day, row))
 
 
-def _per_parent(job: Slice, source: PerParent, parents: list[Parent], out: Derived) -> None:
-    """One call per distinct parent (a customer changed on two days is asked once)."""
+def _per_parent(job: Slice, source: PerParent, parents: list[Parent], out: Derived,
+                private: bool) -> None:
+    """One call per distinct parent (a customer changed on two days is asked once, and once
+    per backfill when its reply is shared)."""
     wanted = [p for p in parents
               if not source.when_any or any(_true(p.raw.get(f)) for f in source.when_any)]
     for parent in wanted:
@@ -300,7 +317,8 @@ def _per_parent(job: Slice, source: PerParent, parents: list[Parent], out: Deriv
     good = [p for p in wanted if p.row is not None]
     ids = list(dict.fromkeys(p.raw["ID"] for p in good))
     fields = _api_fields(job, source.call)
-    fetched = job.client.map(lambda pid: _call(job, source.call, fields, pid)[0], ids)
+    fetched = job.client.map(lambda pid: _call(job, source.call, fields, pid,
+                                               private=private)[0], ids)
     children = dict(zip(ids, fetched, strict=True))
     for parent in good:
         assert parent.row is not None
