@@ -14,9 +14,9 @@ API host and the call. A reply is kept ``ttl`` seconds at most: within one backf
 schedule month is Booker's answer of less than ``ttl`` ago, as a run would have asked it.
 Only what the extractor marks as shared is kept (``extract.shared_by_backfill``): schedule
 months, location records, a customer's memberships and progress notes, the employees list
-under the schedules. Never a day's window, never a reply feeding a table whose columns
-BOOKER_PII hashes or drops: what is kept here the warehouse holds too, in every BOOKER_PII
-mode.
+under the schedules; and the tokens (``auth.TokenCache.share``). Never a day's window, never
+a reply feeding a table whose columns BOOKER_PII hashes or drops: the tokens aside, what is
+kept here the warehouse holds too, in every BOOKER_PII mode.
 """
 
 from __future__ import annotations
