@@ -88,6 +88,15 @@ def test_a_reply_older_than_its_ttl_is_asked_again_and_purged(tmp_path: Path):
         assert db.execute("select count(*) from replies").fetchone() == (0,)
 
 
+def test_only_this_user_reads_the_replies(tmp_path: Path):
+    path = tmp_path / "open" / "r.sqlite"
+    path.parent.mkdir(mode=0o755)  # a directory others may enter (made before us)
+    path.touch(mode=0o644)  # and a file an older version left readable
+    SharedReplies("bf", "h", path=path).get_or_fetch(["a"], lambda: [{"Text": "a note"}])
+    for kept in path.parent.iterdir():  # the database and its -wal, -shm
+        assert kept.stat().st_mode & 0o077 == 0, kept
+
+
 def test_an_unusable_file_costs_requests_not_the_load(tmp_path: Path, caplog):
     path = tmp_path / "r.sqlite"
     path.write_bytes(b"not a database" * 100)

@@ -9,9 +9,10 @@ backfill's other runs read it. So a backfill costs the requests of the location-
 covers, however it is cut.
 
 Every run is its own process, so the replies live in one SQLite file of the host (beside the
-rate bucket's state, in a directory only this user reads), keyed by the backfill's id, the
-API host and the call. A reply is kept ``ttl`` seconds at most: within one backfill, a
-schedule month is Booker's answer of less than ``ttl`` ago, as a run would have asked it.
+rate bucket's state; the file and its directory only this user reads), keyed by the
+backfill's id, the API host and the call. A reply is kept ``ttl`` seconds at most: within
+one backfill, a schedule month is Booker's answer of less than ``ttl`` ago, as a run would
+have asked it.
 Only what the extractor marks as shared is kept (``extract.shared_by_backfill``): schedule
 months, location records, a customer's memberships and progress notes, the employees list
 under the schedules; and the tokens (``auth.TokenCache.share``). Never a day's window, never
@@ -24,6 +25,7 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
+import os
 import sqlite3
 import time
 from collections.abc import Callable
@@ -56,6 +58,10 @@ class SharedReplies:
         self.path = path or replies_path()
         try:
             self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            # customers' replies: only this user reads them (SQLite gives its -wal and -shm
+            # files the database file's mode), even in a directory others can enter
+            os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
+            os.chmod(self.path, 0o600)
             with self._connect() as db:  # expired replies of every backfill go now
                 db.execute(_SCHEMA)
                 db.execute("DELETE FROM replies WHERE stored_at < ?",
