@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import sqlite3
 from collections import Counter
-from datetime import date, timedelta, timezone
+from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import dagster as dg
@@ -20,7 +20,7 @@ from booker_assets.api.auth import Token, TokenCache
 from booker_assets.api.shared_replies import SharedReplies
 from booker_assets.catalogue.reports import GROUPS, Call, DateRange, PerParent
 from booker_assets.defs.storage import connect_locked
-from booker_assets.load.extract import Slice, shared_by_backfill
+from booker_assets.load.extract import Slice, observable_days, shared_by_backfill
 from booker_assets.sandbox import BookerSandbox
 from booker_assets_tests.conftest import load_range, make_defs, make_settings
 
@@ -133,11 +133,15 @@ def test_a_shared_token_is_used_until_due_and_a_refused_one_is_replaced(tmp_path
 # ---------------------------------------------------------------- which calls are shared
 
 
+def _today() -> date:
+    return datetime.now(timezone.utc).date()
+
+
 def _slice(group: str, day: date, options: dict | None = None) -> Slice:
     (found,) = [g for g in GROUPS if g.name == group]
-    today = date.today()
+    observable = observable_days([day], timezone.utc, datetime.now(timezone.utc))
     return Slice(client=None, group=found, location_id=int(LOC), days=[day], zone=timezone.utc,
-                 options=options or {}, observable=[day] if today - day <= timedelta(1) else [])
+                 options=options or {}, observable=observable)
 
 
 def _per_parent(group: str, table: str) -> tuple[Call, bool]:
@@ -162,10 +166,10 @@ def test_what_no_partition_day_shapes_is_shared_unless_private_or_now(call, priv
     group = next(g.name for g in GROUPS if call is g.root or any(
         isinstance(src, PerParent) and src.call is call for t in g.tables for src in t.sources))
     assert shared_by_backfill(_slice(group, FIRST), call, private) is past
-    assert shared_by_backfill(_slice(group, date.today()), call, private) is today
+    assert shared_by_backfill(_slice(group, _today()), call, private) is today
     schedule = isinstance(call.days, DateRange)
     assert shared_by_backfill(_slice(group, FIRST), call, private=True) is schedule
-    weekdays = _slice(group, date.today(), {DateRange.defaults_option: True})
+    weekdays = _slice(group, _today(), {DateRange.defaults_option: True})
     assert shared_by_backfill(weekdays, call, private) is False  # weekday rows: undated, now
     customers = next(g.root for g in GROUPS if g.name == "customers")
     assert shared_by_backfill(_slice("customers", FIRST), customers, private=False) is False
