@@ -15,11 +15,12 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 
 from booker_assets.api.ratelimit import BUCKETS, DEFAULT_REQUESTS_PER_SECOND, MODES, RateBudget
+from booker_assets.catalogue.options import OPTIONS
 from booker_assets.errors import BookerConfigError
 from booker_assets.load.pii import PiiKey, PiiPolicy, missing_pii_key
 
@@ -68,6 +69,9 @@ class Settings:
     ducklake_catalog: str = ""  # a libpq connection string to the catalog's Postgres database
     ducklake_data_path: str = ""  # where the lake's Parquet files go
     lock_wait_seconds: float = DEFAULT_LOCK_WAIT_SECONDS  # a held DuckDB file is waited for
+    # Domo's options ({name: on}, BOOKER_INCLUDE_EXPIRED...): what every load uses unless a
+    # run's config says otherwise
+    options: dict[str, bool] = field(default_factory=lambda: dict.fromkeys(OPTIONS, False))
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "pii", PiiPolicy.of(self.pii))
@@ -95,6 +99,16 @@ def _float(env: Mapping[str, str], name: str, default: float) -> float:
     if value < 0:
         raise BookerConfigError(f"{name}={raw} is negative", fix=f"set {name}={default:g}")
     return value
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    """``true`` or ``false`` (any case; unset or empty: false). Nothing else: a typo such as
+    ``ture`` or ``yes`` must not silently load without the option."""
+    raw = env.get(name, "").strip()
+    if raw.lower() not in ("", "true", "false"):
+        raise BookerConfigError(f"{name}={raw!r} is not true or false",
+                                fix=f"set {name}=true or {name}=false (or leave it unset: false)")
+    return raw.lower() == "true"
 
 
 def _allowed_locations(env: Mapping[str, str]) -> tuple[str, ...]:
@@ -219,6 +233,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         rate=rate_settings(env),
         owners=_owners(env),
         lock_wait_seconds=_float(env, "BOOKER_LOCK_WAIT_SECONDS", DEFAULT_LOCK_WAIT_SECONDS),
+        options={name: _flag(env, option.setting) for name, option in OPTIONS.items()},
         **_warehouse(env),
     )
 

@@ -12,16 +12,25 @@ import pytest
 from booker_assets.catalogue.options import OPTIONS
 from booker_assets.catalogue.reports import GROUPS, TABLES
 from booker_assets.definitions import build_definitions
-from booker_assets.defs.assets import ReportOptions
+from booker_assets.defs.assets import STEP_NAME
 from booker_assets.errors import BookerConfigError
 from booker_assets.load.columns import code_version, table_columns
 from booker_assets.settings import DEFAULT_OWNERS, load_settings
 
 
+def _defs(tmp_path: Path, **env: str) -> dg.Definitions:
+    return build_definitions(load_settings({"BOOKER_DUCKDB_PATH": str(tmp_path / "b.duckdb"),
+                                            **env}))
+
+
 def _specs(tmp_path: Path, **env: str) -> dict[str, dg.AssetSpec]:
-    settings = load_settings({"BOOKER_DUCKDB_PATH": str(tmp_path / "b.duckdb"), **env})
-    defs = build_definitions(settings)
-    return {spec.key.path[-1]: spec for a in defs.assets for spec in a.specs}
+    return {spec.key.path[-1]: spec for a in _defs(tmp_path, **env).assets for spec in a.specs}
+
+
+def _options_field(defs: dg.Definitions) -> dg.Field:
+    """The step's config as the launchpad reads it: its fields and their defaults."""
+    step = next(a for a in defs.assets if a.op.name == STEP_NAME)
+    return step.op.config_schema.as_field()
 
 
 def test_every_asset_has_owners_code_version_table_name_and_column_docs(tmp_path):
@@ -50,8 +59,29 @@ def test_each_asset_names_the_options_it_reads_and_only_those(tmp_path):
         if reads:
             assert "ops:\n  booker_reports:\n    config:" in shown
     # the launchpad's own help: every option's description names the tables it changes
-    for name, field in ReportOptions.model_fields.items():
-        assert all(table in field.description for table in OPTIONS[name].tables)
+    fields = _options_field(_defs(tmp_path)).config_type.fields
+    for name, option in OPTIONS.items():
+        assert all(table in fields[name].description for table in option.tables)
+        assert option.setting in fields[name].description
+
+
+def test_the_launchpad_defaults_are_the_deployments_settings(tmp_path):
+    assert _options_field(_defs(tmp_path)).default_value == dict.fromkeys(OPTIONS, False)
+    field = _options_field(_defs(tmp_path, BOOKER_INCLUDE_EXPIRED="true",
+                                 BOOKER_SCHEDULE_DEFAULTS="False"))
+    assert field.default_value == dict.fromkeys(OPTIONS, False) | {"include_expired": True}
+    specs = _specs(tmp_path, BOOKER_INCLUDE_EXPIRED="true")
+    assert "| `BOOKER_INCLUDE_EXPIRED` | true |" in specs["memberships"].metadata[
+        "booker/options"].value
+
+
+@pytest.mark.parametrize("value", ["yes", "1", "on", "tru"])
+def test_an_option_setting_other_than_true_or_false_is_refused(value):
+    with pytest.raises(BookerConfigError) as error:
+        load_settings({"BOOKER_ONLY_ACTIVE_EMPLOYEES": value})
+    first_line = str(error.value).splitlines()[0]
+    assert f"BOOKER_ONLY_ACTIVE_EMPLOYEES={value!r} is not true or false" in first_line
+    assert "BOOKER_ONLY_ACTIVE_EMPLOYEES=true or BOOKER_ONLY_ACTIVE_EMPLOYEES=false" in first_line
 
 
 def test_owners_come_from_booker_owners(tmp_path):

@@ -15,9 +15,9 @@ BELOW = {
     "sandbox": {"api"},
 }
 LEAVES = {"errors", "settings"}
-# What a leaf may import: settings builds the rate budget (api) and the PII policy (load)
-# from the environment.
-LEAF_IMPORTS = {"errors": set(), "settings": {"api", "load"}}
+# What a leaf may import: settings builds the rate budget (api), the PII policy (load) and
+# Domo's options (catalogue) from the environment.
+LEAF_IMPORTS = {"errors": set(), "settings": {"api", "catalogue", "load"}}
 
 
 def _layer(module: str) -> str | None:

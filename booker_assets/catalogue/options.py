@@ -1,4 +1,9 @@
-"""Domo's connector options, as data: each report group lists the ones it reads."""
+"""Domo's connector options, as data: each report group lists the ones it reads.
+
+In Domo a DataSet's options are set once and every update uses them; here too they are a
+deployment's choice (a ``BOOKER_*`` setting each, settings.py), which a run's config may
+override for that run.
+"""
 
 from __future__ import annotations
 
@@ -14,6 +19,11 @@ class Option:
     description: str
     tables: tuple[str, ...]
 
+    @property
+    def setting(self) -> str:
+        """The environment variable holding the deployment's value."""
+        return f"BOOKER_{self.name.upper()}"
+
 
 OPTIONS: dict[str, Option] = {
     option.name: option
@@ -23,13 +33,19 @@ OPTIONS: dict[str, Option] = {
                ("memberships", "customer_memberships")),
         Option("ignore_freelancers", "Ignore Freelancers?",
                "Leave freelancers out of the employees (and so of their schedules).",
-               ("employees", "employee_schedules")),
+               ("employees", "employee_schedules", "employee_schedule_defaults")),
         Option("only_active_employees", "Only Active Employees?",
                "Load only active employees (and their schedules).",
-               ("employees", "employee_schedules")),
+               ("employees", "employee_schedules", "employee_schedule_defaults")),
         Option("schedule_defaults", "Get Schedule Defaults?",
-               "Load each weekday's default hours (one row per weekday, no date) instead of "
-               "each day's schedule; like a snapshot, they are stored on observable days only.",
-               ("location_schedules", "employee_schedules")),
+               "Also load each weekday's default hours (one row per weekday, no date) into "
+               "their own tables; like a snapshot, they are stored on observable days only. "
+               "The dated schedules are loaded either way.",
+               ("location_schedule_defaults", "employee_schedule_defaults")),
     )
 }
+
+
+def table_options(table: str) -> tuple[str, ...]:
+    """The options that change ``table``'s rows."""
+    return tuple(name for name, option in OPTIONS.items() if table in option.tables)

@@ -11,7 +11,7 @@ No ``from __future__ import annotations`` here: Dagster reads the ``config`` par
 from the annotation at definition time, and it is built from the catalogue's options.
 """
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, as_completed
 from dataclasses import dataclass
 from datetime import date, datetime
@@ -22,7 +22,7 @@ import pydantic
 
 from booker_assets.api.client import BookerClient, BookerResource
 from booker_assets.api.shared_replies import SharedReplies
-from booker_assets.catalogue.options import OPTIONS
+from booker_assets.catalogue.options import OPTIONS, table_options
 from booker_assets.catalogue.reports import GROUPS, ReportGroup, Table
 from booker_assets.defs.partitions import BookerPartitions, days_by_location
 from booker_assets.defs.storage import markdown_table
@@ -60,17 +60,18 @@ def option_description(name: str) -> str:
             f"{', '.join(option.tables)}; the other tables ignore it.")
 
 
-def report_options_config() -> type[dg.Config]:
-    """Domo's options as the step's config; each option says which tables it changes."""
-    fields = {name: (bool, pydantic.Field(False, description=option_description(name)))
+def report_options_config(settings: Settings) -> type[dg.Config]:
+    """Domo's options as the step's config. Each defaults to the deployment's setting, so a
+    run launched with no config (a sensor's, a backfill's, the CLI's) loads with it, and the
+    launchpad shows it; each option says which tables it changes."""
+    fields = {name: (bool, pydantic.Field(settings.options[name], description=(
+        f"{option_description(name)} Default: the deployment's {OPTIONS[name].setting} "
+        f"({str(settings.options[name]).lower()}).")))
               for name in OPTIONS}
     return pydantic.create_model(
         "ReportOptions", __base__=dg.Config, __doc__=(
-            "Domo's connector options, all off by default, under "
-            "ops.booker_reports.config. Each changes only the tables it names."), **fields)
-
-
-ReportOptions = report_options_config()
+            "Domo's connector options under ops.booker_reports.config, each defaulting to "
+            "its BOOKER_* setting: set one here to override it for this run only."), **fields)
 
 
 def build_report_assets(settings: Settings, partitions: BookerPartitions,
@@ -79,6 +80,7 @@ def build_report_assets(settings: Settings, partitions: BookerPartitions,
     days' snapshots can still be observed."""
     outs = {table.name: _out(group, table, settings) for group in GROUPS
             for table in group.tables}
+    report_options = report_options_config(settings)
 
     @dg.multi_asset(
         name=STEP_NAME,
@@ -90,7 +92,7 @@ def build_report_assets(settings: Settings, partitions: BookerPartitions,
         pool=API_POOL,
     )
     def booker_reports(
-        context: dg.AssetExecutionContext, booker: BookerResource, config: ReportOptions
+        context: dg.AssetExecutionContext, booker: BookerResource, config: report_options
     ) -> Iterator[dg.Output]:
         yield from _materialize(context, booker.get_client(), config.model_dump(), settings.pii,
                                 clock())
@@ -100,12 +102,13 @@ def build_report_assets(settings: Settings, partitions: BookerPartitions,
 
 def _out(group: ReportGroup, table: Table, settings: Settings) -> dg.AssetOut:
     columns = table_columns(group, table, settings.pii)
-    options = [o for o in group.options if table.name in OPTIONS[o].tables]
+    options = table_options(table.name)
     return dg.AssetOut(
         key=dg.AssetKey([GROUP_NAME, table.name]),
         description=f"{table.description} {LOCAL_DAY} " + (
-            f"Options it reads (launchpad config ops.booker_reports.config): "
-            f"{', '.join(options)}." if options else "It reads no option of the launchpad."),
+            f"Options it reads (settings {', '.join(OPTIONS[o].setting for o in options)}; "
+            f"for one run, config ops.booker_reports.config): {', '.join(options)}."
+            if options else "It reads no option."),
         is_required=False,
         group_name=GROUP_NAME,
         kinds={"booker", "duckdb"},
@@ -113,7 +116,7 @@ def _out(group: ReportGroup, table: Table, settings: Settings) -> dg.AssetOut:
         code_version=code_version(group, table, settings.pii),
         metadata={
             "booker/day": LOCAL_DAY,
-            "booker/options": dg.MetadataValue.md(_options_markdown(options)),
+            "booker/options": dg.MetadataValue.md(_options_markdown(options, settings)),
             "booker/report": group.name,
             "booker/key": list(table.key),
             "booker/entity_key": list(table.entity_key),
@@ -125,14 +128,19 @@ def _out(group: ReportGroup, table: Table, settings: Settings) -> dg.AssetOut:
     )
 
 
-def _options_markdown(options: list[str]) -> str:
+def _options_markdown(options: Sequence[str], settings: Settings) -> str:
     if not options:
-        return ("None: the options in the launchpad (`ops.booker_reports.config`) change other "
-                "tables, not this one.")
-    rows = [f"| `{name}` | {option_description(name)} |" for name in options]
-    example = "\n".join(f"        {name}: true" for name in options)
-    return "\n".join(["| option | what it does |", "| --- | --- |", *rows, "",
-                      "Set in *Materialize… → Config → Add config* or the launchpad:", "",
+        return ("None: Domo's options (`BOOKER_INCLUDE_EXPIRED`…, or "
+                "`ops.booker_reports.config` for one run) change other tables, not this one.")
+    rows = [f"| `{name}` | `{OPTIONS[name].setting}` | {str(settings.options[name]).lower()} | "
+            f"{option_description(name)} |" for name in options]
+    example = "\n".join(f"        {name}: {str(not settings.options[name]).lower()}"
+                        for name in options)
+    return "\n".join(["| option | setting | this deployment | what it does |",
+                      "| --- | --- | --- | --- |", *rows, "",
+                      "Every load uses the deployment's settings (set in the environment of "
+                      "the code location, e.g. before `make dev`). To override one for one "
+                      "run, in *Materialize… → Config → Add config* or the launchpad:", "",
                       "```yaml", "ops:", "  booker_reports:", "    config:", example, "```"])
 
 
@@ -270,11 +278,16 @@ def _partition_metadata(load: PartitionLoad, names: Mapping[str, str]) -> dict:
         "booker/requests": load.requests,
         "booker/location": names.get(str(load.location_id), str(load.location_id)),
     }
+    if load.options:  # what these rows mean depends on them (booker._loads keeps them too)
+        metadata["booker/loaded_with"] = dg.MetadataValue.json(dict(load.options))
     if load.reported_total is not None:
         metadata["booker/reported_total"] = load.reported_total
     if load.status == "no_history":
         metadata["booker/note"] = ("Booker keeps no history of this list: a day that can no "
                                    "longer be observed gets no rows, rather than today's list")
+    elif load.status == "option_off":
+        metadata["booker/note"] = ("not asked: this table is loaded only with its option on "
+                                   "(see booker/loaded_with)")
     return metadata
 
 
