@@ -174,8 +174,15 @@ def test_options_change_what_comes_back(sandbox, tmp_path):
     everyone = rows_with("employees", "employees")
     assert rows_with("employees", "employees", ignore_freelancers=True) < everyone
     assert rows_with("employees", "employees", only_active_employees=True) < everyone
-    assert rows_with("location_schedules", "location_schedules", schedule_defaults=True) == 7
-    assert _count(db, "select count(*) from booker.location_schedules where date is null") == 7
+    # weekday defaults are a table of their own, asked only with the option on; the dated
+    # schedules are loaded either way
+    assert rows_with("location_schedule_defaults", "location_schedule_defaults") == 0
+    assert _count(db, "select count(*) from booker._loads where table_name ="
+                  " 'location_schedule_defaults' and status = 'option_off'") == 1
+    assert rows_with("location_schedule_defaults", "location_schedule_defaults",
+                     schedule_defaults=True) == 7
+    assert rows_with("location_schedules", "location_schedules", schedule_defaults=True) == 1
+    assert _count(db, "select count(*) from booker.location_schedules where date is null") == 0
 
 
 def test_rematerializing_replaces_and_empty_day_is_recorded(sandbox, tmp_path):

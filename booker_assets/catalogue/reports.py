@@ -38,14 +38,13 @@ class IsoWindow:
 class DateRange:
     """One call for the whole months of the slice's days, as ``YYYY-MM-DD`` (the same call for
     every run of a month: shared by a backfill's runs); each row names its day in
-    ``day_field``. With the option ``defaults_option`` on, Booker ignores the dates and returns
-    one undated row per weekday (``defaults_flag=true``)."""
+    ``day_field``. ``defaults_flag`` is sent false: its weekday defaults are a call (and a
+    table) of their own, see ``WEEKDAY_DEFAULTS``."""
 
     since: str
     until: str
     day_field: str = "Date"
     defaults_flag: str = "getDefaultDaySchedule"
-    defaults_option: str = "schedule_defaults"
 
 
 Days = IsoWindow | DateRange | None
@@ -67,8 +66,6 @@ class Call:
 
     def __post_init__(self) -> None:
         unknown = set(self.options) - set(OPTIONS)
-        if isinstance(self.days, DateRange):
-            unknown -= {self.days.defaults_option}
         if unknown:
             raise ValueError(f"{self.path}: unknown options {sorted(unknown)}")
 
@@ -132,6 +129,8 @@ class Table:
     returns today's list (``snapshot``: a day gets rows only while it can be observed).
     ``counted`` tables are checked against the TotalResultsCount of their root call;
     ``changes_after_day`` tables are re-loaded over the lookback (late refunds, edits).
+    A table ``only_with`` an option is asked only when that option is on; otherwise its
+    partitions are recorded ``option_off``, with no rows and no call.
     """
 
     name: str
@@ -143,8 +142,11 @@ class Table:
     changes_after_day: bool = False
     entity_key: tuple[str, ...] = ()  # the ``<name>_current`` view's entity; default: key
     pii: tuple[str, ...] = ()  # column prefixes dropped or hashed under BOOKER_PII
+    only_with: str | None = None  # an option that must be on for this table to be asked
 
     def __post_init__(self) -> None:
+        if self.only_with and self.only_with not in OPTIONS:
+            raise ValueError(f"table {self.name}: unknown option {self.only_with}")
         if not self.sources or not self.key:
             raise ValueError(f"table {self.name} needs sources and a key")
         if self.counted and self.sources != (self.sources[0],) or (
@@ -189,6 +191,12 @@ _LOC = (LOCATION_COLUMN,)
 _SCHEDULE_DAYS = DateRange("fromDate", "toDate")
 _ORDER = {"order_id": "id", "order_number": "order_number", "order_date_created": "date_created"}
 _INCLUDE_EXPIRED = {"include_expired": "IncludeExpired"}
+# Domo's "Get Schedule Defaults?": Booker ignores the dates and returns one row per weekday,
+# undated. Their own tables, not rows of the dated schedules: a weekday default is not any
+# day's schedule, and one table holding both would count each day twice.
+WEEKDAY_DEFAULTS = {"getDefaultDaySchedule": True}
+_DEFAULTS_NOTE = ("Asked only with schedule_defaults on (BOOKER_SCHEDULE_DEFAULTS); a "
+                  "snapshot: stored only for the day it is observed.")
 
 
 def _snapshot(name: str, what: str, root: Call, options: tuple[str, ...] = ()) -> ReportGroup:
@@ -276,7 +284,7 @@ GROUPS: tuple[ReportGroup, ...] = (
                   history="snapshot", counted=True),
             Table(
                 "employee_schedules",
-                "One row per employee per date (or per weekday with schedule_defaults). "
+                "One row per employee per date (weekday defaults are a table of their own). "
                 "Key: location_id, employee_id, date, weekday.",
                 (PerParent(_get("employee/{parent_id}/schedule", "EmployeeDaySchedules",
                                 s.EMPLOYEE_SCHEDULE, days=_SCHEDULE_DAYS),
@@ -284,17 +292,39 @@ GROUPS: tuple[ReportGroup, ...] = (
                 key=(*_LOC, "employee_id", "date", "weekday"),
                 history="dated",
             ),
+            Table(
+                "employee_schedule_defaults",
+                f"Each employee's default hours per weekday (no date). {_DEFAULTS_NOTE} "
+                "Key: location_id, employee_id, weekday.",
+                (PerParent(_get("employee/{parent_id}/schedule", "EmployeeDaySchedules",
+                                s.EMPLOYEE_SCHEDULE_DEFAULT, params=WEEKDAY_DEFAULTS),
+                           carry={"employee_id": "id"}),),
+                key=(*_LOC, "employee_id", "weekday"),
+                history="snapshot",
+                only_with="schedule_defaults",
+            ),
         ),
     ),
     ReportGroup(
         name="location_schedules",
         root=_get("location/{location_id}/schedule", "LocationDaySchedules",
                   s.LOCATION_SCHEDULE, days=_SCHEDULE_DAYS),
+        tables=(
+            Table("location_schedules", "Opening hours: one row per date (weekday defaults are a "
+                  "table of their own). Key: location_id, date, weekday.",
+                  (FromRoot(),), key=(*_LOC, "date", "weekday"), history="dated"),
+        ),
+    ),
+    ReportGroup(
+        name="location_schedule_defaults",
+        root=_get("location/{location_id}/schedule", "LocationDaySchedules",
+                  s.LOCATION_SCHEDULE_DEFAULT, params=WEEKDAY_DEFAULTS),
         options=("schedule_defaults",),
         tables=(
-            Table("location_schedules", "Opening hours: one row per date (or per weekday with "
-                  "schedule_defaults). Key: location_id, date, weekday.", (FromRoot(),),
-                  key=(*_LOC, "date", "weekday"), history="dated"),
+            Table("location_schedule_defaults", "The location's default opening hours per "
+                  f"weekday (no date). {_DEFAULTS_NOTE} Key: location_id, weekday.",
+                  (FromRoot(),), key=(*_LOC, "weekday"), history="snapshot",
+                  only_with="schedule_defaults"),
         ),
     ),
     _snapshot("memberships", "Membership plans offered",

@@ -172,19 +172,23 @@ EMPLOYEE: Record = {
     "DateCreated": _when("the employee was created"),
 }
 
-_DAY_SCHEDULE: Record = {
-    "LocationID": _id("location"),
-    "Date": Field(DATE, "The day (null for weekday defaults, schedule_defaults=true)"),
+_HOURS: Record = {
     "Weekday": _text("Day of the week, e.g. Monday"),
     "StartTime": Field(TIME, "Opening or shift start, local time of day"),
     "EndTime": Field(TIME, "Closing or shift end, local time of day"),
 }
-EMPLOYEE_SCHEDULE: Record = {
-    **_DAY_SCHEDULE,
-    "EmployeeID": _id("employee"),
-    "IsOff": _flag("The employee is off that day"),
-}
-LOCATION_SCHEDULE: Record = {**_DAY_SCHEDULE, "IsClosed": _flag("The location is closed")}
+# A dated schedule row and a weekday default are different records (the default has no
+# Date): they are stored in different tables, never one table holding both.
+_DAY_SCHEDULE: Record = {"LocationID": _id("location"), "Date": Field(DATE, "The day"),
+                         **_HOURS}
+_WEEKDAY_DEFAULT: Record = {"LocationID": _id("location"), **_HOURS}
+_EMPLOYEE_DAY: Record = {"EmployeeID": _id("employee"),
+                         "IsOff": _flag("The employee is off that day")}
+_LOCATION_DAY: Record = {"IsClosed": _flag("The location is closed")}
+EMPLOYEE_SCHEDULE: Record = {**_DAY_SCHEDULE, **_EMPLOYEE_DAY}
+LOCATION_SCHEDULE: Record = {**_DAY_SCHEDULE, **_LOCATION_DAY}
+EMPLOYEE_SCHEDULE_DEFAULT: Record = {**_WEEKDAY_DEFAULT, **_EMPLOYEE_DAY}
+LOCATION_SCHEDULE_DEFAULT: Record = {**_WEEKDAY_DEFAULT, **_LOCATION_DAY}
 
 MEMBERSHIP: Record = {
     "ID": _id("membership plan"),

@@ -25,6 +25,7 @@ Changed, because the stock ``DuckDBPandasIOManager`` ...
 from __future__ import annotations
 
 import contextlib
+import json
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict
@@ -59,7 +60,7 @@ _BASE_TYPES = {c.name: c.type for c in BASE_COLUMNS}
 LOADS_COLUMNS = (
     "table_name VARCHAR, report_date DATE, location_id BIGINT, row_count BIGINT, "
     "reported_total BIGINT, pages INTEGER, requests INTEGER, status VARCHAR, rejected BIGINT, "
-    "loaded_at TIMESTAMPTZ"
+    "loaded_at TIMESTAMPTZ, options JSON"
 )
 _STAGED = ("_frame", "_slice", "_rejects")  # the temp tables of one write
 REJECTS_COLUMNS = (
@@ -278,8 +279,8 @@ def _register_slice(conn: duckdb.DuckDBPyConnection, report: ReportFrame) -> Non
     keys = [(ld.report_date, ld.location_id) for ld in report.loads]
     if len(set(keys)) != len(keys) or Counter(keys) != Counter(report.partitions):
         raise ValueError("ReportFrame.loads must hold exactly one PartitionLoad per partition")
-    loads = pd.DataFrame([asdict(ld) for ld in report.loads],
-                         columns=list(PartitionLoad.__dataclass_fields__))
+    loads = pd.DataFrame([asdict(ld) | {"options": json.dumps(ld.options, sort_keys=True)}
+                          for ld in report.loads], columns=list(PartitionLoad.__dataclass_fields__))
     conn.register("_slice_in", loads)
     # a typed copy: an all-None column would otherwise have DuckDB's NULL type
     conn.execute(
@@ -287,7 +288,7 @@ def _register_slice(conn: duckdb.DuckDBPyConnection, report: ReportFrame) -> Non
         " location_id::BIGINT AS location_id, row_count::BIGINT AS row_count,"
         " reported_total::BIGINT AS reported_total, pages::INTEGER AS pages,"
         " requests::INTEGER AS requests, status::VARCHAR AS status,"
-        " rejected::BIGINT AS rejected FROM _slice_in"
+        " rejected::BIGINT AS rejected, options::JSON AS options FROM _slice_in"
     )
     conn.unregister("_slice_in")
 

@@ -11,6 +11,14 @@ under every past day a backfill covered. Version 2:
   that day) move to the schema ``booker_backdated``, kept for whoever wants them, and their
   partitions are marked ``no_history`` in ``_loads``. Removing them from the tables, not
   flagging them in place, keeps every query on ``booker`` truthful without a new filter.
+
+Version 3 (Domo's options became settings, and weekday defaults tables of their own):
+- ``_loads`` gets ``options``, the options each partition was loaded with; NULL for the loads
+  before, which nothing recorded (the check ``options_match_deployment`` names them);
+- weekday schedule defaults stored in ``location_schedules`` / ``employee_schedules`` (rows
+  without a date, from a load with schedule_defaults on) move to ``location_schedule_defaults``
+  / ``employee_schedule_defaults``, with their loads; those days' dated schedules were never
+  loaded, and the upgrade says which backfill loads them.
 """
 
 from __future__ import annotations
@@ -24,10 +32,13 @@ from booker_assets.catalogue.reports import GROUP_OF, TABLES
 from booker_assets.defs.storage import qualified, quote
 from booker_assets.load.columns import table_columns as declared_columns
 
-SCHEMA_VERSION = 2
+SCHEMA_VERSION = 3
 BACKDATED_SCHEMA = "booker_backdated"
 # Version 1 split a plural "IDs" into "I_Ds": EmployeeIDs was employee_i_ds.
 RENAMED = {"employee_i_ds": "employee_ids", "room_i_ds": "room_ids"}
+# Version 2 stored weekday defaults in the dated tables; version 3 in their own.
+DEFAULTS_MOVED = {"location_schedules": "location_schedule_defaults",
+                  "employee_schedules": "employee_schedule_defaults"}
 
 
 def migrate(conn: duckdb.DuckDBPyConnection, schema: str) -> list[str]:
@@ -40,7 +51,7 @@ def migrate(conn: duckdb.DuckDBPyConnection, schema: str) -> list[str]:
     started = time.perf_counter()
     conn.begin()
     try:
-        lines = _upgrade(conn, schema)
+        lines = _upgrade(conn, schema, version)
         _set_version(conn, schema)
         conn.commit()
     except Exception:
@@ -82,12 +93,18 @@ def _types(conn: duckdb.DuckDBPyConnection, schema: str, table: str) -> dict[str
         " AND schema_name = ? AND table_name = ?", [catalog, schema, table]).fetchall())
 
 
-def _upgrade(conn: duckdb.DuckDBPyConnection, schema: str) -> list[str]:
+def _upgrade(conn: duckdb.DuckDBPyConnection, schema: str, version: int) -> list[str]:
     # Every ALTER first, then the rows: DuckDB 1.4 refuses to commit a transaction that alters
     # a table after it deleted or updated rows of it.
     stored = _stored(conn, schema)
     if "_loads" in stored:
         _loads_columns(conn, schema)
+    lines = _to_version_2(conn, schema, stored) if version < 2 else []
+    return lines + [line for table in sorted(stored & set(DEFAULTS_MOVED))
+                    for line in _move_defaults(conn, schema, table, "_loads" in stored)]
+
+
+def _to_version_2(conn: duckdb.DuckDBPyConnection, schema: str, stored: set[str]) -> list[str]:
     lines = [line for table in sorted(stored & set(TABLES)) for line in _table(conn, schema, table)]
     if "_loads" in stored and _types(conn, schema, "_loads")["location_id"] != "BIGINT":
         lines.append(_retype(conn, qualified(conn, "_loads", schema), "_loads", "location_id",
@@ -104,6 +121,8 @@ def _loads_columns(conn: duckdb.DuckDBPyConnection, schema: str) -> None:
     if "status" not in _types(conn, schema, "_loads"):
         conn.execute(f"ALTER TABLE {loads} ADD COLUMN status VARCHAR DEFAULT 'loaded'")
         conn.execute(f"ALTER TABLE {loads} ADD COLUMN rejected BIGINT DEFAULT 0")
+    if "options" not in _types(conn, schema, "_loads"):  # NULL: not recorded
+        conn.execute(f"ALTER TABLE {loads} ADD COLUMN options JSON")
 
 
 def _locations(conn: duckdb.DuckDBPyConnection, schema: str, has_loads: bool) -> None:
@@ -173,3 +192,30 @@ def _move_backdated(conn: duckdb.DuckDBPyConnection, schema: str, table: str) ->
     conn.execute(f"DELETE FROM {target} WHERE {where}")
     return [f"{table}: {count} rows stored for days before they were observed moved to "
             f"{BACKDATED_SCHEMA}.{table}"]
+
+
+def _move_defaults(conn: duckdb.DuckDBPyConnection, schema: str, table: str,
+                   has_loads: bool) -> list[str]:
+    """A dated schedule table's undated rows (weekday defaults) into their own table."""
+    source, defaults = qualified(conn, table, schema), DEFAULTS_MOVED[table]
+    days = conn.execute(f"SELECT DISTINCT report_date, location_id FROM {source}"
+                        " WHERE date IS NULL ORDER BY ALL").fetchall()
+    if not days:
+        return []
+    target = qualified(conn, defaults, schema)
+    conn.execute(f"CREATE TABLE IF NOT EXISTS {target} AS SELECT * EXCLUDE (date)"
+                 f" FROM {source} LIMIT 0")
+    conn.execute(f"INSERT INTO {target} BY NAME SELECT * EXCLUDE (date) FROM {source}"
+                 " WHERE date IS NULL")
+    conn.execute(f"DELETE FROM {source} WHERE date IS NULL")
+    if has_loads:  # those partitions' loads were the defaults' loads: theirs now
+        conn.execute(
+            f"UPDATE {qualified(conn, '_loads', schema)} l SET table_name = ? FROM (SELECT"
+            f" DISTINCT report_date, location_id FROM {target}) d WHERE l.table_name = ?"
+            " AND l.report_date = d.report_date AND l.location_id = d.location_id",
+            [defaults, table])
+    first, last = min(d for d, _ in days), max(d for d, _ in days)
+    locations = ",".join(sorted({str(loc) for _, loc in days}))
+    return [f"{table}: the weekday defaults of {len(days)} partitions moved to {defaults}; "
+            f"their dated schedules were never loaded: booker-assets backfill --from {first} "
+            f"--to {last} --locations {locations} --assets {table}"]

@@ -8,11 +8,14 @@ types it against the declared schema.
 Where a row lands:
 - rows of a day's window, or naming their own day (schedules), go to that day;
 - undated rows (Booker's lists as they are today: employees, products...; weekday schedule
-  defaults) go only to the days that can be observed now: the load runs during the day or
-  within a day after it ended, in the location's zone. Older days get no rows and the status
-  ``no_history``: Booker keeps no history of its lists, and today's list is not that day's.
+  defaults, tables of their own) go only to the days that can be observed now: the load runs
+  during the day or within a day after it ended, in the location's zone. Older days get no
+  rows and the status ``no_history``: Booker keeps no history of its lists, and today's list
+  is not that day's.
 
 A record that cannot be read becomes a ``Reject`` of its table; the rest of its day loads.
+Each partition records the options it was loaded with (``PartitionLoad.options``); a table
+asked only with an option (``Table.only_with``) that is off is not asked at all.
 """
 
 from __future__ import annotations
@@ -28,6 +31,7 @@ from booker_assets.api.paging import FindResult
 from booker_assets.api.view import ReportView
 from booker_assets.api.zones import zone_for
 from booker_assets.catalogue import schema as s
+from booker_assets.catalogue.options import table_options
 from booker_assets.catalogue.reports import (
     Call,
     DateRange,
@@ -59,10 +63,13 @@ class Slice:
     options: Mapping[str, Any]
     observable: list[date]  # days whose snapshot can be taken now
 
-    @property
-    def defaults(self) -> bool:
-        """Domo's "Get Schedule Defaults?": schedule calls return undated weekday rows."""
-        return bool(self.options.get(DateRange.defaults_option))
+    def asks(self, table: Table) -> bool:
+        """Whether ``table`` is asked: not one whose option (``only_with``) is off."""
+        return not table.only_with or bool(self.options.get(table.only_with))
+
+    def loaded_with(self, table: Table) -> dict[str, bool]:
+        """The options that change ``table``, as this slice used them."""
+        return {name: bool(self.options.get(name)) for name in table_options(table.name)}
 
     @property
     def months(self) -> tuple[date, date]:
@@ -128,19 +135,11 @@ def extract(
     now = now or datetime.now(timezone.utc)
     job = Slice(client, group, int(location_id), days, zone, options,
                 observable_days(days, zone, now))
-    fetch = any(_dated(job, t) for t in tables) or bool(job.observable)
+    asked = [t for t in tables if job.asks(t)]
+    fetch = any(t.history == "dated" for t in asked) or bool(asked and job.observable)
     parents, results = _fetch_root(job, location) if fetch else ([], {})
     loaded_at = datetime.now(timezone.utc)
     return {t.name: _table_frame(job, t, parents, results, loaded_at, pii) for t in tables}
-
-
-def _dated(job: Slice, table: Table) -> bool:
-    """Whether Booker dates this table's rows (for this slice's options)."""
-    if table.history == "snapshot":
-        return False
-    calls = [job.group.root] + [src.call for src in table.sources if isinstance(src, PerParent)]
-    return not (job.defaults and any(isinstance(c.days, DateRange) for c in calls
-                                     if not isinstance(c, LocationRecord)))
 
 
 # ---------------------------------------------------------------- calls
@@ -150,13 +149,10 @@ def _api_fields(job: Slice, call: Call) -> dict[str, Any]:
     fields = dict(call.params)
     fields.update({api: job.options[opt] for opt, api in call.options.items()
                    if opt in job.options})
-    if isinstance(call.days, DateRange):
-        if job.defaults:
-            fields[call.days.defaults_flag] = True
-        else:  # Booker wants the dates even for defaults; the slice's months, local days
-            since, until = job.months
-            fields |= {call.days.since: since.isoformat(), call.days.until: until.isoformat(),
-                       call.days.defaults_flag: False}
+    if isinstance(call.days, DateRange):  # the slice's months, local days
+        since, until = job.months
+        fields |= {call.days.since: since.isoformat(), call.days.until: until.isoformat(),
+                   call.days.defaults_flag: False}
     return fields
 
 
@@ -175,7 +171,7 @@ def shared_by_backfill(job: Slice, call: Call, private: bool) -> bool:
     observed on its day)."""
     if isinstance(call.days, IsoWindow):
         return False  # the partition day's own window
-    if isinstance(call.days, DateRange) and not job.defaults:
+    if isinstance(call.days, DateRange):
         return True  # dated rows; weekday defaults are undated, a snapshot like a list
     return not private and not job.observable
 
@@ -230,7 +226,7 @@ def _parent(job: Slice, day: date | None, raw: dict, record: s.Record) -> Parent
 
 def _own_day(job: Slice, call: Call, row: dict) -> date | None:
     """A schedule row's own day (``Date``, in any form, or its twin); None: undated."""
-    if not isinstance(call.days, DateRange) or job.defaults:
+    if not isinstance(call.days, DateRange):
         return None
     field = call.days.day_field
     return read_value(s.DATE, row.get(field + "Offset") or row.get(field), job.zone,
@@ -251,9 +247,9 @@ def _table_frame(job: Slice, table: Table, parents: list[Parent],
                  results: dict[date | None, FindResult], loaded_at: datetime,
                  pii: PiiPolicy | str) -> ReportFrame:
     derived = Derived()
-    for source in table.sources:
+    for source in table.sources if job.asks(table) else ():
         _derive(job, source, parents, derived, private=bool(table.pii))
-    dated = _dated(job, table)
+    dated = table.history == "dated"
     placed, rejects = _place(job, derived, dated)
     rows = [protect_pii(row, table.pii, pii) | {"report_date": day, "location_id": job.location_id,
                                                  "_loaded_at": loaded_at}
@@ -377,8 +373,11 @@ def _place(job: Slice, derived: Derived, dated: bool
 def _load(job: Slice, table: Table, day: date, placed: list[tuple[date, dict]],
           rejects: list[Reject], results: dict[date | None, FindResult], dated: bool
           ) -> PartitionLoad:
+    options = job.loaded_with(table)
+    if not job.asks(table):
+        return PartitionLoad(day, job.location_id, 0, status="option_off", options=options)
     if not dated and day not in job.observable:
-        return PartitionLoad(day, job.location_id, 0, status="no_history")
+        return PartitionLoad(day, job.location_id, 0, status="no_history", options=options)
     result = results.get(day) or results.get(None)
     own = results.get(day)  # a day's own window call; calls shared by the slice count apart
     return PartitionLoad(
@@ -389,6 +388,7 @@ def _load(job: Slice, table: Table, day: date, placed: list[tuple[date, dict]],
         pages=own.pages if own else 0,
         requests=own.requests if own else 0,
         rejected=sum(1 for r in rejects if r.report_date == day),
+        options=options,
     )
 
 

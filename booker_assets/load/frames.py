@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from typing import Any, Literal
@@ -13,7 +13,7 @@ from booker_assets.catalogue import schema as s
 from booker_assets.load.flatten import Column
 
 Partition = tuple[date, int | None]  # (report_date, location_id); None: brand level
-LoadStatus = Literal["loaded", "no_history"]
+LoadStatus = Literal["loaded", "no_history", "option_off"]
 BASE_COLUMNS = (
     Column("report_date", s.DATE, "The partition's day, in the location's own time zone"),
     Column("location_id", s.BIGINT, "Booker's id of the location (the partition's location)"),
@@ -26,7 +26,9 @@ class PartitionLoad:
     """What was fetched for one (report_date, location_id) partition, recorded in ``_loads``.
 
     ``no_history``: a snapshot report for a day that can no longer be observed (Booker keeps
-    no history of its lists), so nothing was stored, truthfully, rather than today's list."""
+    no history of its lists), so nothing was stored, truthfully, rather than today's list.
+    ``option_off``: a table asked only with an option that was off (nothing asked).
+    ``options``: the options that change this table, as they were for this load."""
 
     report_date: date
     location_id: int | None
@@ -36,6 +38,7 @@ class PartitionLoad:
     requests: int = 0
     status: LoadStatus = "loaded"
     rejected: int = 0
+    options: Mapping[str, bool] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)
