@@ -98,6 +98,9 @@ def filed(result: dg.ExecuteInProcessResult, instance: dg.DagsterInstance
     pytest.param({"tables": ["orders", "order"]}, [
         "tables ['order']: not location reports", "Fix: choose from customer_memberships, "],
         id="unknown-table"),
+    pytest.param({"options": {"include_expird": True}}, [
+        "options ['include_expird']: not Domo's options", "Fix: choose from include_expired, "],
+        id="unknown-option"),
 ])
 def test_bad_config_is_refused_at_launch_naming_cause_and_fix(
     sandbox: BookerSandbox, tmp_path: Path, instance: dg.DagsterInstance,
@@ -132,8 +135,14 @@ def test_the_config_class_checks_itself_without_a_deployment():
 
 
 def test_good_config_files_the_backfill(sandbox, tmp_path, instance):
-    config = {"days_back_start": 3, "days_back_end": 1, "tables": ["orders"]}
-    (subset,) = filed(launch(days_back_defs(sandbox, tmp_path), config, instance), instance)
+    config = {"days_back_start": 3, "days_back_end": 1, "tables": ["orders"],
+              "options": {"include_expired": True}}
+    result = launch(days_back_defs(sandbox, tmp_path), config, instance)
+    (subset,) = filed(result, instance)
+    # the option given overrides the deployment's for its runs; the others keep the settings
+    (backfill,) = [b for b in instance.get_backfills()
+                   if b.tags["booker/days_back_run"] == result.run_id]
+    assert backfill.run_config == {"ops": {"booker_reports": {"config": {"include_expired": True}}}}
     (key,) = subset.asset_keys
     assert key == dg.AssetKey(["booker", "orders"])
     assert sorted(subset.get_partitions_subset(key).get_partition_keys()) == [

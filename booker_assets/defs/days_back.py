@@ -25,6 +25,8 @@ from pydantic import Field, ValidationError, ValidationInfo, field_validator, mo
 
 from booker_assets.api.client import BookerResource
 from booker_assets.api.dates import local_day
+from booker_assets.catalogue.options import OPTIONS
+from booker_assets.defs.assets import STEP_NAME
 from booker_assets.defs.backfill import backfill_groups
 from booker_assets.defs.daily import LoadKeys, location_zones
 from booker_assets.defs.locations import SENSOR_NAME as DISCOVERY_SENSOR
@@ -62,6 +64,11 @@ class DaysBackConfig(dg.Config):
     locations: list[str] = Field(
         default_factory=list,
         description="Location ids to load (e.g. 1001); empty: every location partition.",
+    )
+    options: dict[str, bool] = Field(
+        default_factory=dict,
+        description="Domo's options for these backfills only, e.g. {include_expired: true}; "
+        f"the others (all, if empty) are the deployment's settings: {', '.join(OPTIONS)}.",
     )
 
     @field_validator("days_back_start", "days_back_end")
@@ -171,6 +178,8 @@ class LaunchScope:
 def launch_problems(config: DaysBackConfig, scope: LaunchScope) -> list[str]:
     """What this deployment cannot load of ``config``, every cause at once."""
     problems = _unknown("tables", config.tables, scope.tables, "location reports")
+    problems += _unknown("options", list(config.options), list(OPTIONS), "Domo's options",
+                         " (the deployment's BOOKER_* settings)")
     if scope.allowed_locations:
         problems += _unknown("locations", config.locations, scope.allowed_locations,
                              "in BOOKER_LOCATION_IDS", "; to load another location, add it "
@@ -254,7 +263,7 @@ def days_back_job(settings: Settings, partitions: BookerPartitions,
             backfill_id = add_backfill(context, assets, selection, keys_of_group, {
                 "booker/days_back": f"{config.days_back_start}..{config.days_back_end}",
                 "booker/days_back_run": context.run_id,
-                "booker/locations": f"{group[0]}..{group[-1]}"})
+                "booker/locations": f"{group[0]}..{group[-1]}"}, config.options)
             context.log.info(f"backfill {backfill_id}: locations {', '.join(group)}, "
                              f"{len(keys_of_group)} partitions")
 
@@ -276,8 +285,9 @@ def days_back_job(settings: Settings, partitions: BookerPartitions,
 
 def add_backfill(context: dg.OpExecutionContext, assets: Sequence[dg.AssetsDefinition],
                  selection: list[dg.AssetKey], partition_keys: list[str],
-                 tags: dict[str, str]) -> str:
-    """File one asset backfill in the instance; returns its id.
+                 tags: dict[str, str], options: Mapping[str, bool]) -> str:
+    """File one asset backfill in the instance; returns its id. Its runs load with the
+    deployment's options (the step config's defaults), ``options`` overriding them.
 
     Private Dagster API, isolated here: an op has no public way to file a backfill. What was
     considered: the webserver's GraphQL ``launchPartitionBackfill`` (public, but needs the
@@ -301,7 +311,7 @@ def add_backfill(context: dg.OpExecutionContext, assets: Sequence[dg.AssetsDefin
         all_partitions=False,
         title=f"Booker days back {tags['booker/days_back']}, locations {tags['booker/locations']}",
         description=f"filed by run {context.run_id}",
-        run_config=None,
+        run_config={"ops": {STEP_NAME: {"config": dict(options)}}} if options else None,
     )
     context.instance.add_backfill(backfill)
     return backfill.backfill_id
