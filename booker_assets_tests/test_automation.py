@@ -20,10 +20,12 @@ import pytest
 
 from booker_assets.api.client import BookerResource
 from booker_assets.definitions import build_definitions
+from booker_assets.defs.checks import check_evaluators
 from booker_assets.defs.daily import LoadKeys, plan_loads
 from booker_assets.defs.partitions import RANGE_END, RANGE_START, add_locations
+from booker_assets.defs.storage import connect_locked
 from booker_assets.sandbox import BookerSandbox
-from booker_assets.settings import Settings
+from booker_assets.settings import Settings, load_settings
 from booker_assets_tests.conftest import make_settings
 
 UTC = timezone.utc
@@ -224,3 +226,48 @@ def test_no_location_partitions_yet_says_which_sensor_adds_them(sandbox, tmp_pat
             data = ticker.sensor.evaluate_tick(context)
     assert not data.run_requests
     assert "no location partitions yet: the booker_locations sensor" in data.skip_message
+
+
+def test_the_daily_load_uses_the_options_set_in_the_environment(sandbox, tmp_path, monkeypatch):
+    """BOOKER_INCLUDE_EXPIRED=true, no config typed anywhere: the sensor's runs, executed as
+    Dagster would (their run config, tags and selection), store expired memberships and record
+    the option; a deployment that turns it off again is warned which partitions differ."""
+    for name, value in {"BOOKER_INCLUDE_EXPIRED": "true", "BOOKER_LOCATION_IDS": "1001",
+                        "BOOKER_LOOKBACK_DAYS": "1",
+                        "BOOKER_DUCKDB_PATH": str(tmp_path / "b.duckdb")}.items():
+        monkeypatch.setenv(name, value)
+    settings = load_settings()
+    ticker = Ticker(sandbox, settings, sandbox.settings.now, dg.DagsterInstance.ephemeral())
+    add_locations(ticker.instance, ["1001"])
+    requests = ticker.tick()
+    assert [r.tags["booker/load"] for r in requests] == ["lookback", "snapshot"]
+    for request in requests:
+        result = dg.materialize(
+            [*ticker.defs.assets, *ticker.defs.asset_checks], selection=request.asset_selection,
+            resources=ticker.defs.resources, instance=ticker.instance, tags=request.tags,
+            run_config=request.run_config)
+        assert result.success
+    with connect_locked(settings.duckdb_path, read_only=True) as conn:
+        expired = dict(conn.execute(
+            "SELECT 'plans', count(*) FILTER (is_expired) FROM booker.memberships UNION ALL"
+            " SELECT 'customers', count(*) FILTER (is_expired) FROM booker.customer_memberships"
+        ).fetchall())
+        loads = conn.execute(
+            "SELECT table_name, report_date, options::VARCHAR FROM booker._loads WHERE"
+            " table_name LIKE '%memberships' ORDER BY ALL").fetchall()
+    print("\n" + "\n".join(map(str, loads)))
+    assert expired["plans"] > 0 and expired["customers"] > 0, expired
+    assert {options for *_, options in loads} == {'{"include_expired": true}'}
+    assert [(t, str(d)) for t, d, _ in loads] == [
+        ("customer_memberships", "2025-06-28"), ("customer_memberships", "2025-06-29"),
+        ("memberships", "2025-06-29")]
+
+    monkeypatch.delenv("BOOKER_INCLUDE_EXPIRED")
+    warned = check_evaluators(load_settings())[dg.AssetCheckKey(
+        dg.AssetKey(["booker", "memberships"]), "options_match_deployment")].evaluate(["1001"])
+    shown = warned.metadata["backfill"].value
+    print(f"{warned.description}\n{warned.metadata['offending_partitions'].value}\n{shown}")
+    assert (warned.passed, warned.severity) == (False, dg.AssetCheckSeverity.WARN)
+    assert "BOOKER_INCLUDE_EXPIRED=false" in warned.description
+    assert ("booker-assets backfill --from 2025-06-29 --to 2025-06-29 --locations 1001 "
+            "--assets memberships") in shown

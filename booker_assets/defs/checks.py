@@ -17,6 +17,7 @@ import dagster as dg
 import duckdb
 import pandas as pd
 
+from booker_assets.catalogue.options import OPTIONS, table_options
 from booker_assets.catalogue.reports import TABLES
 from booker_assets.defs.partitions import known_locations
 from booker_assets.defs.storage import (
@@ -61,8 +62,10 @@ def _result(
     what: str,
     params: Sequence = (),
     severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR,
+    commands: str = "",
 ) -> dg.AssetCheckResult:
-    """Pass when ``sql`` returns no rows; otherwise list the first of them."""
+    """Pass when ``sql`` returns no rows; otherwise list the first of them, and the whole of
+    each one's ``commands`` column (the table cuts long cells) as a block to copy."""
     try:
         rows = _query(warehouse, sql, params)
     except (duckdb.CatalogException, BookerStorageError) as exc:
@@ -77,6 +80,8 @@ def _result(
         metadata={
             "offending": len(rows),
             "offending_partitions": dg.MetadataValue.md(_markdown(columns, shown)),
+            **({commands: dg.MetadataValue.md("\n".join(
+                ["```bash", *(row[commands] for row in shown), "```"]))} if commands else {}),
         },
     )
 
@@ -106,13 +111,15 @@ class SqlCheck:
     deps: tuple[str, ...] = ()  # other tables the query reads
     params: tuple = ()
     severity: dg.AssetCheckSeverity = dg.AssetCheckSeverity.ERROR
+    commands: str = ""  # a column of commands that fix a row, listed whole
 
     def build(self, warehouse: Warehouse) -> BookerCheck:
         spec = dg.AssetCheckSpec(asset=_key(self.asset), name=self.name,
                                  additional_deps=[_key(dep) for dep in self.deps],
                                  description=self.description)
         return BookerCheck(spec, lambda _locations: _result(
-            warehouse, self.sql, self.columns, self.what, self.params, self.severity))
+            warehouse, self.sql, self.columns, self.what, self.params, self.severity,
+            self.commands))
 
 
 # ---------------------------------------------------------------- checks on every table
@@ -173,6 +180,34 @@ def rejects_check(table: str) -> SqlCheck:
         ("report_date", "location_id", "record_id", "column", "reason", "raw"),
         "rejected records (the first shown; all in booker._rejects)",
         params=(table,),
+    )
+
+
+def options_check(table: str, settings: Settings) -> SqlCheck:
+    """Partitions loaded under options other than the deployment's, a range per location and
+    options, each with the command that re-loads it under the deployment's."""
+    options = table_options(table)
+    wanted = {name: settings.options[name] for name in options}
+    differs = " OR ".join(f"(options->>'{name}')::BOOLEAN IS DISTINCT FROM ?" for name in options)
+    shown = ", ".join(f"{OPTIONS[name].setting}={str(on).lower()}" for name, on in wanted.items())
+    return SqlCheck(
+        table, "options_match_deployment",
+        f"Every partition was loaded with this deployment's options ({shown}): a table mixing "
+        "partitions loaded with and without an option means two things at once (warning: "
+        "each row is true to what was asked).",
+        f"SELECT location_id, min(report_date), max(report_date), count(*),"
+        f" coalesce(options::VARCHAR, 'not recorded (loaded before options were)'),"
+        f" 'booker-assets backfill --from ' || min(report_date) || ' --to ' || max(report_date)"
+        f" || ' --locations ' || location_id || ' --assets ' || ?"
+        f" FROM {_t('_loads')} WHERE table_name = ? AND status <> 'no_history'"
+        f" AND (options IS NULL OR {differs}) GROUP BY location_id, options::VARCHAR"
+        f" ORDER BY ALL",
+        ("location_id", "first_day", "last_day", "partitions", "loaded_with", "backfill"),
+        f"partition ranges were loaded under other options than this deployment's ({shown}); "
+        "each row's backfill, run with the deployment's settings, re-loads them",
+        params=(table, table, *wanted.values()),
+        severity=dg.AssetCheckSeverity.WARN,
+        commands="backfill",
     )
 
 
@@ -246,6 +281,7 @@ def check_evaluators(settings: Settings) -> dict[dg.AssetCheckKey, BookerCheck]:
         *(check for table in TABLES for check in key_checks(table)),
         *(reported_total_check(name) for name, table in TABLES.items() if table.counted),
         *(rejects_check(name) for name in TABLES),
+        *(options_check(name, settings) for name in TABLES if table_options(name)),
         *ORDER_CHECKS,
     ]
     checks = [
