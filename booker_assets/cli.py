@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import argparse
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from datetime import date
 from pathlib import Path
 
@@ -17,8 +17,10 @@ import dagster as dg
 import duckdb
 
 from booker_assets.api.client import BookerClient, BookerResource
+from booker_assets.catalogue.options import OPTIONS
 from booker_assets.catalogue.reports import TABLES
 from booker_assets.definitions import build_definitions, deployed_settings
+from booker_assets.defs.assets import STEP_NAME
 from booker_assets.defs.backfill import instance_from_env, location_slices, run_slices
 from booker_assets.defs.connection import booker_resource_from_env
 from booker_assets.defs.locations import LocationDrift, returned_locations, sync_locations
@@ -105,9 +107,18 @@ def _window(first: date, last: date, settings: Settings) -> None:
                                 f"{newest})", fix=f"choose --to {newest} or earlier")
 
 
-def backfill(first: date, last: date, locations: list[str], tables: list[str]) -> int:
+def options_config(overrides: Mapping[str, bool]) -> dict:
+    """The run config that sets ``overrides`` (Domo's options given as flags) for every run;
+    the options not given keep the deployment's settings (the config's defaults)."""
+    return {"ops": {STEP_NAME: {"config": dict(overrides)}}} if overrides else {}
+
+
+def backfill(first: date, last: date, locations: list[str], tables: list[str],
+             overrides: Mapping[str, bool] | None = None) -> int:
     """Days ``first``..``last`` × locations, a run per location and up to 31 days, in this
-    process (recorded in the instance when DAGSTER_HOME is set); 1 if a run failed."""
+    process (recorded in the instance when DAGSTER_HOME is set); 1 if a run failed.
+    ``overrides``: options for these runs instead of the deployment's."""
+    overrides = overrides or {}
     settings = deployed_settings()
     _window(first, last, settings)
     selection = [f"booker/{t}" for t in _chosen("--assets", tables, list(TABLES), "tables")]
@@ -116,10 +127,13 @@ def backfill(first: date, last: date, locations: list[str], tables: list[str]) -
         chosen = _chosen("--locations", locations, seed_locations(instance, settings),
                          "locations Booker returns (within BOOKER_LOCATION_IDS, if set)")
         slices = location_slices(chosen, first, last)
+        options = settings.options | dict(overrides)
         print(f"{len(slices)} run{'s' * (len(slices) != 1)}: {first}..{last} × locations "
-              f"{', '.join(chosen)}; tables {', '.join(tables) or 'all'}")
+              f"{', '.join(chosen)}; tables {', '.join(tables) or 'all'}; options "
+              + ", ".join(f"{name}={str(on).lower()}" for name, on in options.items()))
         failed = 0
-        for piece, result in run_slices(defs, instance, slices, selection, QUIET):
+        for piece, result in run_slices(defs, instance, slices, selection,
+                                        QUIET | options_config(overrides)):
             failed += not result.success
             print(f"{'OK' if result.success else 'FAILED':<7}{piece}, run {result.run_id}",
                   flush=True)
@@ -172,6 +186,11 @@ def parser() -> argparse.ArgumentParser:
                       help="location ids, e.g. 1001,1002 (default: every location)")
     load.add_argument("--assets", type=_ids, default=[],
                       help="tables, e.g. orders,customers (default: every table)")
+    for name, option in OPTIONS.items():
+        load.add_argument(f"--{name.replace('_', '-')}", dest=name, default=None,
+                          action=argparse.BooleanOptionalAction,
+                          help=f"Domo '{option.domo_name}' for these runs (default: "
+                          f"{option.setting}, false if unset)")
     query = commands.add_parser("sql", help="run a query where analysts read: the read copy "
                                 "of the DuckDB file, or the DuckLake")
     query.add_argument("query", help="e.g. 'select location_id, count(*) from booker.orders "
@@ -188,7 +207,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return discover_locations(args.file)
         if args.command == "sql":
             return sql(args.query)
-        return backfill(args.first, args.last, args.locations, args.assets)
+        overrides = {name: getattr(args, name) for name in OPTIONS
+                     if getattr(args, name) is not None}
+        return backfill(args.first, args.last, args.locations, args.assets, overrides)
     except BookerConfigError as exc:
         print(f"booker-assets: {exc}", file=sys.stderr)
         return 2

@@ -200,3 +200,33 @@ def test_a_bad_backfill_command_names_the_cause_and_the_fix(user_env, monkeypatc
     print(f"\n{args}: {err}")
     assert expected in err
     assert not Path(user_env["BOOKER_DUCKDB_PATH"]).exists()  # nothing loaded, nothing written
+
+
+def test_backfill_flags_override_the_deployments_options(user_env, monkeypatch, capsys):
+    """BOOKER_INCLUDE_EXPIRED=true is the deployment's; --no-include-expired holds for the
+    command's runs only, and each load records what it used."""
+    for name in [n for n in os.environ if n.startswith("BOOKER_")]:
+        monkeypatch.delenv(name)
+    for name in ("DAGSTER_HOME", "BOOKER_DUCKDB_PATH"):
+        monkeypatch.setenv(name, user_env[name])
+    monkeypatch.setenv("BOOKER_INCLUDE_EXPIRED", "true")
+    day = ["--from", "2025-06-02", "--to", "2025-06-02", "--locations", "1001",
+           "--assets", "customer_memberships"]
+
+    def stored() -> tuple[int, str]:
+        with connect_locked(user_env["BOOKER_DUCKDB_PATH"], read_only=True) as conn:
+            return conn.execute(
+                "SELECT (SELECT count(*) FILTER (is_expired) FROM booker.customer_memberships),"
+                " options::VARCHAR FROM booker._loads").fetchone()
+
+    assert cli.main(["backfill", *day, "--no-include-expired"]) == 0
+    assert "options include_expired=false," in capsys.readouterr().out
+    assert stored() == (0, '{"include_expired": false}')
+    assert cli.main(["backfill", *day]) == 0
+    assert "options include_expired=true," in capsys.readouterr().out
+    expired, options = stored()
+    assert expired > 0 and options == '{"include_expired": true}'
+
+    monkeypatch.setenv("BOOKER_INCLUDE_EXPIRED", "yes")
+    assert cli.main(["backfill", *day]) == 2
+    assert "BOOKER_INCLUDE_EXPIRED='yes' is not true or false" in capsys.readouterr().err
