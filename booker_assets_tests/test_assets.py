@@ -9,6 +9,7 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 import pytest
 
+from booker_assets.catalogue.options import OPTIONS
 from booker_assets.catalogue.reports import TABLES
 from booker_assets.definitions import build_definitions
 from booker_assets.defs.partitions import add_locations
@@ -48,8 +49,10 @@ def _days(first: date, last: date) -> list[date]:
 @pytest.fixture(scope="module")
 def loaded(sandbox: BookerSandbox, tmp_path_factory) -> tuple[str, BookerSandbox]:
     """Every asset for DAYS × LOCS (a single run, a backfill of past days), then OBSERVED ×
-    LOCS (the daily load's days), shared by the grain tests."""
-    settings = make_settings(tmp_path_factory.mktemp("all"), LOCS)
+    LOCS (the daily load's days), shared by the grain tests. The deployment gets weekday
+    defaults (BOOKER_SCHEDULE_DEFAULTS), so that their tables are loaded too."""
+    settings = make_settings(tmp_path_factory.mktemp("all"), LOCS,
+                             options=dict.fromkeys(OPTIONS, False) | {"schedule_defaults": True})
     defs = make_defs(sandbox, settings, page_size=10)
     results = [load_range(defs, LOCS, *DAYS), load_range(defs, LOCS, *OBSERVED)]
     assert all(r.success for r in results)
@@ -126,6 +129,11 @@ def test_grain_of_snapshots_and_schedules(loaded):
         len(DAYS) + len(OBSERVED))
     assert _count(db, "select count(*) from booker.location_schedules") == len(LOCS) * (
         len(DAYS) + len(OBSERVED))
+    # the weekday defaults: 7 per location and employee, on the observed days only
+    assert _count(db, "select count(*) from booker.location_schedule_defaults") == len(
+        LOCS) * 7 * len(OBSERVED)
+    assert _count(db, "select count(*) from booker.employee_schedule_defaults") == (
+        employees * 7 * len(OBSERVED))
     variants = sum(len(p["ProductVariants"]) for loc in LOCS for p in ds.products(int(loc)))
     assert _count(db, "select count(*) from booker.products") == variants * len(OBSERVED)
     assert _count(db, f"select count(*) from booker.locations where {observed}"

@@ -256,6 +256,10 @@ def test_the_daily_load_uses_the_options_set_in_the_environment(sandbox, tmp_pat
             "SELECT table_name, report_date, options::VARCHAR FROM booker._loads WHERE"
             " table_name LIKE '%memberships' ORDER BY ALL").fetchall()
     print("\n" + "\n".join(map(str, loads)))
+    (record,) = ticker.instance.fetch_materializations(dg.AssetRecordsFilter(
+        asset_key=dg.AssetKey(["booker", "memberships"])), limit=10).records
+    assert record.asset_materialization.metadata["booker/loaded_with"].value == {
+        "include_expired": True}
     assert expired["plans"] > 0 and expired["customers"] > 0, expired
     assert {options for *_, options in loads} == {'{"include_expired": true}'}
     assert [(t, str(d)) for t, d, _ in loads] == [
