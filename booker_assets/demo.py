@@ -160,7 +160,7 @@ def _instance() -> Iterator[dg.DagsterInstance]:
 
 def summary(counts: dict[str, int], tally: Tally) -> Table:
     table = Table(title="What DuckDB holds", title_justify="left")
-    table.add_column("table")
+    table.add_column("table", no_wrap=True)  # a name cut short could not be read, or copied
     table.add_column("rows", justify="right")
     table.add_column("this run: rows", justify="right")
     table.add_column("report's requests", justify="right")

@@ -203,7 +203,7 @@ def options_check(table: str, settings: Settings) -> SqlCheck:
         f" AND (options IS NULL OR {differs}) GROUP BY location_id, options::VARCHAR"
         f" ORDER BY ALL",
         ("location_id", "first_day", "last_day", "partitions", "loaded_with", "backfill"),
-        f"partition ranges were loaded under other options than this deployment's ({shown}); "
+        f"partition range(s) were loaded under other options than this deployment's ({shown}); "
         "each row's backfill, run with the deployment's settings, re-loads them",
         params=(table, table, *wanted.values()),
         severity=dg.AssetCheckSeverity.WARN,
