@@ -9,7 +9,6 @@ from __future__ import annotations
 import dagster as dg
 
 from booker_assets.api.client import BookerResource
-from booker_assets.defs import pool_wait
 from booker_assets.defs.assets import build_report_assets
 from booker_assets.defs.checks import build_checks
 from booker_assets.defs.connection import (
@@ -22,7 +21,6 @@ from booker_assets.defs.days_back import days_back_job
 from booker_assets.defs.io_manager import BookerDuckDBIOManager
 from booker_assets.defs.locations import discovery_sensor, drift_check
 from booker_assets.defs.partitions import Clock, build_partitions, utc_now
-from booker_assets.defs.runs import booker_reap_dead_runs, in_process_executor
 from booker_assets.settings import Settings, load_settings
 
 
@@ -30,8 +28,6 @@ def build_definitions(settings: Settings, booker: BookerResource | None = None,
                       clock: Clock = utc_now) -> dg.Definitions:
     """The code location for ``settings``; tests and benchmarks pass their own ``booker`` (and
     a ``clock`` when their sandbox's is frozen: it decides which days can be observed)."""
-    # Every process that executes our runs builds these first: the demo, the CLI, run workers.
-    pool_wait.install()  # a run waiting for a booker_api slot sleeps, and stops on SIGTERM
     partitions = build_partitions(settings)
     assets = build_report_assets(settings, partitions, clock)
     keys = load_keys(assets, partitions)
@@ -40,11 +36,10 @@ def build_definitions(settings: Settings, booker: BookerResource | None = None,
         asset_checks=[*build_checks(settings), drift_check(settings)],
         # A run's steps wait on one API budget, not on CPU: run them in the run's process
         # (a process per step costs ~2 s of imports each); runs overlap each other instead.
-        # It records that process, so a run that dies is failed and freed (defs/runs.py).
-        executor=in_process_executor,
+        executor=dg.in_process_executor,
         jobs=[days_back_job(settings, partitions, assets, keys, clock), booker_check_connection],
         sensors=[discovery_sensor(settings, partitions, clock),
-                 daily_load_sensor(settings, partitions, keys, clock), booker_reap_dead_runs],
+                 daily_load_sensor(settings, partitions, keys, clock)],
         resources={
             "booker": booker or booker_resource_from_env(rate=settings.rate),
             "io_manager": BookerDuckDBIOManager.from_settings(settings),

@@ -32,7 +32,6 @@ from booker_assets.catalogue.reports import GROUPS, TABLES
 from booker_assets.cli import seed_locations
 from booker_assets.definitions import build_definitions, deployed_settings
 from booker_assets.defs.backfill import location_slices, run_slices
-from booker_assets.defs.runs import reap_unwatched_runs
 from booker_assets.defs.storage import Warehouse, qualified, warehouse_of
 
 DEMO_TAG = "booker/demo"
@@ -194,9 +193,6 @@ def main(argv: Sequence[str] | None = None) -> int:
     token = uuid.uuid4().hex
     started = time.perf_counter()
     with _instance() as instance:
-        # With no daemon running, nothing else frees what a killed earlier demo still holds.
-        for run_id in reap_unwatched_runs(instance):
-            console.print(f"Marked dead run {run_id} failed and freed its pool slots")
         locations = seed_locations(instance, settings)
         console.print(f"Loading {days} days ({first} to {last}) × locations "
                       f"{', '.join(locations)} from {source} into {warehouse_of(settings)}")

@@ -22,13 +22,11 @@ import uuid
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date, timedelta
-from typing import Any
 
 import dagster as dg
 
 from booker_assets.defs.assets import BACKFILL_TAGS, RUN_DAYS
 from booker_assets.defs.partitions import range_tags
-from booker_assets.defs.runs import worker_tags
 
 BACKFILL_TAG = BACKFILL_TAGS[1]  # every run of one command-line backfill carries its id
 
@@ -98,17 +96,16 @@ def materialize_range(
 ) -> dg.ExecuteInProcessResult:
     """One run over days ``first``..``last`` × ``locations[0]``..``locations[-1]`` (a range
     run, as a backfill run is), the asset checks of what it loads evaluated after the load.
-    The locations must be partitions of ``instance``. The run is executed here, so it records
-    this process (``worker_tags``): if the process is killed, the reaper (defs/runs.py) marks
-    the run failed and frees its slots."""
+    The locations must be partitions of ``instance``. The run is executed here, through no
+    run queue: it waits for no pool slot. If this process is killed, the run stays STARTED
+    until the monitoring daemon fails it (``max_runtime_seconds`` in dagster.yaml)."""
     return dg.materialize(
         [*defs.assets, *defs.asset_checks],
         selection=selection,
         resources=defs.resources,
         instance=instance,
         run_config=run_config,
-        tags={**(tags or {}), **range_tags(first, last, locations[0], locations[-1]),
-              **worker_tags()},
+        tags={**(tags or {}), **range_tags(first, last, locations[0], locations[-1])},
         raise_on_error=raise_on_error,
     )
 
@@ -135,24 +132,9 @@ def run_slices(
 
 def interrupted(result: dg.ExecuteInProcessResult) -> bool:
     """Whether the run ended because this process was told to stop (SIGTERM, Ctrl-C): a step
-    failed as interrupted (Dagster's own error source for it), or the run did while its step
-    waited for a pool slot (``pool_wait.py`` raises Dagster's interrupted error there)."""
-    for event in result.all_events:
-        if event.is_step_failure:
-            if getattr(event.step_failure_data.error_source, "value", "") == "INTERRUPT":
-                return True
-        elif event.is_run_failure and _caused_by_interrupt(event.job_failure_data.error):
-            return True
-    return False
-
-
-def _caused_by_interrupt(error: Any) -> bool:
-    """``error``: a SerializableErrorInfo (its cause and context chain) or None."""
-    while error is not None:
-        if error.cls_name in ("DagsterExecutionInterruptedError", "KeyboardInterrupt"):
-            return True
-        error = error.cause or error.context
-    return False
+    failed as interrupted (Dagster's own error source for it)."""
+    return any(getattr(event.step_failure_data.error_source, "value", "") == "INTERRUPT"
+               for event in result.all_events if event.is_step_failure)
 
 
 def instance_from_env() -> dg.DagsterInstance:
