@@ -1,6 +1,7 @@
-"""Backfills are cut location-major however they are launched from this project: the command
-line (``booker-assets backfill``, run as the README writes it) and the days-back job (its
-backfills as Dagster's own planner cuts them), at chain scale: 30 days × 50 locations.
+"""How backfills are cut, at chain scale (30 days × 50 locations): the command line
+(``booker-assets backfill``, run as the README writes it) runs a location and up to a month of
+its days per run; the days-back job files one Dagster backfill, which Dagster's own planner
+cuts, each partition in exactly one run.
 """
 
 from __future__ import annotations
@@ -20,7 +21,7 @@ from booker_assets import cli
 from booker_assets.api.client import BookerResource
 from booker_assets.catalogue.reports import TABLES
 from booker_assets.definitions import build_definitions
-from booker_assets.defs.backfill import backfill_groups, location_slices
+from booker_assets.defs.backfill import location_slices
 from booker_assets.defs.partitions import (
     LOCATIONS_PARTITIONS,
     RANGE_END,
@@ -67,13 +68,6 @@ def test_cli_slices_cut_a_year_into_months_of_one_location():
 # ---------------------------------------------------------------- days back's backfills
 
 
-def test_groups_hold_fewer_locations_than_days():
-    month = {loc: days(date(2025, 2, 3), 30) for loc in CHAIN}
-    assert [len(g) for g in backfill_groups(month)] == [29, 21]
-    assert backfill_groups({loc: [date(2025, 3, 4)] for loc in CHAIN}) == [list(CHAIN)]
-    assert backfill_groups({}) == []
-
-
 @pytest.fixture(scope="module")
 def chain(tmp_path_factory: pytest.TempPathFactory):
     """A 50-location brand, its locations already discovered, and the shipped definitions."""
@@ -94,23 +88,17 @@ def launch_days_back(defs: dg.Definitions, instance: dg.DagsterInstance, start: 
     return [b for b in instance.get_backfills() if b.tags["booker/days_back_run"] == result.run_id]
 
 
-def test_days_back_over_a_month_of_50_locations_runs_a_location_month_each(chain):
+def test_days_back_over_a_month_of_50_locations_is_one_backfill_the_planner_cuts(chain):
     defs, instance = chain
-    backfills = launch_days_back(defs, instance, 30, 1)
-    assert len(backfills) == 2  # 29 + 21 locations: each fewer than its 30 days
-    runs = [run for backfill in backfills for run in planned_runs(
-        defs, backfill.asset_backfill_data.target_subset.iterate_asset_partitions(), instance)]
-    assert len(runs) == 50 and shape(runs) == {(1, 30)}
-    covered = {(asset, key) for assets, keys in runs for asset in assets for key in keys}
+    (backfill,) = launch_days_back(defs, instance, 30, 1)
+    runs = planned_runs(defs, backfill.asset_backfill_data.target_subset
+                        .iterate_asset_partitions(), instance)
+    # fewer days than locations: the planner cuts by day (its runs share the rest, README)
+    assert len(runs) == 60 and shape(runs) == {(31, 1), (19, 1)}
+    covered = [(asset, key) for assets, keys in runs for asset in assets for key in keys]
     wanted = {f"{d}|{loc}" for d in days(date(2025, 2, 3), 30) for loc in CHAIN}
     assert {key for _, key in covered} == wanted
-    assert len(covered) == len(TABLES) * len(wanted)  # every table, every partition, once
-
-    # The cut avoided: the same partitions as one backfill are cut by day (fewer days than
-    # locations), 60 runs of one day, each re-asking every location's fixed costs.
-    subsets = [b.asset_backfill_data.target_subset for b in backfills]
-    whole = [p for subset in subsets for p in subset.iterate_asset_partitions()]
-    assert shape(planned_runs(defs, whole, instance)) == {(31, 1), (19, 1)}
+    assert len(covered) == len(set(covered)) == len(TABLES) * len(wanted)  # each once
 
 
 def test_days_back_of_one_day_is_one_backfill_each_location_in_one_run(chain):

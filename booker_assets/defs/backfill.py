@@ -1,18 +1,14 @@
-"""Backfills cut location-major: a run holds one location and up to a month of its days.
+"""The command line's backfills: runs of one location and up to a month of its days, executed
+in this process (``booker-assets backfill``, ``make demo``).
 
-Why not leave the cut to Dagster: its planner (``BackfillPolicy.multi_run``, what the backfill
-daemon calls) cuts a day × location subset by whichever dimension has *fewer* keys, so 30 days
-× 50 locations becomes 60 runs of one day each. A run pays each location's fixed costs once
-(every employee's schedule, every changed customer's memberships, the snapshot lists): a
-location's month in 30 runs pays them 30 times (issue 16 measured 2.7× the requests). So:
-
-- ``booker-assets backfill`` and ``make demo`` run location-major slices themselves, in this
-  process (``location_slices``, ``run_slices``): no daemon needed, and with ``DAGSTER_HOME``
-  set every run is recorded in the instance the UI reads;
-- ``booker_days_back`` files Dagster backfills whose subsets the planner cuts by location
-  (``backfill_groups``): each holds fewer locations than days.
-
-The UI's *Materialize…* over a range is cut by Dagster's planner; nothing public steers it.
+They need no daemon, and with ``DAGSTER_HOME`` set every run is recorded in the instance the UI
+reads. Every other backfill (the UI's, days back's) is filed in Dagster and cut by its planner
+(``BackfillPolicy.multi_run``): by whichever dimension has fewer keys. The cut does not change
+the cost: the runs of one backfill share what no partition day shapes
+(``api/shared_replies.py``; 30 days × 50 locations: 19,058 requests in the planner's 60
+day-runs, 19,067 in 50 location-month runs). The command line keeps a run per location and
+month as it has no planner to ask (it is Dagster's private API): a cut whose memory is bounded
+by ``RUN_DAYS``, and the fewest runs for a few locations over many days.
 """
 
 from __future__ import annotations
@@ -58,28 +54,6 @@ def location_slices(locations: Sequence[str], first: date, last: date,
     starts = [first + timedelta(days=n) for n in range(0, (last - first).days + 1, max_days)]
     return [Slice(location, start, min(start + timedelta(days=max_days - 1), last))
             for location in locations for start in starts]
-
-
-def backfill_groups(days: Mapping[str, Sequence[date]]) -> list[list[str]]:
-    """The locations of ``days`` ({location: its days}) in groups Dagster's planner cuts by
-    location: each has fewer locations than distinct days (a tie goes to the date).
-
-    When every location has a single day, a cut by date still asks each location once: then
-    one group holds them all (a day × up to 31 locations per run, not a run per location).
-    """
-    if all(len(set(its_days)) == 1 for its_days in days.values()):
-        return [list(days)] if days else []
-    groups: list[list[str]] = []
-    group: list[str] = []
-    group_days: set[date] = set()
-    for location, its_days in days.items():
-        with_it = group_days | set(its_days)
-        if group and len(group) + 1 >= len(with_it):
-            groups.append(group)
-            group, with_it = [], set(its_days)
-        group.append(location)
-        group_days = with_it
-    return [*groups, group]
 
 
 def materialize_range(

@@ -3,9 +3,10 @@
 Why a job that files backfills rather than a partitioned run: the days differ per location
 (each location's own "N days ago"), and a run's partition range only covers a rectangle. A
 backfill takes any set of partitions, shows under Overview → Backfills with per-partition
-status, retries and cancel, and the daemon cuts it into runs. Each backfill holds fewer
-locations than days (``backfill.backfill_groups``), so the cut is location-major: a run per
-location and month, never a run per day.
+status, retries and cancel, and the daemon cuts it into runs as Dagster's planner does every
+backfill (the UI's too): by whichever dimension has fewer keys. One backfill per launch: its
+runs share what no partition day shapes (``api/shared_replies.py``), so the cut does not change
+the requests (README, *Backfills*).
 
 What is checked when: the launch (a config mapping, run as Dagster resolves the run config:
 launchpad, CLI, ``execute_in_process``) refuses a bad window, unknown tables and locations
@@ -27,7 +28,6 @@ from booker_assets.api.client import BookerResource
 from booker_assets.api.dates import local_day
 from booker_assets.catalogue.options import OPTIONS
 from booker_assets.defs.assets import STEP_NAME
-from booker_assets.defs.backfill import backfill_groups
 from booker_assets.defs.daily import LoadKeys, location_zones
 from booker_assets.defs.locations import SENSOR_NAME as DISCOVERY_SENSOR
 from booker_assets.defs.partitions import BookerPartitions, Clock, known_locations, newest_day
@@ -258,14 +258,12 @@ def days_back_job(settings: Settings, partitions: BookerPartitions,
             raise dg.Failure(problem, allow_retries=False)
         days = days_back_days(config, zones, now, settings.start_date, newest)
         selection = [by_table[t] for t in config.tables] or list(by_table.values())
-        for group in backfill_groups(days):
-            keys_of_group = [f"{day}|{loc}" for loc in group for day in days[loc]]
-            backfill_id = add_backfill(context, assets, selection, keys_of_group, {
-                "booker/days_back": f"{config.days_back_start}..{config.days_back_end}",
-                "booker/days_back_run": context.run_id,
-                "booker/locations": f"{group[0]}..{group[-1]}"}, config.options)
-            context.log.info(f"backfill {backfill_id}: locations {', '.join(group)}, "
-                             f"{len(keys_of_group)} partitions")
+        wanted = [f"{day}|{loc}" for loc, its_days in days.items() for day in its_days]
+        backfill_id = add_backfill(context, assets, selection, wanted, {
+            "booker/days_back": f"{config.days_back_start}..{config.days_back_end}",
+            "booker/days_back_run": context.run_id}, config.options)
+        context.log.info(f"backfill {backfill_id}: locations {', '.join(days)}, "
+                         f"{len(wanted)} partitions")
 
     @dg.graph(name=DAYS_BACK_NODE, config=validated_at_launch(scope_now))
     def file_days_back_backfill() -> None:
@@ -274,8 +272,8 @@ def days_back_job(settings: Settings, partitions: BookerPartitions,
     @dg.job(
         name="booker_days_back",
         description="Domo 'days back N to M': backfill every location report (or `tables`, "
-        "`locations`) for the days N..M days ago in each location's time zone, a run per "
-        "location and month.",
+        "`locations`) for the days N..M days ago in each location's time zone, as one "
+        "Dagster backfill.",
     )
     def booker_days_back() -> None:
         file_days_back_backfill()
@@ -309,7 +307,7 @@ def add_backfill(context: dg.OpExecutionContext, assets: Sequence[dg.AssetsDefin
         tags=tags,
         dynamic_partitions_store=context.instance,
         all_partitions=False,
-        title=f"Booker days back {tags['booker/days_back']}, locations {tags['booker/locations']}",
+        title=f"Booker days back {tags['booker/days_back']}",
         description=f"filed by run {context.run_id}",
         run_config={"ops": {STEP_NAME: {"config": dict(options)}}} if options else None,
     )
