@@ -261,11 +261,16 @@ def test_sigkilled_runs_launched_and_in_process_do_not_block_the_next_load(
 # ----- no daemon --------------------------------------------------------------------------------
 
 
-def test_two_sigkilled_demo_runs_do_not_block_the_next_demo(slow_sandbox: BookerSandbox,
-                                                            tmp_path: Path):
+def test_two_sigkilled_demo_runs_do_not_block_the_next_demo(
+    slow_sandbox: BookerSandbox, sandbox: BookerSandbox, tmp_path: Path
+):
     """With no daemon, nothing fails the dead runs, and nothing needs to: a run executed in
-    its caller's process waits for no pool slot."""
+    its caller's process waits for no pool slot. The killed demos ask the slow sandbox (they
+    must still be running when killed), the next one the fast one."""
     env = instance_environment(slow_sandbox, tmp_path, LOCS)
+    (tmp_path / "fast").mkdir()
+    fast = instance_environment(sandbox, tmp_path / "fast", LOCS) | {
+        name: env[name] for name in ("DAGSTER_HOME", "BOOKER_DUCKDB_PATH")}
     logs = [tmp_path / f"demo-{n}.log" for n in range(3)]
     with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
         killed = [_demo(env, log, days=7) for log in logs[:2]]
@@ -279,7 +284,7 @@ def test_two_sigkilled_demo_runs_do_not_block_the_next_demo(slow_sandbox: Booker
                 demo.wait()
         dead = _in_progress(instance)
         t0 = time.monotonic()
-        assert _demo(env, logs[2], days=1).wait(timeout=RECOVERY_S) == 0, logs[2].read_text()
+        assert _demo(fast, logs[2], days=1).wait(timeout=RECOVERY_S) == 0, logs[2].read_text()
         _measured("two demo runs SIGKILL, no daemon", next_demo_done=f"{_since(t0)} s")
         assert len(dead) == 2 and _in_progress(instance) == dead  # still STARTED: no daemon
         assert instance.event_log_storage.get_concurrency_info(API_POOL).claimed_slots == []
