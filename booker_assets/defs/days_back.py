@@ -287,7 +287,9 @@ def add_backfill(context: dg.OpExecutionContext, assets: Sequence[dg.AssetsDefin
     """File one asset backfill in the instance; returns its id. Its runs load with the
     deployment's options (the step config's defaults), ``options`` overriding them.
 
-    Private Dagster API, isolated here: an op has no public way to file a backfill. What was
+    Private Dagster API, isolated here: the package's one ``dagster._`` import (the run
+    lifecycle is Dagster's own, through dagster.yaml). An op has no public way to file a
+    backfill in Dagster 1.13 (``dagster/__init__.py`` exports no backfill class). What was
     considered: the webserver's GraphQL ``launchPartitionBackfill`` (public, but needs the
     webserver's URL from inside a run), ``RunRequest.for_asset_graph_subset`` (private too, and
     from sensors only), ``dagster job backfill`` (a job backfill, one run per partition). This
