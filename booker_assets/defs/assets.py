@@ -34,7 +34,7 @@ from booker_assets.load.pii import PiiPolicy
 from booker_assets.settings import Settings
 
 GROUP_NAME = "booker"
-API_POOL = "booker_api"  # dagster.yaml caps concurrent steps calling Booker (rate budget)
+API_POOL = "booker_api"  # dagster.yaml caps the runs calling Booker at once (rate budget)
 STEP_NAME = "booker_reports"
 # Step retries only for what the client's own retries could not absorb (a long 503 storm).
 RETRY = dg.RetryPolicy(
