@@ -52,6 +52,7 @@ ORDERS = [dg.AssetKey(["booker", "orders"])]
 STARTUP_S = 240  # webserver, code server and daemon on a loaded host
 STEP_S = 120  # until a run's step has started (a run worker's start-up)
 RECOVERY_S = 90  # the aim is under a minute; measured figures are printed
+DEMO_S = 300  # a one-day demo of 2 locations: 78 s measured on a loaded 2-core host
 # The in-process run's own limit (its `dagster/max_runtime` tag): long enough for the test to
 # kill it while it runs, short enough to wait for; dagster.yaml's default is an hour.
 IN_PROCESS_MAX_RUNTIME_S = 45
@@ -284,7 +285,7 @@ def test_two_sigkilled_demo_runs_do_not_block_the_next_demo(
                 demo.wait()
         dead = _in_progress(instance)
         t0 = time.monotonic()
-        assert _demo(fast, logs[2], days=1).wait(timeout=RECOVERY_S) == 0, logs[2].read_text()
+        assert _demo(fast, logs[2], days=1).wait(timeout=DEMO_S) == 0, logs[2].read_text()
         _measured("two demo runs SIGKILL, no daemon", next_demo_done=f"{_since(t0)} s")
         assert len(dead) == 2 and _in_progress(instance) == dead  # still STARTED: no daemon
         assert instance.event_log_storage.get_concurrency_info(API_POOL).claimed_slots == []
