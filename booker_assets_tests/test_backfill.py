@@ -135,7 +135,11 @@ def user_env(tmp_path: Path) -> dict[str, str]:
 
 
 def test_the_readme_backfill_command_loads_the_range(user_env, monkeypatch):
-    command = readme_command(".venv/bin/booker-assets backfill")
+    """The README's command, its range cut to its first 3 days: test_readme.py runs it whole
+    (and checks that its month landed); here every run, tag and row count is checked."""
+    command = re.sub(r"--to \S+", "--to 2025-06-03",
+                     readme_command(".venv/bin/booker-assets backfill"))
+    assert "--from 2025-06-01 " in command, "the README's range moved: update this test"
     done = subprocess.run(["bash", "-c", command], cwd=REPO, env=user_env, capture_output=True,
                           text=True, timeout=600)
     print(f"\n$ {command}\n{done.stdout}{done.stderr[-3000:]}")
