@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TypeVar
 
+import dagster as dg
 import pytest
 from dagster_graphql import DagsterGraphQLClient
 
@@ -119,3 +120,15 @@ def webserver_and_daemon(
     finally:
         for process in processes:
             stop(process)
+
+
+def in_progress(instance: dg.DagsterInstance) -> set[str]:
+    """Runs in progress: those the run queue counts against pool ``booker_api``."""
+    records = instance.get_run_records(dg.RunsFilter(statuses=[
+        dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED,
+        dg.DagsterRunStatus.CANCELING]))
+    return {r.dagster_run.run_id for r in records}
+
+
+def step_started(instance: dg.DagsterInstance, run_id: str) -> bool:
+    return bool(instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_START))

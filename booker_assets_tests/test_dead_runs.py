@@ -9,8 +9,10 @@ its ``dagster/max_runtime`` tag) has passed.
 
 - a run launched by the daemon, SIGKILLed: FAILURE, re-run once;
 - a launched run and an in-process run SIGKILLed while both are in progress: both fail and the
-  load queued behind them completes;
-- with no daemon, two demo runs SIGKILLed: the next demo runs at once (it waits for no slot).
+  load queued behind them completes.
+
+With no daemon, two demos SIGKILLed do not block the next one: ``test_demo.py`` kills two
+before the demo it checks.
 
 Bounds are generous (a loaded 2-core host triples start-up times); each test prints what it
 measured, seconds after the signal (``pytest -s`` shows them).
@@ -32,14 +34,15 @@ import dagster as dg
 import pytest
 from dagster_graphql import DagsterGraphQLClient
 
-from booker_assets.defs.assets import API_POOL
 from booker_assets.defs.partitions import RANGE_END, RANGE_START, add_locations
 from booker_assets.sandbox import BookerSandbox, SandboxSettings
 from booker_assets_tests.e2e import (
     HAS_DAEMON,
     REPO,
+    in_progress,
     instance_environment,
     start,
+    step_started,
     wait_for,
     webserver_and_daemon,
 )
@@ -52,7 +55,6 @@ ORDERS = [dg.AssetKey(["booker", "orders"])]
 STARTUP_S = 240  # webserver, code server and daemon on a loaded host
 STEP_S = 120  # until a run's step has started (a run worker's start-up)
 RECOVERY_S = 90  # the aim is under a minute; measured figures are printed
-DEMO_S = 300  # a one-day demo of 2 locations: 78 s measured on a loaded 2-core host
 # The in-process run's own limit (its `dagster/max_runtime` tag): long enough for the test to
 # kill it while it runs, short enough to wait for; dagster.yaml's default is an hour.
 IN_PROCESS_MAX_RUNTIME_S = 45
@@ -101,7 +103,7 @@ def deployment(slow_sandbox: BookerSandbox, tmp_path_factory: pytest.TempPathFac
 def instance(deployment) -> Iterator[dg.DagsterInstance]:
     with dg.DagsterInstance.from_config(deployment[1]["DAGSTER_HOME"]) as instance:
         yield instance
-        assert _in_progress(instance) == set(), "a run is still in progress"
+        assert in_progress(instance) == set(), "a run is still in progress"
 
 
 # ----- helpers ----------------------------------------------------------------------------------
@@ -123,27 +125,15 @@ def _month(location: str) -> dict[str, str]:
     return {RANGE_START: f"2025-03-01|{location}", RANGE_END: f"2025-03-31|{location}"}
 
 
-def _in_progress(instance: dg.DagsterInstance) -> set[str]:
-    """Runs the queue counts against pool ``booker_api`` (every run here is in it)."""
-    records = instance.get_run_records(dg.RunsFilter(statuses=[
-        dg.DagsterRunStatus.STARTING, dg.DagsterRunStatus.STARTED,
-        dg.DagsterRunStatus.CANCELING]))
-    return {r.dagster_run.run_id for r in records}
-
-
 def _worker_pid(instance: dg.DagsterInstance, run_id: str) -> int | None:
     """The pid of a launched run's worker once its step has started."""
-    if not _step_started(instance, run_id):
+    if not step_started(instance, run_id):
         return None
     for entry in instance.all_logs(run_id, of_type=dg.DagsterEventType.ENGINE_EVENT):
         pid = entry.dagster_event.engine_event_data.metadata.get("pid")
         if pid is not None:
             return int(pid.value)
     return None
-
-
-def _step_started(instance: dg.DagsterInstance, run_id: str) -> bool:
-    return bool(instance.all_logs(run_id, of_type=dg.DagsterEventType.STEP_START))
 
 
 def _status(instance: dg.DagsterInstance, run_id: str) -> dg.DagsterRunStatus:
@@ -168,12 +158,8 @@ def _run_of(instance: dg.DagsterInstance, tag: dict[str, str], logs: list[Path])
     def run_id() -> str | None:
         records = instance.get_run_records(dg.RunsFilter(tags=tag))
         found = records[0].dagster_run.run_id if records else None
-        return found if found and _step_started(instance, found) else None
+        return found if found and step_started(instance, found) else None
     return _until(f"the run tagged {tag} to start its step", run_id, STEP_S, logs)
-
-
-def _demo(env: dict, log: Path, days: int = 2) -> subprocess.Popen:
-    return start([sys.executable, "-m", "booker_assets.demo", "--days", str(days)], env, log)
 
 
 def _in_process_month(env: dict, log: Path, location: str, tag: dict[str, str]
@@ -257,35 +243,3 @@ def test_sigkilled_runs_launched_and_in_process_do_not_block_the_next_load(
     # run monitoring's own words: it cancels the run, then marks it failed
     assert any("exceeding maximum runtime" in entry.message
                for entry in instance.all_logs(in_process))
-
-
-# ----- no daemon --------------------------------------------------------------------------------
-
-
-def test_two_sigkilled_demo_runs_do_not_block_the_next_demo(
-    slow_sandbox: BookerSandbox, sandbox: BookerSandbox, tmp_path: Path
-):
-    """With no daemon, nothing fails the dead runs, and nothing needs to: a run executed in
-    its caller's process waits for no pool slot. The killed demos ask the slow sandbox (they
-    must still be running when killed), the next one the fast one."""
-    env = instance_environment(slow_sandbox, tmp_path, LOCS)
-    (tmp_path / "fast").mkdir()
-    fast = instance_environment(sandbox, tmp_path / "fast", LOCS) | {
-        name: env[name] for name in ("DAGSTER_HOME", "BOOKER_DUCKDB_PATH")}
-    logs = [tmp_path / f"demo-{n}.log" for n in range(3)]
-    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
-        killed = [_demo(env, log, days=7) for log in logs[:2]]
-        try:
-            _until("both demo runs to start their step",
-                   lambda: len([r for r in _in_progress(instance)
-                                if _step_started(instance, r)]) == 2, STEP_S, logs)
-        finally:
-            for demo in killed:
-                demo.kill()
-                demo.wait()
-        dead = _in_progress(instance)
-        t0 = time.monotonic()
-        assert _demo(fast, logs[2], days=1).wait(timeout=DEMO_S) == 0, logs[2].read_text()
-        _measured("two demo runs SIGKILL, no daemon", next_demo_done=f"{_since(t0)} s")
-        assert len(dead) == 2 and _in_progress(instance) == dead  # still STARTED: no daemon
-        assert instance.event_log_storage.get_concurrency_info(API_POOL).claimed_slots == []

@@ -1,7 +1,9 @@
 """``make demo`` as a user sees it: the terminal, the log file, the checks in the instance.
 
 The demo runs as a subprocess, as ``make demo`` starts it, against the embedded sandbox (no
-BOOKER_* in its environment) with a temporary database and DAGSTER_HOME.
+BOOKER_* in its environment) with a temporary database and DAGSTER_HOME. Two earlier demos
+were SIGKILLed in that DAGSTER_HOME while loading: with no daemon nothing fails their runs,
+and nothing needs to, since a run executed in its caller's process waits for no pool slot.
 """
 
 from __future__ import annotations
@@ -11,18 +13,24 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import dagster as dg
 import pytest
 
 from booker_assets.catalogue.reports import TABLES
+from booker_assets.defs.assets import API_POOL
 from booker_assets.defs.checks import check_evaluators
 from booker_assets.defs.locations import drift_check
 from booker_assets.defs.storage import connect_locked
+from booker_assets.sandbox import BookerSandbox, SandboxSettings
 from booker_assets.settings import load_settings
+from booker_assets_tests.e2e import in_progress, instance_environment, start, step_started, wait_for
 
 REPO = Path(__file__).resolve().parents[1]
+DEMO = [sys.executable, "-m", "booker_assets.demo"]
+STEP_S = 120  # until a demo's run has started its step, on a loaded host
 
 
 def demo_environment(tmp_path: Path) -> dict[str, str]:
@@ -35,13 +43,52 @@ def demo_environment(tmp_path: Path) -> dict[str, str]:
                   "BOOKER_DUCKDB_PATH": str(tmp_path / "data" / "booker_assets.duckdb")}
 
 
+def killed_demos(home: str, root: Path) -> set[str]:
+    """Two demos in DAGSTER_HOME ``home``, SIGKILLed once their runs load (from a slow sandbox,
+    into a file of their own); their runs' ids."""
+    root.mkdir()
+    with BookerSandbox(SandboxSettings(latency_ms=500)) as slow, \
+            dg.DagsterInstance.from_config(home) as instance:
+        env = instance_environment(slow, root, ("1001", "1002")) | {"DAGSTER_HOME": home}
+        logs = [root / f"killed-{n}.log" for n in range(2)]
+        demos = [start([*DEMO, "--days", "7"], env, log) for log in logs]
+
+        def both_loading() -> set[str] | None:
+            loading = {run for run in in_progress(instance) if step_started(instance, run)}
+            return loading if len(loading) == 2 else None
+
+        try:
+            return wait_for("both demo runs to start their step", both_loading,
+                            time.monotonic() + STEP_S, logs, interval=0.25)
+        finally:
+            for process in demos:
+                process.kill()
+                process.wait()
+
+
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory) -> tuple[subprocess.CompletedProcess, dict[str, str]]:
-    env = demo_environment(tmp_path_factory.mktemp("demo"))
-    done = subprocess.run([sys.executable, "-m", "booker_assets.demo", "--days", "2"], env=env,
-                          cwd=REPO, capture_output=True, text=True, timeout=600)
+def demo_and_killed(tmp_path_factory
+                    ) -> tuple[subprocess.CompletedProcess, dict[str, str], set[str]]:
+    root = tmp_path_factory.mktemp("demo")
+    env = demo_environment(root)
+    killed = killed_demos(env["DAGSTER_HOME"], root / "killed")
+    done = subprocess.run([*DEMO, "--days", "2"], env=env, cwd=REPO, capture_output=True,
+                          text=True, timeout=600)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
-    return done, env
+    return done, env, killed
+
+
+@pytest.fixture(scope="module")
+def demo(demo_and_killed) -> tuple[subprocess.CompletedProcess, dict[str, str]]:
+    return demo_and_killed[:2]
+
+
+def test_killed_demos_do_not_block_the_next(demo_and_killed):
+    _, env, killed = demo_and_killed
+    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+        assert len(killed) == 2 and in_progress(instance) == killed  # no daemon to fail them
+        # granularity run: in-process runs never claim a slot, so none is left behind
+        assert instance.event_log_storage.get_concurrency_info(API_POOL).claimed_slots == []
 
 
 def test_the_terminal_shows_a_line_per_table_then_the_summary(demo):
