@@ -169,6 +169,7 @@ class BookerApi:
             "employees": ("Results", "location"), "memberships": ("Results", "location"),
             "products": ("Results", "location"), "orders": ("Results", "location"),
             "rooms": ("Results", "location"), "treatments": ("Treatments", "location"),
+            "appointments": ("Results", "location"),
         }
         self.routes = [
             Route("POST", "/v5/auth/connect/token", "token", self._token),
@@ -328,6 +329,9 @@ class BookerApi:
         if name == "orders":
             return data.orders_between(location_id, args.moment("FromDateCreatedOffset"),
                                        args.moment("ToDateCreatedOffset"), shared=True)
+        if name == "appointments":
+            return data.appointments_between(location_id, args.moment("FromStartDateOffset"),
+                                             args.moment("ToStartDateOffset"), shared=True)
         if name == "employees":
             return data.employees(location_id, args.flag("IgnoreFreelancers"),
                                   args.flag("OnlyIncludeActiveEmployees"), shared=True)

@@ -12,14 +12,16 @@ import random
 import unicodedata
 import uuid
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import date, datetime, time, timedelta
 from functools import lru_cache
 from typing import TypeVar
 from zoneinfo import ZoneInfo
 
-from booker_assets.api.dates import day_window, to_iso, to_legacy
+from booker_assets.api.dates import day_window
 from booker_assets.api.zones import zone_for
+from booker_assets.sandbox import appointments as ap
+from booker_assets.sandbox.records import cents, money, stamp
 
 # Day numbers (for IDs) count from a fixed epoch, so IDs never depend on start_date.
 _EPOCH = date(2000, 1, 1)
@@ -28,6 +30,7 @@ _USA = {"ID": 1, "Name": "United States"}
 _TAX_PERCENT = 8.875
 _PAYMENT_METHODS = ({"ID": 1, "Name": "Credit Card"}, {"ID": 2, "Name": "Cash"})
 _T = TypeVar("_T")
+BOOK_AHEAD_DAYS = 90  # how far ahead an open-ended appointments call reaches
 
 
 @dataclass(frozen=True)
@@ -92,31 +95,6 @@ def _rng(*parts: object) -> random.Random:
     return random.Random(":".join(map(str, parts)))
 
 
-@lru_cache(maxsize=1 << 16)
-def money(cents: int) -> dict:
-    """Booker money ``{Amount, CurrencyCode}`` from integer cents (no float drift); read-only."""
-    return {"Amount": round(cents / 100, 2), "CurrencyCode": "USD"}
-
-
-def cents(value: dict) -> int:
-    return round(value["Amount"] * 100)
-
-
-def stamp(field: str, moment: datetime | None) -> dict:
-    """A date-time field twice: legacy ``/Date(ms-0500)/`` and its ISO ``...Offset`` twin."""
-    if moment is None:
-        return {field: None, f"{field}Offset": None}
-    legacy, iso = _stamp_texts(moment.replace(tzinfo=None), moment.tzinfo)
-    return {field: legacy, f"{field}Offset": iso}
-
-
-@lru_cache(maxsize=1 << 17)
-def _stamp_texts(wall: datetime, zone: ZoneInfo) -> tuple[str, str]:
-    # Keyed on wall clock + zone: aware datetimes hash by instant, which would mix zones.
-    moment = wall.replace(tzinfo=zone)
-    return to_legacy(moment), to_iso(moment)
-
-
 def _out(value: list | dict, shared: bool) -> list | dict:
     """Callers get a copy unless they ask for the cached objects (``shared``: read-only)."""
     return value if shared else json.loads(json.dumps(value))
@@ -175,6 +153,7 @@ class _Order:
     completed: datetime | None
     refunded: datetime | None
     record: dict
+    appointment: ap.Appointment | None  # the visit its services were given in
 
 
 class SandboxDataset:
@@ -202,6 +181,8 @@ class SandboxDataset:
         self._customer_day = lru_cache(maxsize=32768)(self._make_customer_day)
         self._base_customer = lru_cache(maxsize=65536)(self._make_base_customer)
         self._catalog = lru_cache(maxsize=None)(self._make_catalog)
+        self._appointment_day = lru_cache(maxsize=32768)(self._make_appointments)
+        self._week = lru_cache(maxsize=None)(self._employee_week)
 
     # ----- bounds -----------------------------------------------------------------------
 
@@ -314,20 +295,23 @@ class SandboxDataset:
         defaults: bool,
     ) -> list[dict]:
         """An employee's week, or their days; ``KeyError`` when not employed at the location."""
-        employee = self._employee(location_id, employee_id)
-        week = self._employee_week(location_id, employee)
+        week = self._week(location_id, employee_id)
 
         def hours(day: date | None, weekday: int) -> tuple[int, int] | None:
-            if day is not None and (not self.is_open(location_id, day)
-                                    or _rng(self.seed, "leave", employee_id, day).random() < 0.04):
-                return None
-            return week[weekday]
+            return week[weekday] if day is None else self.shift(location_id, employee_id, day)
 
         return _schedule_rows({"EmployeeID": employee_id, "LocationID": location_id}, "IsOff",
                               hours, _schedule_days(from_date, to_date, defaults))
 
-    def _employee_week(self, location_id: int, employee: dict) -> list[tuple[int, int] | None]:
-        loc = self._known(location_id)
+    def shift(self, location_id: int, employee_id: int, day: date) -> tuple[int, int] | None:
+        """The employee's hours on ``day`` (seconds after local midnight); None: off."""
+        if (not self.is_open(location_id, day)
+                or _rng(self.seed, "leave", employee_id, day).random() < 0.04):
+            return None
+        return self._week(location_id, employee_id)[day.weekday()]
+
+    def _employee_week(self, location_id: int, employee_id: int) -> list[tuple[int, int] | None]:
+        loc, employee = self._known(location_id), self._employee(location_id, employee_id)
         rng = _rng(self.seed, "week", employee["ID"])
         inactive = employee["Status"]["ID"] == 2
         extra_off = rng.choice([d for d in range(7) if d != loc.closed_weekday])
@@ -689,6 +673,7 @@ class SandboxDataset:
         created_stamp = stamp("DateCreated", created)
         items = [self._make_item(location_id, order_id * 10 + k, order_id, created_stamp, rng)
                  for k in range(1, rng.randint(1, 4) + 1)]
+        appointment = self._visit(location_id, day, n, order_id, created, customer, items)
         subtotal = sum(i["_total"] for i in items)
         discount = sum(cents(i["DynamicPrice"]["Discount"]) * i["Quantity"] for i in items)
         retail = sum(i["_total"] for i in items if i["IsRetail"])
@@ -724,7 +709,7 @@ class SandboxDataset:
             "Items": items,
             "Refunds": [refund] if refund else [],
         }
-        return _Order(created, completed, refunded, record)
+        return _Order(created, completed, refunded, record, appointment)
 
     def _make_item(
         self, location_id: int, item_id: int, order_id: int, created: dict, rng: random.Random
@@ -779,6 +764,121 @@ class SandboxDataset:
             "Notes": rng.choice((None, "Client unhappy with result", "Double charge")),
             **stamp("DateCreated", when),
         }
+
+    # ----- appointments ----------------------------------------------------------------------
+
+    def appointments_between(self, location_id: int, start: datetime | None,
+                             end: datetime | None, *, shared: bool = False) -> list[dict]:
+        """Appointments starting in ``[start, end)`` that are booked by the server's clock, as
+        they stand then, sorted by ID. The book runs ahead of today: an open ``end`` stops
+        ``BOOK_AHEAD_DAYS`` after it."""
+        zone, cutoff = self.zone(location_id), self.cutoff(location_id)
+        first = max(self.start_date, start.astimezone(zone).date() if start else self.start_date)
+        last = ((end - timedelta(microseconds=1)).astimezone(zone).date() if end else
+                cutoff.astimezone(zone).date() + timedelta(days=BOOK_AHEAD_DAYS))
+        rows = [ap.as_of(a, cutoff)
+                for offset in range((last - first).days + 1)
+                for a in self._appointment_day(location_id, first + timedelta(days=offset))
+                if _inside(a.start, start, end) and ap.visible(a, cutoff)]
+        return _out(rows, shared)
+
+    def _make_appointments(self, location_id: int, day: date) -> tuple[ap.Appointment, ...]:
+        """The day's visits (one per order with services) and the cancelled and no-show
+        appointments that never became an order, sorted by ID."""
+        visits = [o.appointment for o in self._order_day(location_id, day) if o.appointment]
+        if not visits:
+            return ()
+        rng, loc = _rng(self.seed, "appointments", location_id, day), self._known(location_id)
+        missed = []
+        for j in range(rng.randint(3, 7)):
+            line = self._free_line(location_id, day, rng, _day_id_base(location_id, day) * 10
+                                   + 500 + j)
+            if line is None:
+                continue
+            booking = ap.draw_booking(rng, line.start, loc.open_s, loc.close_s)
+            booking = replace(booking, at=min(booking.at, _later(line.start, -60)))
+            no_show = j % 3 == 0  # the rest are cancelled, some time after booking
+            gone = booking.at + (line.start - booking.at) * rng.random()
+            missed.append(ap.Appointment(
+                id=line.id // 10, number=int(f"{day:%y%m%d}{500 + j:03d}"),
+                location_id=location_id, customer_id=self._random_customer(location_id, rng),
+                lines=(line,), booking=booking,
+                cancelled=None if no_show else gone,
+                no_show=ap.next_morning(line.start, loc.open_s, rng) if no_show else None,
+                notes=ap.notes(rng)))
+        return tuple(sorted(visits + missed, key=lambda a: a.id))
+
+    def _visit(self, location_id: int, day: date, n: int, order_id: int, created: datetime,
+               customer: int | None, items: list[dict]) -> ap.Appointment | None:
+        """The appointment an order's services were given in: the lines one after another,
+        ending by checkout (the order's creation; never before the location opens). Each
+        line's employee works then (the item's own if so) and its room offers the treatment;
+        the items carry the appointment's id and the line's employee."""
+        services = [i for i in items if i["IsService"]]
+        if not services:
+            return None
+        rng, loc = _rng(self.seed, "visit", order_id), self._known(location_id)
+        treatments = {t["ID"]: t for t in self._catalog(location_id)["treatments"]}
+        total = sum(treatments[i["BillableItemID"]]["TreatmentDuration"] for i in services)
+        checkout = created.hour * 3600 + created.minute * 60 + created.second
+        begin = max(loc.open_s, (checkout - total * 60 - rng.randrange(0, 600)) // 300 * 300)
+        appointment_id, lines = services[0]["ID"], []
+        for index, item in enumerate(services, start=1):
+            treatment = treatments[item["BillableItemID"]]
+            end = begin + treatment["TreatmentDuration"] * 60
+            employee = self._working(location_id, day, (item["EmployeeID"],
+                                     *treatment["EmployeeIDs"]), begin, end)
+            item.update(EmployeeID=employee, AppointmentID=appointment_id)
+            lines.append(ap.Line(
+                id=appointment_id * 10 + index, treatment=treatment, employee_id=employee,
+                requested=rng.random() < 0.3, room=self._room_for(location_id, treatment, index),
+                start=_at(day, begin, loc.zone), end=_at(day, end, loc.zone),
+                final_cents=cents(item["DynamicPrice"]["FinalPrice"])))
+            begin = end
+        start = lines[0].start
+        booking = ap.draw_booking(rng, start, loc.open_s, loc.close_s)
+        return ap.Appointment(
+            id=appointment_id, number=int(f"{day:%y%m%d}{n:03d}"), location_id=location_id,
+            customer_id=customer, lines=tuple(lines), booking=booking,
+            checked_in=_later(start, -rng.randrange(0, 10)),
+            completed=max(created, lines[-1].end), order_id=order_id, notes=ap.notes(rng))
+
+    def _free_line(self, location_id: int, day: date, rng: random.Random,
+                   line_id: int) -> ap.Line | None:
+        """A one-treatment appointment inside the shift of an employee who gives it (None:
+        nobody who gives it works that day)."""
+        treatment = rng.choice(self._catalog(location_id)["treatments"][:24])
+        for employee in treatment["EmployeeIDs"]:
+            hours = self.shift(location_id, employee, day)
+            minutes = treatment["TreatmentDuration"]
+            if hours and hours[1] - hours[0] >= minutes * 60:
+                begin = hours[0] + rng.randrange(0, hours[1] - hours[0] - minutes * 60 + 1,
+                                                 300)
+                zone = self.zone(location_id)
+                return ap.Line(line_id * 10 + 1, treatment, employee, rng.random() < 0.3,
+                               self._room_for(location_id, treatment, line_id),
+                               _at(day, begin, zone), _at(day, begin + minutes * 60, zone),
+                               cents(treatment["Price"]))
+        return None
+
+    def _working(self, location_id: int, day: date, preferred: tuple[int, ...], begin: int,
+                 end: int) -> int:
+        """The first of ``preferred``, then of the staff, whose shift holds ``[begin, end)``;
+        else the first who works that day at all; else the item's own employee."""
+        staff = (*preferred, *self._catalog(location_id)["staff"])
+        shifts = [(e, self.shift(location_id, e, day)) for e in dict.fromkeys(staff)]
+        for employee, hours in shifts:
+            if hours and hours[0] <= begin and end <= hours[1]:
+                return employee
+        return next((e for e, hours in shifts if hours), preferred[0])
+
+    def _room_for(self, location_id: int, treatment: dict, index: int) -> dict | None:
+        rooms = {r["ID"]: r for r in self._catalog(location_id)["rooms"]}
+        offered = treatment["RoomIDs"]
+        return rooms[offered[index % len(offered)]] if offered else None
+
+    def _random_customer(self, location_id: int, rng: random.Random) -> int:
+        return location_id * 10_000 + rng.randint(1, self._pool_size(location_id))
 
 
 def _inside(moment: datetime, start: datetime | None, end: datetime | None) -> bool:
