@@ -51,6 +51,7 @@ class RateSettings:
 
 WAREHOUSES = ("duckdb", "ducklake")
 DEFAULT_LOCK_WAIT_SECONDS = 600.0
+DEFAULT_LOOKAHEAD_DAYS = 30  # the days of the appointment book each daily load observes
 
 
 @dataclass(frozen=True)
@@ -72,6 +73,7 @@ class Settings:
     # Domo's options ({name: on}, BOOKER_INCLUDE_EXPIRED...): what every load uses unless a
     # run's config says otherwise
     options: dict[str, bool] = field(default_factory=lambda: dict.fromkeys(OPTIONS, False))
+    lookahead_days: int = DEFAULT_LOOKAHEAD_DAYS  # the book ahead: days after the loaded day
 
     def __post_init__(self) -> None:
         object.__setattr__(self, "pii", PiiPolicy.of(self.pii))
@@ -234,6 +236,7 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         owners=_owners(env),
         lock_wait_seconds=_float(env, "BOOKER_LOCK_WAIT_SECONDS", DEFAULT_LOCK_WAIT_SECONDS),
         options={name: _flag(env, option.setting) for name, option in OPTIONS.items()},
+        lookahead_days=_int(env, "BOOKER_LOOKAHEAD_DAYS", DEFAULT_LOOKAHEAD_DAYS, minimum=1),
         **_warehouse(env),
     )
 

@@ -6,9 +6,10 @@ memberships from the same customers. Paths, results keys and field names tagged 
 docs/booker-api.md live only here, so a real account that says otherwise is a one-line change;
 adding a report is one ``ReportGroup`` entry and nothing else.
 
-How a partition day reaches Booker is one of three ``Days`` kinds: an ISO window per day
-(``IsoWindow``), the slice's dates (``DateRange``, rows carry their own date), or nothing
-(a snapshot: Booker returns today's list and keeps no history of it).
+How a partition day reaches Booker is one of four ``Days`` kinds: an ISO window per day
+(``IsoWindow``), the days ahead of an observed day (``AheadWindow``: the appointment book),
+the slice's dates (``DateRange``, rows carry their own date), or nothing (a snapshot: Booker
+returns today's list and keeps no history of it).
 """
 
 from __future__ import annotations
@@ -35,6 +36,16 @@ class IsoWindow:
 
 
 @dataclass(frozen=True)
+class AheadWindow:
+    """The days after partition day D: one call, ``[D+1 00:00, D+1+N 00:00)`` in the location's
+    zone (N: ``BOOKER_LOOKAHEAD_DAYS``), as ISO date-times like ``IsoWindow``, and only while
+    D can be observed: its rows are what was booked ahead as seen when D was loaded."""
+
+    since: str
+    until: str
+
+
+@dataclass(frozen=True)
 class DateRange:
     """One call for the whole months of the slice's days, as ``YYYY-MM-DD`` (the same call for
     every run of a month: shared by a backfill's runs); each row names its day in
@@ -47,7 +58,7 @@ class DateRange:
     defaults_flag: str = "getDefaultDaySchedule"
 
 
-Days = IsoWindow | DateRange | None
+Days = IsoWindow | AheadWindow | DateRange | None
 
 
 @dataclass(frozen=True)
@@ -84,7 +95,10 @@ Root = Call | LocationRecord
 
 @dataclass(frozen=True)
 class FromRoot:
-    """The root's rows themselves, less the lists that are tables of their own."""
+    """The root's rows themselves, less the lists that are tables of their own; with
+    ``local_days``, a DATE column per date-time column: its day in the location's zone."""
+
+    local_days: Mapping[str, str] = field(default_factory=dict)  # new column -> date-time
 
 
 @dataclass(frozen=True)
@@ -143,6 +157,7 @@ class Table:
     entity_key: tuple[str, ...] = ()  # the ``<name>_current`` view's entity; default: key
     pii: tuple[str, ...] = ()  # column prefixes dropped or hashed under BOOKER_PII
     only_with: str | None = None  # an option that must be on for this table to be asked
+    shares: Mapping[str, str] = field(default_factory=dict)  # metadata name -> flag column
 
     def __post_init__(self) -> None:
         if self.only_with and self.only_with not in OPTIONS:
@@ -372,6 +387,37 @@ GROUPS: tuple[ReportGroup, ...] = (
                 history="dated",
                 changes_after_day=True,
             ),
+        ),
+    ),
+    ReportGroup(
+        name="appointments",
+        root=_find("appointments", s.APPOINTMENT, days=IsoWindow("FromStartDateOffset",
+                                                                  "ToStartDateOffset")),
+        tables=(
+            Table("appointments", "Appointments that start on the partition day (local time), "
+                  "cancelled and no-show ones included and flagged, without their service "
+                  "lines; their status as of the latest load of the day (re-loaded over the "
+                  "lookback: a status moves after the day). Key: location_id, id.",
+                  (FromRoot(),), key=(*_LOC, "id"), history="dated", counted=True,
+                  changes_after_day=True,
+                  shares={"no_show": "is_no_show", "cancelled": "is_cancelled"}),
+            Table("appointment_treatments", "One row per service line of the day's "
+                  "appointments. Key: location_id, id.",
+                  (Explode("AppointmentTreatments", s.APPOINTMENT_TREATMENT),),
+                  key=(*_LOC, "id"), history="dated", changes_after_day=True),
+        ),
+    ),
+    ReportGroup(
+        name="appointment_book",
+        root=_find("appointments", s.APPOINTMENT, days=AheadWindow("FromStartDateOffset",
+                                                                    "ToStartDateOffset")),
+        tables=(
+            Table("appointment_book", "The book ahead as observed when the partition day was "
+                  "loaded: the appointments starting in the BOOKER_LOOKAHEAD_DAYS days after "
+                  "it (start_day), with their status then (snapshot: stored only for the day "
+                  "it is observed, so each day's observation stays). Key: location_id, id.",
+                  (FromRoot(local_days={"start_day": "start_date_time"}),),
+                  key=(*_LOC, "id"), history="snapshot", counted=True),
         ),
     ),
     _snapshot("rooms", "Rooms of the location", _find("rooms", s.ROOM)),

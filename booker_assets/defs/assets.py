@@ -30,7 +30,6 @@ from booker_assets.errors import BookerError
 from booker_assets.load.columns import code_version, table_columns
 from booker_assets.load.extract import extract
 from booker_assets.load.frames import PartitionLoad, ReportFrame
-from booker_assets.load.pii import PiiPolicy
 from booker_assets.settings import Settings
 
 GROUP_NAME = "booker"
@@ -94,7 +93,7 @@ def build_report_assets(settings: Settings, partitions: BookerPartitions,
     def booker_reports(
         context: dg.AssetExecutionContext, booker: BookerResource, config: report_options
     ) -> Iterator[dg.Output]:
-        yield from _materialize(context, booker.get_client(), config.model_dump(), settings.pii,
+        yield from _materialize(context, booker.get_client(), config.model_dump(), settings,
                                 clock())
 
     return [booker_reports]
@@ -163,7 +162,7 @@ class Failed:
 
 
 def _materialize(
-    context: dg.AssetExecutionContext, client: BookerClient, options: dict, pii: PiiPolicy,
+    context: dg.AssetExecutionContext, client: BookerClient, options: dict, settings: Settings,
     now: datetime,
 ) -> Iterator[dg.Output]:
     selected = set(context.selected_output_names)
@@ -179,7 +178,8 @@ def _materialize(
     # per-parent calls; this thread only waits, and stores each report as it completes.
     fetches = {
         client.executor.submit(extract, views[name], group, tables, location, days,
-                               _own(group, options), pii, now): (name, location, days)
+                               _own(group, options), settings.pii, now,
+                               settings.lookahead_days): (name, location, days)
         for name, (group, tables) in wanted.items() for location, days in slices.items()
     }
     done: dict[str, list[dict[str, ReportFrame]]] = {name: [] for name in wanted}
@@ -251,9 +251,11 @@ def _outputs(context: dg.AssetExecutionContext, tables: list[Table],
     for table in tables:
         report = _combine([frames[table.name] for frames in per_location])
         key = dg.AssetKey([GROUP_NAME, table.name])
+        shares = _shares(table, report.frame)
         for load in report.loads:
-            context.add_asset_metadata(_partition_metadata(load, names), asset_key=key,
-                                       partition_key=_partition_key(load))
+            context.add_asset_metadata(
+                _partition_metadata(load, names) | shares.get(_partition_key(load), {}),
+                asset_key=key, partition_key=_partition_key(load))
         context.add_asset_metadata({
             "booker/run_partitions": len(report.loads),
             "booker/run_window": f"{all_days[0]} to {all_days[-1]} (location-local days)",
@@ -289,6 +291,19 @@ def _partition_metadata(load: PartitionLoad, names: Mapping[str, str]) -> dict:
         metadata["booker/note"] = ("not asked: this table is loaded only with its option on "
                                    "(see booker/loaded_with)")
     return metadata
+
+
+def _shares(table: Table, frame: pd.DataFrame) -> dict[str, dict[str, float]]:
+    """Per partition key, the share of its rows whose flag is true (``Table.shares``: e.g.
+    the no-shows and cancellations of a day's appointments)."""
+    if not table.shares or frame.empty:
+        return {}
+    flags = frame[list(table.shares.values())].fillna(False).astype(bool)
+    days = pd.to_datetime(frame["report_date"]).dt.date
+    means = flags.groupby([days, frame["location_id"]]).mean()
+    return {f"{day}|{location}": {f"booker/share_{name}": round(float(row[column]), 4)
+                                  for name, column in table.shares.items()}
+            for (day, location), row in means.iterrows()}
 
 
 def _cost(stats: dict) -> dict[str, float]:

@@ -253,6 +253,41 @@ ORDER_CHECKS = (
 )
 
 
+# ---------------------------------------------------------------- appointments
+
+APPOINTMENT_CHECKS = (
+    SqlCheck(
+        "appointment_treatments", "appointment_exists",
+        "Every service line's appointment_id is an appointment of booker.appointments in the"
+        " same partition.",
+        f"SELECT t.report_date, t.location_id, count(*) FROM {_t('appointment_treatments')} t"
+        f" ANTI JOIN {_t('appointments')} a ON a.report_date = t.report_date"
+        f" AND a.location_id = t.location_id AND a.id = t.appointment_id"
+        f" GROUP BY ALL ORDER BY ALL",
+        ("report_date", "location_id", "lines_without_appointment"),
+        "partitions have service lines whose appointment is missing",
+        deps=("appointments",),
+    ),
+    SqlCheck(
+        "appointments", "order_exists",
+        "A completed appointment (or one naming an order) has its order in booker.orders, on"
+        " any day of the location (a checkout may pass midnight), wherever the appointment's"
+        " day of orders is loaded (warning: the order's own day may not be loaded yet).",
+        f"SELECT a.report_date, a.location_id, count(*) FROM {_t('appointments')} a"
+        f" SEMI JOIN {_t('_loads')} l ON l.table_name = 'orders'"
+        f" AND l.report_date = a.report_date AND l.location_id = a.location_id"
+        f" WHERE (a.order_id IS NOT NULL OR a.status_name = 'Completed')"
+        f" AND NOT EXISTS (SELECT 1 FROM {_t('orders')} o"
+        f" WHERE o.location_id = a.location_id AND o.id = a.order_id)"
+        f" GROUP BY ALL ORDER BY ALL",
+        ("report_date", "location_id", "appointments_without_order"),
+        "partitions have completed appointments whose order is missing",
+        deps=("orders",),
+        severity=dg.AssetCheckSeverity.WARN,
+    ),
+)
+
+
 def freshness_check(warehouse: Warehouse) -> BookerCheck:
     # Not a SqlCheck: its date parameter and failure text follow the day it is evaluated on.
     spec = dg.AssetCheckSpec(asset=_key("orders"), name="fresh",
@@ -283,6 +318,7 @@ def check_evaluators(settings: Settings) -> dict[dg.AssetCheckKey, BookerCheck]:
         *(rejects_check(name) for name in TABLES),
         *(options_check(name, settings) for name in TABLES if table_options(name)),
         *ORDER_CHECKS,
+        *APPOINTMENT_CHECKS,
     ]
     checks = [
         *(check.build(db) for check in sql_checks),

@@ -58,7 +58,11 @@ def _shape(value: Any) -> Any:
 def _source_columns(group: ReportGroup, source: FromRoot | Explode | PerParent) -> list[Column]:
     parent = _without(group.root.record, group.exploded)
     if isinstance(source, FromRoot):
-        return columns_of(parent)
+        own = columns_of(parent)
+        by_name = {c.name: c for c in own}
+        return own + [Column(new, s.DATE, f"Location-local day of {old}: "
+                                          f"{by_name[old].description}")
+                      for new, old in source.local_days.items()]
     if isinstance(source, Explode):
         own = columns_of(_without(source.record, source.drop))
         if source.carry_prefix:

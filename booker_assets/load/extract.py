@@ -33,6 +33,7 @@ from booker_assets.api.zones import zone_for
 from booker_assets.catalogue import schema as s
 from booker_assets.catalogue.options import table_options
 from booker_assets.catalogue.reports import (
+    AheadWindow,
     Call,
     DateRange,
     Explode,
@@ -47,6 +48,7 @@ from booker_assets.load.columns import table_columns
 from booker_assets.load.flatten import BadValue, flatten, read_value
 from booker_assets.load.frames import PartitionLoad, Reject, ReportFrame, build_frame
 from booker_assets.load.pii import PiiPolicy, protect_pii
+from booker_assets.settings import DEFAULT_LOOKAHEAD_DAYS
 
 OBSERVABLE_DAYS_AFTER = 1  # a snapshot may be stored for day D until D+1 ends, locally
 
@@ -62,6 +64,7 @@ class Slice:
     zone: tzinfo
     options: Mapping[str, Any]
     observable: list[date]  # days whose snapshot can be taken now
+    lookahead: int = DEFAULT_LOOKAHEAD_DAYS  # days of the book after an observed day
 
     def asks(self, table: Table) -> bool:
         """Whether ``table`` is asked: not one whose option (``only_with``) is off."""
@@ -127,14 +130,16 @@ def extract(
     options: Mapping[str, Any],
     pii: PiiPolicy | str = "keep",
     now: datetime | None = None,
+    lookahead: int = DEFAULT_LOOKAHEAD_DAYS,
 ) -> dict[str, ReportFrame]:
-    """Fetch ``group`` for one location and ``days``; one frame per table in ``tables``."""
+    """Fetch ``group`` for one location and ``days``; one frame per table in ``tables``
+    (``lookahead``: the days an ``AheadWindow`` reaches, BOOKER_LOOKAHEAD_DAYS)."""
     location = client.location(location_id)
     zone = zone_for(location.get("TimeZone"))
     days = sorted(set(days))
     now = now or datetime.now(timezone.utc)
     job = Slice(client, group, int(location_id), days, zone, options,
-                observable_days(days, zone, now))
+                observable_days(days, zone, now), lookahead)
     asked = [t for t in tables if job.asks(t)]
     fetch = any(t.history == "dated" for t in asked) or bool(asked and job.observable)
     parents, results = _fetch_root(job, location) if fetch else ([], {})
@@ -169,8 +174,8 @@ def shared_by_backfill(job: Slice, call: Call, private: bool) -> bool:
     BOOKER_PII protects (``private``: the store is outside the warehouse), or the slice
     stores a snapshot of now (a kept reply may be hours old; a snapshot is the list as
     observed on its day)."""
-    if isinstance(call.days, IsoWindow):
-        return False  # the partition day's own window
+    if isinstance(call.days, IsoWindow | AheadWindow):
+        return False  # the partition day's own window, or the book seen now
     if isinstance(call.days, DateRange):
         return True  # dated rows; weekday defaults are undated, a snapshot like a list
     return not private and not job.observable
@@ -197,15 +202,17 @@ def _fetch_root(job: Slice, location: dict) -> tuple[list[Parent], dict[date | N
     if isinstance(root, LocationRecord):
         return [_parent(job, None, location, root.record)], {}
     fields = _api_fields(job, root)
-    if isinstance(root.days, IsoWindow):
+    if isinstance(root.days, IsoWindow | AheadWindow):
         window = root.days
+        ahead = isinstance(window, AheadWindow)
 
         def one_day(day: date) -> tuple[list[dict], FindResult | None]:
-            start, end = day_window(day, job.zone)
+            start, end = _window(job, day, ahead)
             return _call(job, root, fields | {window.since: to_iso(start),
                                               window.until: to_iso(end)}, day=day)
 
-        per_day = dict(zip(job.days, job.client.map(one_day, job.days), strict=True))
+        days = job.observable if ahead else job.days  # the book: only as seen now
+        per_day = dict(zip(days, job.client.map(one_day, days), strict=True))
         parents = [_parent(job, day, _unwrap(row, root.unwrap), root.record)
                    for day, (rows, _) in per_day.items() for row in rows]
         return parents, {day: result for day, (_, result) in per_day.items() if result}
@@ -213,6 +220,15 @@ def _fetch_root(job: Slice, location: dict) -> tuple[list[Parent], dict[date | N
     parents = [_parent(job, _own_day(job, root, row), _unwrap(row, root.unwrap), root.record)
                for row in rows]
     return parents, ({None: result} if result else {})
+
+
+def _window(job: Slice, day: date, ahead: bool) -> tuple[datetime, datetime]:
+    """Day D's own window, or the ``lookahead`` days after it (the book ahead of D)."""
+    if not ahead:
+        return day_window(day, job.zone)
+    after = day + timedelta(days=1)
+    return day_window(after, job.zone)[0], day_window(after + timedelta(days=job.lookahead),
+                                                      job.zone)[0]
 
 
 def _parent(job: Slice, day: date | None, raw: dict, record: s.Record) -> Parent:
@@ -275,7 +291,9 @@ def _derive(job: Slice, source: FromRoot | Explode | PerParent, parents: list[Pa
             if parent.row is None:
                 out.reject(parent.day, parent.raw, _problem(parent))
             else:
-                out.rows.append((parent.day, parent.row))
+                out.rows.append((parent.day, parent.row | {
+                    new: _local(parent.row.get(old), job.zone)
+                    for new, old in source.local_days.items()}))
 
 
 def _explode(job: Slice, source: Explode, parents: list[Parent], out: Derived) -> None:
@@ -405,6 +423,10 @@ def _problem(parent: Parent, what: str = "") -> BadValue:
     if not what:
         return problem
     return BadValue(problem.column, f"{what} could not be read ({problem.reason})")
+
+
+def _local(moment: datetime | None, zone: tzinfo) -> date | None:
+    return None if moment is None else local_day(moment, zone)
 
 
 def _true(value: Any) -> bool:
