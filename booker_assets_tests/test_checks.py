@@ -38,6 +38,13 @@ CREATE TABLE booker.location_schedules AS SELECT * FROM (VALUES
   (DATE '{DAY}', 1001, DATE '{DAY}', 'Monday', false),
   (DATE '{DAY}', 1002, DATE '{DAY}', 'Monday', true)
 ) t(report_date, location_id, date, weekday, is_closed);
+CREATE TABLE booker.appointments AS SELECT * FROM (VALUES
+  (DATE '{DAY}', 1001, 7, 1, 'Completed'), (DATE '{DAY}', 1001, 8, NULL, 'Cancelled'),
+  (DATE '{DAY}', 1003, 9, 77, 'Completed')
+) t(report_date, location_id, id, order_id, status_name);
+CREATE TABLE booker.appointment_treatments AS SELECT * FROM (VALUES
+  (DATE '{DAY}', 1001, 71, 7), (DATE '{DAY}', 1001, 72, 7), (DATE '{DAY}', 1001, 81, 8)
+) t(report_date, location_id, id, appointment_id);
 CREATE TABLE booker.locations AS SELECT * FROM (VALUES
   (DATE '{DAY}', 1001, 1001), (DATE '{DAY}', 1002, 1002)
 ) t(report_date, location_id, id);
@@ -69,6 +76,13 @@ BROKEN = [
      " WHERE location_id = 1002", "ERROR", "1002"),
     ("orders", "rows_match_reported_total",
      "UPDATE booker._loads SET rejected = 1 WHERE location_id = 1002", "ERROR", "1002"),
+    ("appointment_treatments", "appointment_exists",
+     "UPDATE booker.appointment_treatments SET appointment_id = 9 WHERE id = 81",
+     "ERROR", "1001"),
+    ("appointments", "order_exists",  # 1003's orders are not loaded: its order is not sought
+     "UPDATE booker.appointments SET order_id = NULL WHERE id = 7", "WARN", "1001"),
+    ("appointments", "order_exists",
+     "UPDATE booker.appointments SET order_id = 3 WHERE id = 7", "WARN", "1001"),
     ("orders", "no_rejects",
      f"INSERT INTO booker._rejects VALUES ('orders', DATE '{DAY}', 1002, 'ORD-9', 'id',"
      " 'ORD-9 is not a BIGINT value', '{\"ID\": \"ORD-9\"}', now())", "ERROR", "ORD-9"),
