@@ -177,6 +177,7 @@ class ReportGroup:
     root: Root
     tables: tuple[Table, ...]
     options: tuple[str, ...] = ()  # the Domo options these reports read
+    unstored: tuple[str, ...] = ()  # root lists another report's table holds as rows
 
     def __post_init__(self) -> None:
         unknown = set(self.options) - set(OPTIONS)
@@ -188,9 +189,10 @@ class ReportGroup:
 
     @property
     def exploded(self) -> tuple[str, ...]:
-        """Root fields that are tables of their own (``Items``, ``Notes``...): never columns."""
-        return tuple(dict.fromkeys(src.list_field for t in self.tables for src in t.sources
-                                   if isinstance(src, Explode)))
+        """Root fields that are tables of their own (``Items``, ``Notes``...), here or in
+        another report (``unstored``): never columns."""
+        return tuple(dict.fromkeys([*(src.list_field for t in self.tables for src in t.sources
+                                      if isinstance(src, Explode)), *self.unstored]))
 
 
 def _find(path: str, record: Record, results_key: str = "Results", **kwargs: Any) -> Call:
@@ -411,11 +413,14 @@ GROUPS: tuple[ReportGroup, ...] = (
         name="appointment_book",
         root=_find("appointments", s.APPOINTMENT, days=AheadWindow("FromStartDateOffset",
                                                                     "ToStartDateOffset")),
+        unstored=("AppointmentTreatments",),  # the start day's appointment_treatments
         tables=(
             Table("appointment_book", "The book ahead as observed when the partition day was "
                   "loaded: the appointments starting in the BOOKER_LOOKAHEAD_DAYS days after "
-                  "it (start_day), with their status then (snapshot: stored only for the day "
-                  "it is observed, so each day's observation stays). Key: location_id, id.",
+                  "it (start_day), with their status then, without their service lines "
+                  "(appointment_treatments holds them once the start day is loaded; snapshot: "
+                  "stored only for the day it is observed, so each day's observation stays). "
+                  "Key: location_id, id.",
                   (FromRoot(local_days={"start_day": "start_date_time"}),),
                   key=(*_LOC, "id"), history="snapshot", counted=True),
         ),

@@ -368,7 +368,4 @@ APPOINTMENT: Record = {
     "FinalTotal": money("Total of its service lines"),
     "Room": lookup("Room of the first service line"),
     "Notes": _text("Notes on the appointment"),
-    "AppointmentTreatments": Field(JSON, "Its service lines (JSON list; the table "
-                                         "appointment_treatments holds them as rows)",
-                                   items=APPOINTMENT_TREATMENT),
 }
