@@ -173,6 +173,8 @@ def test_what_no_partition_day_shapes_is_shared_unless_private_or_now(call, priv
     assert shared_by_backfill(weekdays, call, private) is False  # weekday rows: undated, now
     customers = next(g.root for g in GROUPS if g.name == "customers")
     assert shared_by_backfill(_slice("customers", FIRST), customers, private=False) is False
+    book = next(g.root for g in GROUPS if g.name == "appointment_book")  # the book seen now
+    assert shared_by_backfill(_slice("appointment_book", _today()), book, private=False) is False
 
 
 # ---------------------------------------------------------------- a backfill's day-runs

@@ -64,7 +64,7 @@ class Slice:
     zone: tzinfo
     options: Mapping[str, Any]
     observable: list[date]  # days whose snapshot can be taken now
-    lookahead: int  # days of the book after an observed day (BOOKER_LOOKAHEAD_DAYS)
+    lookahead: int = DEFAULT_LOOKAHEAD_DAYS  # days of the book after an observed day
 
     def asks(self, table: Table) -> bool:
         """Whether ``table`` is asked: not one whose option (``only_with``) is off."""
