@@ -146,3 +146,39 @@ def test_fresh_names_a_location_partition_with_nothing_loaded(database: str):
     result = check_evaluators(settings)[key].evaluate((*LOCS, "1003"))
     assert not result.passed and result.metadata["offending"].value == 1
     assert "1003" in result.metadata["offending_partitions"].value
+
+
+def test_a_failed_load_leaves_no_check_red(sandbox, tmp_path: Path):
+    """A run whose load fails (a wrong secret: every report) evaluates each check it planned,
+    on the data: Dagster shows a planned check without evaluation in a failed run as
+    "Execution failed". Orders were stored before: checked on those rows; customers never
+    were: nothing to fail."""
+    from booker_assets.api.client import BookerResource
+    from booker_assets.definitions import build_definitions
+    from booker_assets_tests.conftest import load_range, make_defs
+
+    settings = make_settings(tmp_path, ("1001",))
+    day = date(2025, 3, 8)
+    wrong = BookerResource(base_url=sandbox.url, **{**sandbox.credentials,
+                                                    "client_secret": "not-the-secret"})
+    with dg.instance_for_test() as instance:
+        load_range(make_defs(sandbox, settings), ("1001",), day, day, instance=instance,
+                   selection=["booker/orders"])
+        failed = load_range(build_definitions(settings, wrong), ("1001",), day, day,
+                            instance=instance, raise_on_error=False,
+                            selection=["booker/orders", "booker/customers"])
+        records = {kind: instance.get_records_for_run(failed.run_id, of_type=kind).records
+                   for kind in (dg.DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED,
+                                dg.DagsterEventType.ASSET_CHECK_EVALUATION)}
+    assert not failed.success
+    planned, evaluated = (
+        {(e.asset_key.path[-1], e.check_name): e for e in
+         (r.event_log_entry.dagster_event.event_specific_data for r in rs)}
+        for rs in records.values())
+    assert set(planned) == set(evaluated) and ("customers", "key_unique") in planned
+    # red only on data: the sandbox's 2025 orders are not fresh today
+    assert [name for name, e in evaluated.items() if not e.passed] == [("orders", "fresh")]
+    orders, customers = evaluated["orders", "key_unique"], evaluated["customers", "key_unique"]
+    assert "BOOKER_CLIENT_SECRET" in orders.description
+    assert "checked on the rows stored before" in orders.description
+    assert "no rows stored yet" in customers.description

@@ -24,6 +24,8 @@ from booker_assets.api.client import BookerClient, BookerResource
 from booker_assets.api.shared_replies import SharedReplies
 from booker_assets.catalogue.options import OPTIONS, table_options
 from booker_assets.catalogue.reports import GROUPS, ReportGroup, Table
+from booker_assets.defs.checks import evaluations_after_failure
+from booker_assets.defs.locations import DRIFT_CHECK_KEY, drift_result_or_warning
 from booker_assets.defs.partitions import BookerPartitions, days_by_location
 from booker_assets.defs.storage import markdown_table
 from booker_assets.errors import BookerError
@@ -93,8 +95,16 @@ def build_report_assets(settings: Settings, partitions: BookerPartitions,
     def booker_reports(
         context: dg.AssetExecutionContext, booker: BookerResource, config: report_options
     ) -> Iterator[dg.Output]:
-        yield from _materialize(context, booker.get_client(), config.model_dump(), settings,
-                                clock())
+        client = booker.get_client()
+        drift = {DRIFT_CHECK_KEY: lambda: drift_result_or_warning(client, context.instance,
+                                                                  settings)}
+        try:
+            yield from _materialize(context, client, config.model_dump(), settings, clock())
+        except LoadFailed as failure:
+            # Checks fail only on data: the run's checks are evaluated here (defs/checks.py)
+            yield from evaluations_after_failure(context, settings, failure.stored,
+                                                 failure.cause, drift)
+            raise failure.failure from None
 
     return [booker_reports]
 
@@ -184,6 +194,7 @@ def _materialize(
     }
     done: dict[str, list[dict[str, ReportFrame]]] = {name: [] for name in wanted}
     names: dict[str, str] = {}
+    stored: set[dg.AssetKey] = set()
     for future in as_completed(fetches):
         name, location, days = fetches[future]
         if not _collect(future, done[name], failed, name, location, days, context):
@@ -195,16 +206,26 @@ def _materialize(
             names = names or _location_names(client, slices)
             yield from _outputs(context, tables, done.pop(name), slices, _own(group, options),
                                 views[name].stats.snapshot(), names)
+            stored.update(dg.AssetKey([GROUP_NAME, t.name]) for t in tables)
     if failed:
         # The first line is what the UI shows first: the cause itself, not a count.
         others = [f"- {f}" for f in failed[1:]]
-        raise dg.Failure(
+        raise LoadFailed(stored, str(failed[0]).splitlines()[0], dg.Failure(
             description="\n".join([str(failed[0]), *(
                 [f"{len(others)} more report fetch(es) failed:", *others] if others else []),
                 "The step's other reports were stored."]),
             allow_retries=any(f.transient for f in failed),
             metadata={"booker/failed": [f"{f.report}/{f.location}" for f in failed]},
-        )
+        ))
+
+
+@dataclass
+class LoadFailed(Exception):
+    """Some reports failed: the tables stored anyway, the first cause, the step's failure."""
+
+    stored: set[dg.AssetKey]
+    cause: str
+    failure: dg.Failure
 
 
 def _collect(future: Future, frames: list, failed: list[Failed], name: str, location: str,

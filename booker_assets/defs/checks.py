@@ -9,7 +9,7 @@ tables are written ``{name}`` and named by ``storage.render``, like every reader
 """
 
 
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence, Set
 from dataclasses import dataclass
 from datetime import date, timedelta
 
@@ -86,11 +86,14 @@ def _result(
     )
 
 
+CANNOT_CHECK = "cannot check: "
+
+
 def _cannot_check(exc: Exception, severity: dg.AssetCheckSeverity) -> dg.AssetCheckResult:
     # e.g. the table is not loaded yet; DuckDB's first line names it
     first_line = str(exc).splitlines()[0]
     return dg.AssetCheckResult(
-        passed=False, severity=severity, description=f"cannot check: {first_line}"
+        passed=False, severity=severity, description=f"{CANNOT_CHECK}{first_line}"
     )
 
 
@@ -346,3 +349,60 @@ def build_checks(settings: Settings) -> list[dg.AssetChecksDefinition]:
             )
 
     return [booker_checks]
+
+
+# ---------------------------------------------------------------- after a failed load
+
+Evaluate = Callable[[], dg.AssetCheckResult]
+
+
+def planned_checks(context: dg.AssetExecutionContext) -> list[dg.AssetCheckKey]:
+    """The checks Dagster planned for this run (whatever launched it: UI, sensor, CLI)."""
+    records = context.instance.get_records_for_run(
+        context.run_id, of_type=dg.DagsterEventType.ASSET_CHECK_EVALUATION_PLANNED).records
+    planned = [r.event_log_entry.dagster_event.event_specific_data for r in records]
+    return [dg.AssetCheckKey(p.asset_key, p.check_name) for p in planned]
+
+
+def evaluations_after_failure(
+    context: dg.AssetExecutionContext, settings: Settings, stored: Set[dg.AssetKey],
+    cause: str, others: Mapping[dg.AssetCheckKey, Evaluate],
+) -> Iterator[dg.AssetCheckEvaluation]:
+    """The run's planned checks, evaluated by the failing asset step itself.
+
+    Dagster resolves a check still planned when its run fails as "Execution failed" (red),
+    and the check step never runs once the asset step failed: a Booker outage would paint
+    every check red. So the step evaluates them before it raises, on the data: what it
+    stored as usual; a table it did not store on the rows stored before, its description
+    naming the load's failure; a table never stored has no row to fail (passed, saying so).
+    ``others``: checks outside ``booker_checks`` (the drift check), by key.
+    """
+    evaluators = check_evaluators(settings)
+    locations = known_locations(context.instance, settings)
+    for key in planned_checks(context):
+        if key in evaluators:
+            result = evaluators[key].evaluate(locations)
+        elif key in others:
+            result = others[key]()
+        else:  # another code's check: its own step reports it
+            continue
+        if key.asset_key not in stored:
+            result = _not_stored(result, key.asset_key, cause)
+        yield dg.AssetCheckEvaluation(
+            asset_key=key.asset_key, check_name=key.name, passed=result.passed,
+            severity=result.severity, description=result.description,
+            metadata=result.metadata,
+        )
+
+
+def _not_stored(result: dg.AssetCheckResult, asset: dg.AssetKey,
+                cause: str) -> dg.AssetCheckResult:
+    note = f"This run did not store {asset.to_user_string()} (its load failed: {cause})"
+    description = result.description or ""
+    if description.startswith(CANNOT_CHECK):  # no table yet: no row can be wrong
+        return dg.AssetCheckResult(passed=True, description=f"{note}; no rows stored yet.",
+                                   metadata=result.metadata)
+    return dg.AssetCheckResult(
+        passed=result.passed, severity=result.severity, metadata=result.metadata,
+        description=f"{note}; checked on the rows stored before"
+        + (f": {description}" if description else "."))
