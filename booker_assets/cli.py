@@ -8,6 +8,7 @@ code location does (the sandbox is the default of the account's variables).
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from collections.abc import Mapping, Sequence
 from datetime import date
@@ -23,9 +24,20 @@ from booker_assets.definitions import build_definitions, deployed_settings
 from booker_assets.defs.assets import STEP_NAME
 from booker_assets.defs.backfill import instance_from_env, location_slices, run_slices
 from booker_assets.defs.connection import booker_resource_from_env
-from booker_assets.defs.locations import LocationDrift, returned_locations, sync_locations
-from booker_assets.defs.partitions import build_partitions, known_locations, newest_day, utc_now
-from booker_assets.defs.storage import warehouse_of
+from booker_assets.defs.locations import (
+    SENSOR_NAME,
+    LocationDrift,
+    returned_locations,
+    sync_locations,
+)
+from booker_assets.defs.partitions import (
+    LOCATIONS_PARTITIONS,
+    build_partitions,
+    known_locations,
+    newest_day,
+    utc_now,
+)
+from booker_assets.defs.storage import drop_location, warehouse_of
 from booker_assets.errors import BookerConfigError, BookerError
 from booker_assets.settings import Settings
 
@@ -54,7 +66,7 @@ def client_for(settings: Settings) -> BookerClient:
 def report(drift: LocationDrift) -> None:
     if drift.new:
         print(f"added location partitions: {', '.join(drift.new)}", file=sys.stderr)
-    if drift.gone or drift.excluded:
+    if drift.gone or drift.unknown or drift.excluded:
         print(f"warning: {drift.message}", file=sys.stderr)
 
 
@@ -143,6 +155,34 @@ def backfill(first: date, last: date, locations: list[str], tables: list[str],
     return 1 if failed else 0
 
 
+def remove_location(location: str, drop_rows: bool) -> int:
+    """Remove a location partition that should not exist (one added by hand, a typo): the
+    user chooses whether its rows stay in the warehouse or go."""
+    settings = deployed_settings()
+    returned = returned_locations(client_for(settings))
+    if location in returned:
+        raise BookerConfigError(
+            f"location {location} is one Booker returns: the {SENSOR_NAME} sensor would add it "
+            "again", fix=f"to stop loading it, leave it out of BOOKER_LOCATION_IDS "
+            f"(e.g. BOOKER_LOCATION_IDS={','.join(loc for loc in returned if loc != location)})")
+    with instance_from_env() as instance:
+        partitions = instance.get_dynamic_partitions(LOCATIONS_PARTITIONS)
+        if location not in partitions:
+            raise BookerConfigError(
+                f"{location} is not a location partition of this instance "
+                f"(DAGSTER_HOME={os.environ.get('DAGSTER_HOME', 'unset: a throwaway one')})",
+                fix=f"choose one of {', '.join(partitions) or 'none'}; set DAGSTER_HOME to the "
+                "instance the UI shows")
+        if drop_rows:  # rows first: a kill in between leaves the partition, to run this again
+            dropped = drop_location(warehouse_of(settings), int(location))
+            print(f"deleted the rows of location {location} from {warehouse_of(settings)}: "
+                  f"{', '.join(f'{t} {n}' for t, n in dropped.items()) or 'none stored'}")
+        instance.delete_dynamic_partition(LOCATIONS_PARTITIONS, location)
+    print(f"removed location partition {location}" + ("" if drop_rows else
+          f"; its rows stay in the warehouse (where location_id = {location})"))
+    return 0
+
+
 def sql(query: str) -> int:
     """The query's result, read from the DuckDB file's read copy or the DuckLake."""
     with warehouse_of(deployed_settings()).connect_reader() as conn:
@@ -191,6 +231,15 @@ def parser() -> argparse.ArgumentParser:
                           action=argparse.BooleanOptionalAction,
                           help=f"Domo '{option.domo_name}' for these runs (default: "
                           f"{option.setting}, false if unset)")
+    remove = commands.add_parser(
+        "remove-location", help="remove a location partition Booker does not return (one "
+        "added by hand, a typo), keeping or dropping its rows")
+    remove.add_argument("location", help="the location id, e.g. 9999")
+    rows = remove.add_mutually_exclusive_group(required=True)
+    rows.add_argument("--keep-rows", dest="drop_rows", action="store_false",
+                      help="keep its rows in the warehouse")
+    rows.add_argument("--drop-rows", dest="drop_rows", action="store_true",
+                      help="delete its rows from every table")
     query = commands.add_parser("sql", help="run a query where analysts read: the read copy "
                                 "of the DuckDB file, or the DuckLake")
     query.add_argument("query", help="e.g. 'select location_id, count(*) from booker.orders "
@@ -207,6 +256,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return discover_locations(args.file)
         if args.command == "sql":
             return sql(args.query)
+        if args.command == "remove-location":
+            return remove_location(args.location, args.drop_rows)
         overrides = {name: getattr(args, name) for name in OPTIONS
                      if getattr(args, name) is not None}
         return backfill(args.first, args.last, args.locations, args.assets, overrides)

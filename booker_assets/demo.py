@@ -33,6 +33,7 @@ from booker_assets.cli import seed_locations
 from booker_assets.definitions import build_definitions, deployed_settings
 from booker_assets.defs.backfill import location_slices, run_slices
 from booker_assets.defs.storage import Warehouse, qualified, warehouse_of
+from booker_assets.errors import BookerConfigError
 
 DEMO_TAG = "booker/demo"
 # The run's own console logger shows errors only: the rest is in the log file.
@@ -216,4 +217,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    try:
+        sys.exit(main())
+    except BookerConfigError as exc:  # a bad setting: its message, not a traceback
+        print(f"booker-assets demo: {exc}", file=sys.stderr)
+        sys.exit(2)

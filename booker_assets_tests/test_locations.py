@@ -17,7 +17,12 @@ import pytest
 from booker_assets.api.client import BookerResource
 from booker_assets.definitions import build_definitions
 from booker_assets.defs.locations import CHECK_NAME, LOCATIONS_KEY, compare
-from booker_assets.defs.partitions import LOCATIONS_PARTITIONS, RANGE_END, RANGE_START
+from booker_assets.defs.partitions import (
+    LOCATIONS_PARTITIONS,
+    RANGE_END,
+    RANGE_START,
+    add_locations,
+)
 from booker_assets.defs.storage import connect_locked
 from booker_assets.sandbox import BookerSandbox
 from booker_assets_tests.conftest import SANDBOX_NOW, SANDBOX_SETTINGS, make_settings
@@ -106,7 +111,7 @@ def test_a_new_location_is_added_loaded_and_picked_up_by_the_daily_loads(five, t
 def test_a_location_booker_no_longer_returns_is_reported_and_kept(sandbox, tmp_path):
     defs = shipped(sandbox, tmp_path)
     with dg.instance_for_test() as instance:
-        instance.add_dynamic_partitions(LOCATIONS_PARTITIONS, [*SANDBOX_FOUR, "1005"])
+        add_locations(instance, [*SANDBOX_FOUR, "1005"])  # Booker returned 1005 once
         data = tick(defs, instance, "booker_locations")
 
         assert not data.run_requests and not data.dynamic_partitions_requests
@@ -142,7 +147,7 @@ def test_the_allow_list_limits_what_is_added_and_names_what_it_leaves_out(sandbo
 
 def test_compare_keeps_the_partition_order_in_the_settings_line():
     drift = compare(returned=["1001", "1002", "1009"], partitions=["1002", "1005", "1001"],
-                    allowed=[])
+                    allowed=[], seen={"1001", "1002", "1005"})
     assert (drift.new, drift.gone, drift.excluded) == (("1009",), ("1005",), ())
     assert drift.settings_line == "BOOKER_LOCATION_IDS=1002,1001,1009"
     assert drift.settings_line in drift.message
@@ -150,5 +155,55 @@ def test_compare_keeps_the_partition_order_in_the_settings_line():
 
 def test_compare_reports_an_allow_listed_location_booker_never_returned():
     drift = compare(returned=["1001", "1002"], partitions=["1001"], allowed=["1001", "1099"])
-    assert (drift.new, drift.gone, drift.excluded) == ((), ("1099",), ("1002",))
+    assert (drift.new, drift.gone, drift.unknown, drift.excluded) == ((), (), ("1099",),
+                                                                      ("1002",))
+    assert "locations 1099 are not locations Booker returns (it returns 1001, 1002)" in (
+        drift.message) and "no longer" not in drift.message
     assert compare(["1001"], ["1001"], []).ok
+    gone = compare(["1001"], ["1001", "1099"], [], seen={"1001", "1099"})
+    assert (gone.gone, gone.unknown) == (("1099",), ())
+
+
+def test_an_allow_list_that_matches_nothing_is_an_error_naming_booker_ids(sandbox, tmp_path):
+    defs = shipped(sandbox, tmp_path, allowed=("9999",))
+    with dg.instance_for_test() as instance, pytest.raises(Exception) as raised:
+        tick(defs, instance, "booker_locations")
+    message = str(raised.value)
+    assert "BOOKER_LOCATION_IDS (or BOOKER_LOCATIONS_FILE) 9999 matches no location" in message
+    assert "set BOOKER_LOCATION_IDS=1001,1002,1003,1004" in message
+
+
+def test_a_partition_added_by_hand_is_refused_then_removed(sandbox, tmp_path, monkeypatch,
+                                                           capsys):
+    """The UI's "Add a partition" writes 9999 to the instance: the sensor names it a location
+    Booker never returned (not "no longer"), a run for it loads nothing and names Booker's
+    ids, and the command removes it, as its message says."""
+    from booker_assets import cli
+
+    defs = shipped(sandbox, tmp_path)
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("DAGSTER_HOME", str(home))
+    with dg.DagsterInstance.get() as instance:
+        tick(defs, instance, "booker_locations")
+        instance.add_dynamic_partitions(LOCATIONS_PARTITIONS, ["9999"])  # by hand
+        data = tick(defs, instance, "booker_locations")
+        assert "locations 9999 are not locations Booker returns" in data.skip_message
+        assert "no longer" not in data.skip_message
+        run = dg.materialize([*defs.assets, *defs.asset_checks], instance=instance,
+                             selection=["booker/orders"], resources=defs.resources,
+                             partition_key=f"{NEWEST}|9999", raise_on_error=False)
+    failure = next(e for e in run.all_events if e.is_step_failure)
+    message = failure.step_failure_data.error.message
+    assert not run.success and "(it returns 1001, 1002, 1003, 1004)" in message
+    assert "booker-assets remove-location 9999 --keep-rows" in message
+
+    for name, value in {"BOOKER_BASE_URL": sandbox.url, **{
+            f"BOOKER_{k.upper()}": v for k, v in sandbox.credentials.items()},
+            "BOOKER_DUCKDB_PATH": str(tmp_path / "booker_assets.duckdb")}.items():
+        monkeypatch.setenv(name, value)
+    assert cli.main(["remove-location", "1001", "--keep-rows"]) == 2  # Booker returns it
+    assert cli.main(["remove-location", "9999", "--drop-rows"]) == 0
+    assert "removed location partition 9999" in capsys.readouterr().out
+    with dg.DagsterInstance.get() as instance:
+        assert instance.get_dynamic_partitions(LOCATIONS_PARTITIONS) == list(SANDBOX_FOUR)

@@ -25,7 +25,11 @@ from booker_assets.api.shared_replies import SharedReplies
 from booker_assets.catalogue.options import OPTIONS, table_options
 from booker_assets.catalogue.reports import GROUPS, ReportGroup, Table
 from booker_assets.defs.checks import evaluations_after_failure
-from booker_assets.defs.locations import DRIFT_CHECK_KEY, drift_result_or_warning
+from booker_assets.defs.locations import (
+    DRIFT_CHECK_KEY,
+    drift_result_or_warning,
+    refuse_unreturned,
+)
 from booker_assets.defs.partitions import BookerPartitions, days_by_location
 from booker_assets.defs.storage import markdown_table
 from booker_assets.errors import BookerError
@@ -179,6 +183,7 @@ def _materialize(
     wanted = {g.name: (g, [t for t in g.tables if t.name in selected]) for g in GROUPS}
     wanted = {name: (group, tables) for name, (group, tables) in wanted.items() if tables}
     slices = days_by_location(context.partition_keys)
+    _verify_locations(context, client, [loc for loc in slices if loc])
     replies = _backfill_replies(context, client)
     if replies:
         client.share_with(replies)
@@ -217,6 +222,20 @@ def _materialize(
             allow_retries=any(f.transient for f in failed),
             metadata={"booker/failed": [f"{f.report}/{f.location}" for f in failed]},
         ))
+
+
+def _verify_locations(context: dg.AssetExecutionContext, client: BookerClient,
+                      locations: list[str]) -> None:
+    """Nothing is fetched for a location Booker does not return (a partition added by hand)."""
+    try:
+        refusal = refuse_unreturned(client, context.instance, locations)
+    except BookerError as exc:
+        refusal, retry = f"Booker's list of locations could not be read: {exc}", exc.transient
+    else:
+        retry = False
+    if refusal:
+        raise LoadFailed(set(), refusal.split(". Fix:")[0], dg.Failure(
+            description=refusal, allow_retries=retry))
 
 
 @dataclass

@@ -16,7 +16,7 @@ again), the sensor logs a warning, and its tick says so.
 """
 
 import json
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import date
 from typing import Any
@@ -26,13 +26,16 @@ import dagster as dg
 from booker_assets.api.client import BookerClient, BookerResource
 from booker_assets.defs.partitions import (
     LOCATIONS_PARTITIONS,
+    RETURNED_LOCATIONS,
     BookerPartitions,
     Clock,
     add_locations,
     newest_day,
     range_tags,
+    remember_returned,
+    returned_before,
 )
-from booker_assets.errors import BookerError
+from booker_assets.errors import BookerConfigError, BookerError
 from booker_assets.settings import Settings
 
 LOCATIONS_KEY = dg.AssetKey(["booker", "locations"])
@@ -46,13 +49,15 @@ class LocationDrift:
     """Booker's list of locations against the location partitions and the allow-list."""
 
     new: tuple[str, ...]  # Booker returns them, allowed, not partitions yet
-    gone: tuple[str, ...]  # partitions or allow-listed, Booker does not return them: kept
+    gone: tuple[str, ...]  # Booker returned them once, no longer: partitions and rows kept
+    unknown: tuple[str, ...]  # partitions or allow-listed, Booker never returned them: typos
     excluded: tuple[str, ...]  # Booker returns them, BOOKER_LOCATION_IDS leaves them out
+    returned: tuple[str, ...]  # what Booker returns, in its order
     settings_line: str  # BOOKER_LOCATION_IDS listing exactly what Booker returns
 
     @property
     def ok(self) -> bool:
-        return not (self.new or self.gone or self.excluded)
+        return not (self.new or self.gone or self.unknown or self.excluded)
 
     @property
     def message(self) -> str:
@@ -66,6 +71,9 @@ class LocationDrift:
         if self.gone:
             parts.append(f"Booker no longer returns locations {', '.join(self.gone)}: their "
                          "partitions and rows are kept, nothing is deleted")
+        if self.unknown:
+            parts.append(f"{not_returned(self.unknown, self.returned)}: nothing is loaded for "
+                         f"them; a partition added by hand is removed by `{REMOVE_COMMAND}`")
         if self.excluded:
             parts.append(f"Booker returns locations BOOKER_LOCATION_IDS leaves out (not "
                          f"loaded): {', '.join(self.excluded)}")
@@ -81,15 +89,26 @@ class LocationDrift:
             "metadata": {
                 "new": ", ".join(self.new),
                 "gone": ", ".join(self.gone),
+                "unknown": ", ".join(self.unknown),
                 "excluded": ", ".join(self.excluded),
                 "settings_line": self.settings_line,
             },
         }
 
 
-def compare(returned: Sequence[str], partitions: Sequence[str],
-            allowed: Sequence[str]) -> LocationDrift:
-    """The drift of the partitions (and allow-list; empty: all) from what Booker returns."""
+REMOVE_COMMAND = "booker-assets remove-location ID --keep-rows|--drop-rows"
+
+
+def not_returned(locations: Sequence[str], returned: Sequence[str]) -> str:
+    """"locations 9999 are not locations Booker returns (it returns 1001, 1002)"."""
+    return (f"locations {', '.join(locations)} are not locations Booker returns (it returns "
+            f"{', '.join(returned) or 'none'})")
+
+
+def compare(returned: Sequence[str], partitions: Sequence[str], allowed: Sequence[str],
+            seen: Collection[str] = ()) -> LocationDrift:
+    """The drift of the partitions (and allow-list; empty: all) from what Booker returns;
+    ``seen``: every location Booker returned before (only those can be "no longer")."""
 
     def allows(location: str) -> bool:
         return not allowed or location in allowed
@@ -97,12 +116,27 @@ def compare(returned: Sequence[str], partitions: Sequence[str],
     known = [loc for loc in partitions if allows(loc)]
     # partition order first: a partition range stays the block it was
     matching = [loc for loc in dict.fromkeys([*partitions, *returned]) if loc in returned]
+    missing = [loc for loc in dict.fromkeys([*known, *allowed, *partitions])
+               if loc not in returned]
     return LocationDrift(
         new=tuple(loc for loc in returned if allows(loc) and loc not in partitions),
-        gone=tuple(loc for loc in dict.fromkeys([*known, *allowed]) if loc not in returned),
+        gone=tuple(loc for loc in missing if loc in seen and allows(loc)),
+        unknown=tuple(loc for loc in missing if loc not in seen),
         excluded=tuple(loc for loc in returned if not allows(loc)),
+        returned=tuple(returned),
         settings_line="BOOKER_LOCATION_IDS=" + ",".join(matching),
     )
+
+
+def refuse_empty_allow_list(returned: Sequence[str], allowed: Sequence[str]) -> None:
+    """An allow-list that matches nothing would load nothing and say "done": an error."""
+    if allowed and not set(allowed) & set(returned):
+        raise BookerConfigError(
+            f"BOOKER_LOCATION_IDS (or BOOKER_LOCATIONS_FILE) {','.join(allowed)} matches no "
+            f"location Booker returns (it returns {', '.join(returned) or 'none'}): nothing "
+            "would be loaded",
+            fix=f"set BOOKER_LOCATION_IDS={','.join(returned)} (or some of them), or unset it "
+            "to load every location Booker returns")
 
 
 def returned_locations(client: BookerClient) -> list[str]:
@@ -110,12 +144,33 @@ def returned_locations(client: BookerClient) -> list[str]:
     return [str(location["ID"]) for location in client.locations()]
 
 
+def refuse_unreturned(client: BookerClient, instance: dg.DagsterInstance,
+                      locations: Sequence[str]) -> str | None:
+    """Why a run must not load ``locations`` (None: it may). A location partition can be added
+    by hand (the UI's "Add a partition"): one Booker never returned to this instance is
+    checked against Booker's list before anything is fetched, and refused if not in it."""
+    unverified = [loc for loc in locations if loc not in returned_before(instance)]
+    if not unverified:
+        return None
+    returned = returned_locations(client)
+    remember_returned(instance, returned)
+    refused = [loc for loc in unverified if loc not in returned]
+    if not refused:
+        return None
+    return (f"{not_returned(refused, returned)}: nothing was loaded. Fix: a location partition "
+            f"added by hand is removed by `booker-assets remove-location {refused[0]} "
+            "--keep-rows` (or --drop-rows to delete its rows too); a typo in "
+            "BOOKER_LOCATION_IDS is fixed there")
+
+
 def sync_locations(instance: dg.DagsterInstance, returned: Sequence[str],
                    settings: Settings) -> LocationDrift:
     """Add the locations Booker ``returned`` (within the allow-list) to ``instance`` now: what
     the sensor does on its tick, for the command line and the demo that run without a daemon."""
+    refuse_empty_allow_list(returned, settings.allowed_locations)
     drift = compare(returned, instance.get_dynamic_partitions(LOCATIONS_PARTITIONS),
-                    settings.allowed_locations)
+                    settings.allowed_locations, returned_before(instance))
+    remember_returned(instance, returned)
     add_locations(instance, drift.new)
     return drift
 
@@ -136,9 +191,12 @@ def discovery_sensor(settings: Settings, partitions: BookerPartitions,
         context: dg.SensorEvaluationContext, booker: BookerResource
     ) -> dg.SensorResult:
         returned = returned_locations(booker.get_client())
+        refuse_empty_allow_list(returned, settings.allowed_locations)  # the tick fails, saying so
         stored = context.instance.get_dynamic_partitions(LOCATIONS_PARTITIONS)
-        new = compare(returned, stored, settings.allowed_locations).new
-        after = compare(returned, [*stored, *new], settings.allowed_locations)
+        seen = returned_before(context.instance)
+        new = compare(returned, stored, settings.allowed_locations, seen).new
+        after = compare(returned, [*stored, *new], settings.allowed_locations, seen)
+        first_seen = [loc for loc in returned if loc not in seen]
         if not after.ok:
             context.log.warning(after.message)
         state = json.dumps(after.check_fields()["metadata"], sort_keys=True)
@@ -148,8 +206,11 @@ def discovery_sensor(settings: Settings, partitions: BookerPartitions,
         return dg.SensorResult(
             run_requests=runs,
             skip_reason=None if runs else after.message,
-            dynamic_partitions_requests=[partitions.locations.build_add_request(list(new))]
-            if new else [],
+            dynamic_partitions_requests=[
+                *([partitions.locations.build_add_request(list(new))] if new else []),
+                *([dg.AddDynamicPartitionsRequest(RETURNED_LOCATIONS, first_seen)]
+                  if first_seen else []),
+            ],
             asset_events=reported,
             cursor=state,
         )
@@ -189,9 +250,10 @@ DRIFT_CHECK_KEY = dg.AssetCheckKey(LOCATIONS_KEY, CHECK_NAME)
 
 def drift_result(client: BookerClient, instance: dg.DagsterInstance,
                  settings: Settings) -> dg.AssetCheckResult:
-    drift = compare(returned_locations(client),
-                    instance.get_dynamic_partitions(LOCATIONS_PARTITIONS),
-                    settings.allowed_locations)
+    returned = returned_locations(client)
+    drift = compare(returned, instance.get_dynamic_partitions(LOCATIONS_PARTITIONS),
+                    settings.allowed_locations, returned_before(instance))
+    remember_returned(instance, returned)
     return dg.AssetCheckResult(**drift.check_fields())
 
 

@@ -19,6 +19,9 @@ from booker_assets.settings import Settings
 
 DATE, LOCATION = "date", "location"
 LOCATIONS_PARTITIONS = "booker_locations"  # the dynamic dimension's name in the instance
+# Every location id Booker has ever returned, kept in the instance (no asset's dimension): a
+# location is "no longer returned" only if it once was; one never returned is a typo.
+RETURNED_LOCATIONS = "booker_locations_returned"
 # Run tags of a backfill run over a key range (what Dagster's backfill daemon sets).
 RANGE_START = "dagster/asset_partition_range_start"
 RANGE_END = "dagster/asset_partition_range_end"
@@ -63,12 +66,25 @@ def known_locations(instance: dg.DagsterInstance, settings: Settings) -> tuple[s
 
 
 def add_locations(instance: dg.DagsterInstance, locations: Sequence[str]) -> list[str]:
-    """Add the ones the instance lacks (in the given order); returns those added."""
+    """Add locations Booker returned: the ones the instance lacks become partitions (in the
+    given order), and all are remembered as returned; returns the partitions added."""
+    remember_returned(instance, locations)
     stored = set(instance.get_dynamic_partitions(LOCATIONS_PARTITIONS))
     new = [loc for loc in dict.fromkeys(locations) if loc not in stored]
     if new:
         instance.add_dynamic_partitions(LOCATIONS_PARTITIONS, new)
     return new
+
+
+def returned_before(instance: dg.DagsterInstance) -> set[str]:
+    """Every location id Booker has returned to this instance's sensor, commands or runs."""
+    return set(instance.get_dynamic_partitions(RETURNED_LOCATIONS))
+
+
+def remember_returned(instance: dg.DagsterInstance, locations: Sequence[str]) -> None:
+    new = [loc for loc in dict.fromkeys(locations) if loc not in returned_before(instance)]
+    if new:
+        instance.add_dynamic_partitions(RETURNED_LOCATIONS, new)
 
 
 def newest_day(partitions: BookerPartitions, now: datetime) -> date:

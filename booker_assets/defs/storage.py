@@ -531,6 +531,29 @@ def render(conn: duckdb.DuckDBPyConnection, sql: str, schema: str = SCHEMA) -> s
     return sql.format_map(_Names(conn, schema))
 
 
+def drop_location(warehouse: Warehouse, location_id: int) -> dict[str, int]:
+    """Delete every row of ``location_id`` from every table, in one transaction (a kill leaves
+    all of them or none); the rows deleted per table."""
+
+    def work(conn: duckdb.DuckDBPyConnection) -> dict[str, int]:
+        tables = [name for (name,) in conn.execute(
+            "SELECT c.table_name FROM information_schema.columns c JOIN"
+            " information_schema.tables t USING (table_catalog, table_schema, table_name)"
+            " WHERE c.table_catalog = current_database() AND c.table_schema = ?"
+            " AND c.column_name = 'location_id' AND t.table_type = 'BASE TABLE' ORDER BY 1",
+            [SCHEMA]).fetchall()]
+        conn.begin()
+        deleted = {table: conn.execute(f"DELETE FROM {qualified(conn, table)} WHERE "
+                                       "location_id = ?", [location_id]).fetchall()[0][0]
+                   for table in tables}
+        conn.commit()
+        return {table: n for table, n in deleted.items() if n}
+
+    dropped = warehouse.write(work)
+    warehouse.publish()
+    return dropped
+
+
 def markdown_table(frame: pd.DataFrame, cell: int = 40, limit: int = 2000) -> str:
     """A GitHub-style markdown table of ``frame`` (``tabulate`` is not installed), bounded:
     cells cut at ``cell`` characters and the whole at ``limit`` bytes, since Dagster keeps it in
