@@ -19,6 +19,7 @@ from booker_assets.defs.connection import (
 from booker_assets.defs.daily import daily_load_sensor, load_keys
 from booker_assets.defs.days_back import days_back_job
 from booker_assets.defs.io_manager import BookerDuckDBIOManager
+from booker_assets.defs.jobs import load_job
 from booker_assets.defs.locations import discovery_sensor, drift_check
 from booker_assets.defs.partitions import Clock, build_partitions, utc_now
 from booker_assets.settings import Settings, load_settings
@@ -37,7 +38,8 @@ def build_definitions(settings: Settings, booker: BookerResource | None = None,
         # A run's steps wait on one API budget, not on CPU: run them in the run's process
         # (a process per step costs ~2 s of imports each); runs overlap each other instead.
         executor=dg.in_process_executor,
-        jobs=[days_back_job(settings, partitions, assets, keys, clock), booker_check_connection],
+        jobs=[load_job(assets), days_back_job(settings, partitions, assets, keys, clock),
+              booker_check_connection],
         sensors=[discovery_sensor(settings, partitions, clock),
                  daily_load_sensor(settings, partitions, keys, clock)],
         resources={

@@ -77,6 +77,9 @@ def test_a_fresh_instance_gets_every_location_on_the_first_tick(sandbox, tmp_pat
     (request,) = data.run_requests
     assert (request.tags[RANGE_START], request.tags[RANGE_END]) == (f"{NEWEST}|1001",
                                                                      f"{NEWEST}|1004")
+    # the runs of both sensors read "booker_load" in the Runs list, not "Job None"
+    assert {defs.get_sensor_def(name).job_name for name in (
+        "booker_locations", "booker_daily_loads")} == {"booker_load"}
 
 
 def test_a_new_location_is_added_loaded_and_picked_up_by_the_daily_loads(five, tmp_path):

@@ -22,6 +22,7 @@ from datetime import date, timedelta
 import dagster as dg
 
 from booker_assets.defs.assets import BACKFILL_TAGS, RUN_DAYS
+from booker_assets.defs.jobs import LOAD_JOB, load_selection
 from booker_assets.defs.partitions import range_tags
 
 BACKFILL_TAG = BACKFILL_TAGS[1]  # every run of one command-line backfill carries its id
@@ -73,10 +74,8 @@ def materialize_range(
     The locations must be partitions of ``instance``. The run is executed here, through no
     run queue: it waits for no pool slot. If this process is killed, the run stays STARTED
     until the monitoring daemon fails it (``max_runtime_seconds`` in dagster.yaml)."""
-    return dg.materialize(
-        [*defs.assets, *defs.asset_checks],
-        selection=selection,
-        resources=defs.resources,
+    return defs.resolve_job_def(LOAD_JOB).execute_in_process(
+        asset_selection=load_selection(selection),
         instance=instance,
         run_config=run_config,
         tags={**(tags or {}), **range_tags(first, last, locations[0], locations[-1])},

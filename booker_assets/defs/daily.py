@@ -21,6 +21,7 @@ from booker_assets.api.client import BookerClient, BookerResource
 from booker_assets.api.dates import local_day
 from booker_assets.api.zones import zone_for
 from booker_assets.catalogue.reports import TABLES
+from booker_assets.defs.jobs import LOAD_JOB
 from booker_assets.defs.locations import SENSOR_NAME as DISCOVERY_SENSOR
 from booker_assets.defs.partitions import (
     LOCATIONS_PARTITIONS,
@@ -191,7 +192,7 @@ def daily_load_sensor(
 ) -> dg.SensorDefinition:
     @dg.sensor(
         name="booker_daily_loads",
-        target=dg.AssetSelection.assets(*keys.changing, *keys.snapshot),
+        job_name=LOAD_JOB,  # its runs read "booker_load", not "Job None"
         minimum_interval_seconds=SENSOR_INTERVAL_SECONDS,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description=(

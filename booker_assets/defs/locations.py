@@ -24,6 +24,7 @@ from typing import Any
 import dagster as dg
 
 from booker_assets.api.client import BookerClient, BookerResource
+from booker_assets.defs.jobs import LOAD_JOB
 from booker_assets.defs.partitions import (
     LOCATIONS_PARTITIONS,
     RETURNED_LOCATIONS,
@@ -179,7 +180,7 @@ def discovery_sensor(settings: Settings, partitions: BookerPartitions,
                      clock: Clock) -> dg.SensorDefinition:
     @dg.sensor(
         name=SENSOR_NAME,
-        target=[LOCATIONS_KEY],
+        job_name=LOAD_JOB,  # its runs read "booker_load", not "Job None"
         minimum_interval_seconds=DISCOVERY_INTERVAL_SECONDS,
         default_status=dg.DefaultSensorStatus.RUNNING,
         description="Adds every location Booker returns (within BOOKER_LOCATION_IDS, if set) "
