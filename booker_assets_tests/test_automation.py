@@ -21,7 +21,7 @@ import pytest
 from booker_assets.api.client import BookerResource
 from booker_assets.definitions import build_definitions
 from booker_assets.defs.checks import check_evaluators
-from booker_assets.defs.daily import LoadKeys, plan_loads
+from booker_assets.defs.daily import Launch, LoadKeys, Work, plan_loads
 from booker_assets.defs.partitions import RANGE_END, RANGE_START, add_locations
 from booker_assets.defs.storage import connect_locked
 from booker_assets.sandbox import BookerSandbox
@@ -62,7 +62,7 @@ class Ticker:
             instance=self.instance,
         ) as context:
             data = self.sensor.evaluate_tick(context)
-        self.cursor = data.cursor or self.cursor
+        self.cursor, self.skipped = data.cursor or self.cursor, data.skip_message
         return list(data.run_requests or [])
 
 
@@ -103,6 +103,21 @@ def test_each_location_loads_after_its_own_midnight_plus_grace(ticker_for):
     assert [s[1] for s in spans(ticker.tick(at("2025-03-05T10:00")))] == [
         "2025-02-25|1004", "2025-03-04|1004"]
     assert json.loads(ticker.cursor) == {loc: "2025-03-04" for loc in ALL}
+
+
+def test_each_tick_says_why_and_counts_a_range_runs_partitions(ticker_for):
+    """Dagster's tick list counts a range run as one partition per asset: the tick's log says
+    how many it holds; a tick with nothing due says when and what it waited for."""
+    ticker = ticker_for(at("2025-03-05T06:59"), locations=("1001", "1002"))
+    ticker.cursor = json.dumps({"1001": "2025-03-03", "1002": "2025-03-03"})
+    assert ticker.tick() == []
+    assert ticker.skipped == ("no location has finished a new day by 2025-03-05 06:59 UTC "
+                              "(locations 1001, 1002; last day launched: "
+                              '{"1001": "2025-03-03", "1002": "2025-03-03"})')
+    lookback = Launch(Work("lookback", date(2025, 2, 25), date(2025, 3, 4), KEYS.changing),
+                      ("1001", "1002"))
+    assert lookback.describe() == ("lookback run: days 2025-02-25..2025-03-04 (8) × locations "
+                                   "1001, 1002 = 16 partitions of each of orders")
 
 
 def test_run_requests_select_the_right_assets(ticker_for):

@@ -57,6 +57,15 @@ class Launch:
     work: Work
     locations: tuple[str, ...]
 
+    def describe(self) -> str:
+        """The run in the tick's log: Dagster's tick list counts a range run's partitions as
+        one per asset, so the log says how many it holds."""
+        work, locations = self.work, self.locations
+        days = (work.last_day - work.first_day).days + 1
+        return (f"{work.kind} run: days {work.first_day}..{work.last_day} ({days}) × locations "
+                f"{', '.join(locations)} = {days * len(locations)} partitions of each of "
+                f"{', '.join(key.path[-1] for key in work.asset_keys)}")
+
     def run_request(self) -> dg.RunRequest:
         work, first, last = self.work, self.locations[0], self.locations[-1]
         span = first if first == last else f"{first}..{last}"
@@ -217,7 +226,13 @@ def daily_load_sensor(
             context.instance.get_dynamic_partitions(LOCATIONS_PARTITIONS),
         )
         if not launches:
-            return dg.SkipReason(f"no location has finished a new day by {now:%Y-%m-%d %H:%M} UTC")
+            reason = (f"no location has finished a new day by {now:%Y-%m-%d %H:%M} UTC "
+                      f"(locations {', '.join(zones) or 'none with a time zone'}; last day "
+                      f"launched: {json.dumps(cursor, sort_keys=True) if cursor else 'none'})")
+            context.log.info(reason)
+            return dg.SkipReason(reason)
+        for launch in launches:
+            context.log.info(launch.describe())
         return dg.SensorResult(
             run_requests=[launch.run_request() for launch in launches],
             cursor=json.dumps(new_cursor, sort_keys=True),

@@ -198,6 +198,8 @@ def discovery_sensor(settings: Settings, partitions: BookerPartitions,
         new = compare(returned, stored, settings.allowed_locations, seen).new
         after = compare(returned, [*stored, *new], settings.allowed_locations, seen)
         first_seen = [loc for loc in returned if loc not in seen]
+        context.log.info(f"Booker returns locations {', '.join(returned)}" + (
+            f"; added as partitions: {', '.join(new)}" if new else "; no new one"))
         if not after.ok:
             context.log.warning(after.message)
         state = json.dumps(after.check_fields()["metadata"], sort_keys=True)
