@@ -294,3 +294,8 @@ def test_each_partition_carries_its_own_figures_and_the_run_once(sandbox, tmp_pa
         assert metadata["booker/reported_total"].value == stored.get(partition, 0)
         assert metadata["booker/location"].value.startswith(partition.split("|")[1] + " ")
     assert sum("booker/run_requests" in m for m in events.values()) == 1
+    (preview,) = [m["booker/run_preview"] for m in events.values() if "booker/run_preview" in m]
+    columns = {c.name: c.type for c in preview.schema.columns}
+    assert columns["report_date"] == "DATE" and len(preview.records) == 5
+    # a date reads as a date: "2025-03-08", not "2025-03-08 00:00:00"
+    assert {r.data["report_date"] for r in preview.records} <= {str(d) for d in DAYS}

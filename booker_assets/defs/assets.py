@@ -31,7 +31,6 @@ from booker_assets.defs.locations import (
     refuse_unreturned,
 )
 from booker_assets.defs.partitions import BookerPartitions, days_by_location
-from booker_assets.defs.storage import markdown_table
 from booker_assets.errors import BookerError
 from booker_assets.load.columns import code_version, table_columns
 from booker_assets.load.extract import extract
@@ -301,10 +300,40 @@ def _outputs(context: dg.AssetExecutionContext, tables: list[Table],
             "booker/run_window": f"{all_days[0]} to {all_days[-1]} (location-local days)",
             "booker/run_locations": ", ".join(slices),
             "booker/run_options": dg.MetadataValue.json(options),
-            "booker/run_preview": dg.MetadataValue.md(markdown_table(report.frame.head(5))),
+            "booker/run_preview": table_preview(report.frame,
+                                                {c.name: c.type for c in report.columns}),
             **{f"booker/run_{name}": value for name, value in _cost(stats).items()},
         }, asset_key=key, partition_key=_partition_key(report.loads[-1]))
         yield dg.Output(report, output_name=table.name)
+
+
+def table_preview(frame: pd.DataFrame, types: Mapping[str, str], rows: int = 5,
+                  cell: int = 200) -> dg.TableMetadataValue:
+    """The first ``rows`` of ``frame`` as Dagster's table, typed by the declared column
+    ``types`` (a column found in the data: its pandas type): a DATE reads 2026-12-05, not
+    2026-12-05 00:00:00; a text is cut at ``cell`` characters (Dagster keeps it in the event)."""
+    head = frame.head(rows)
+    kinds = {name: types.get(name) or str(head[name].dtype) for name in head.columns}
+    schema = dg.TableSchema(columns=[dg.TableColumn(name, kind) for name, kind in kinds.items()])
+    return dg.MetadataValue.table(
+        [dg.TableRecord({name: _preview_cell(value, kinds[name], cell)
+                         for name, value in record.items()})
+         for record in head.to_dict("records")], schema)
+
+
+def _preview_cell(value: object, kind: str, cell: int) -> str | int | float | bool | None:
+    if value is None or (pd.api.types.is_scalar(value) and pd.isna(value)):
+        return None
+    if kind == "DATE":
+        return pd.Timestamp(value).date().isoformat()
+    if isinstance(value, bool | int | float | str):
+        return value if not isinstance(value, str) or len(value) <= cell else (
+            value[: cell - 1] + "…")
+    if hasattr(value, "item"):  # a numpy scalar
+        return _preview_cell(value.item(), kind, cell)
+    if isinstance(value, pd.Timestamp | datetime):
+        return value.isoformat()
+    return _preview_cell(str(value), kind, cell)
 
 
 def _partition_key(load: PartitionLoad) -> str:
