@@ -156,6 +156,14 @@ def test_locations_narrow_the_backfill(sandbox, tmp_path, instance):
     assert {key.path[-1] for key in subset.asset_keys} >= {"orders", "rooms", "employees"}
     assert sorted(subset.get_partitions_subset(dg.AssetKey(["booker", "orders"]))
                   .get_partition_keys()) == ["2025-03-03|1002", "2025-03-04|1002"]
+    # the run's log names the days and the backfill, and where the UI shows it
+    (backfill,) = [b for b in instance.get_backfills()
+                   if b.tags["booker/days_back_run"] == result.run_id]
+    lines = [e.user_message for e in instance.all_logs(result.run_id)
+             if e.user_message.startswith("backfill ")]
+    assert lines == [f"backfill {backfill.backfill_id}: days 2025-03-03..2025-03-04 × "
+                     f"locations 1002 (2 partitions); in the UI: Runs → Backfills → "
+                     f"{backfill.backfill_id} (/runs/b/{backfill.backfill_id})"]
 
 
 def test_days_back_days_per_location_zone():

@@ -262,8 +262,7 @@ def days_back_job(settings: Settings, partitions: BookerPartitions,
         backfill_id = add_backfill(context, assets, selection, wanted, {
             "booker/days_back": f"{config.days_back_start}..{config.days_back_end}",
             "booker/days_back_run": context.run_id}, config.options)
-        context.log.info(f"backfill {backfill_id}: locations {', '.join(days)}, "
-                         f"{len(wanted)} partitions")
+        context.log.info(backfill_line(backfill_id, days))
 
     @dg.graph(name=DAYS_BACK_NODE, config=validated_at_launch(scope_now))
     def file_days_back_backfill() -> None:
@@ -279,6 +278,18 @@ def days_back_job(settings: Settings, partitions: BookerPartitions,
         file_days_back_backfill()
 
     return booker_days_back
+
+
+def backfill_line(backfill_id: str, days: Mapping[str, Sequence[date]]) -> str:
+    """What the run's log says of one backfill it filed: its days, locations and where the
+    UI shows it (Runs → Backfills, or the path under the UI's address)."""
+    spans = sorted({(min(d), max(d)) for d in days.values()})
+    shown = "; ".join(f"{first}..{last}" if first != last else f"{first}"
+                      for first, last in spans)
+    partitions = sum(len(d) for d in days.values())
+    return (f"backfill {backfill_id}: days {shown} × locations {', '.join(days)} "
+            f"({partitions} partitions); in the UI: Runs → Backfills → {backfill_id} "
+            f"(/runs/b/{backfill_id})")
 
 
 def add_backfill(context: dg.OpExecutionContext, assets: Sequence[dg.AssetsDefinition],
