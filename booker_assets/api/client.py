@@ -70,31 +70,49 @@ _CHECK_NAMES = {"subscription_key": "subscription key",
 class BookerResource(dg.ConfigurableResource):
     """Credentials and traffic settings for the Booker API; ``get_client()`` does the calls."""
 
-    client_id: str = Field(description="Developer application id (BOOKER_CLIENT_ID).")
-    client_secret: str = Field(repr=False, description="BOOKER_CLIENT_SECRET.")
-    subscription_key: str = Field(repr=False, description="BOOKER_SUBSCRIPTION_KEY.")
-    personal_access_token: str = Field(repr=False, description="BOOKER_PERSONAL_ACCESS_TOKEN.")
+    client_id: str = Field(description="Booker's developer application id. Set by the "
+                           "deployment: BOOKER_CLIENT_ID.")
+    client_secret: str = Field(repr=False, description="The application's secret. Set by the "
+                               "deployment: BOOKER_CLIENT_SECRET.")
+    subscription_key: str = Field(repr=False, description="The API gateway's subscription key "
+                                  "(its rate budget). Set by the deployment: "
+                                  "BOOKER_SUBSCRIPTION_KEY.")
+    personal_access_token: str = Field(repr=False, description="The brand's personal access "
+                                       "token: every call's token is issued from it. Set by "
+                                       "the deployment: BOOKER_PERSONAL_ACCESS_TOKEN.")
     base_url: str = Field(
         default=DEFAULT_BASE_URL,
-        description="API host, e.g. https://api-staging.booker.com for staging.",
+        description="The Booker API's address (e.g. https://api-staging.booker.com). Set by the "
+        "deployment: BOOKER_BASE_URL.",
     )
-    page_size: int = Field(default=100, description="Rows per Find page (server cap: 100).")
-    timeout_seconds: float = Field(default=30.0, description="Connect and read timeout.")
-    max_retries: int = Field(default=6, description="Retries of a transient fault.")
-    requests_per_second: float = Field(default=DEFAULT_REQUESTS_PER_SECOND,
-                                       description="Client-side rate limit.")
-    burst: int = Field(default=20, description="Requests allowed at once above the rate.")
+    page_size: int = Field(default=100, description="Records per page of a list call (Booker "
+                           "allows at most 100): fewer pages, fewer requests. Leave it.")
+    timeout_seconds: float = Field(default=30.0, description="Seconds to wait for Booker to "
+                                   "connect and answer a request before retrying it.")
+    max_retries: int = Field(default=6, description="Times a request is retried after a fault "
+                             "that heals by waiting (429, 503, a timeout) before the report "
+                             "fails.")
+    requests_per_second: float = Field(
+        default=DEFAULT_REQUESTS_PER_SECOND, description="The pace of requests to Booker, "
+        "shared by every run of this subscription key. Set by the deployment: "
+        "BOOKER_REQUESTS_PER_SECOND.")
+    burst: int = Field(default=20, description="Requests that may go at once after a pause, "
+                       "above the pace. Leave it.")
     rate_bucket: str = Field(
-        default="host", description='Where the key\'s token bucket lives: "host" (a file, '
-        'shared by this host\'s processes) or "postgres" (a row, shared by every host).')
-    rate_postgres_dsn: str = Field(default="", repr=False,
-                                   description="The postgres bucket's database, a libpq DSN.")
+        default="host", description='Where the pace is shared: "host" (this machine\'s '
+        'processes) or "postgres" (every machine). Set by the deployment: BOOKER_RATE_BUCKET.')
+    rate_postgres_dsn: str = Field(default="", repr=False, description="The database of the "
+                                   '"postgres" pace. Set by the deployment: '
+                                   "BOOKER_RATE_POSTGRES_DSN.")
     rate_mode: str = Field(
-        default="fixed", description='"fixed" paces at requests_per_second; "adaptive" starts '
-        "there, rises while requests succeed and is cut by each HTTP 429 (api/adaptive.py).")
+        default="fixed", description='"fixed" keeps requests_per_second; "adaptive" rises from '
+        "it while Booker answers and slows at each 429. Set by the deployment: "
+        "BOOKER_RATE_MODE.")
     max_requests_per_second: float = Field(
-        default=0.0, description="adaptive: the ceiling (0: 5 × requests_per_second).")
-    max_in_flight: int = Field(default=8, description="Concurrent requests (and pool size).")
+        default=0.0, description='Only with rate_mode "adaptive": the fastest pace it may reach '
+        "(0 means 5 × requests_per_second). Set by the deployment: BOOKER_RATE_CEILING.")
+    max_in_flight: int = Field(default=8, description="Requests of one run waiting for Booker "
+                               "at once. Leave it.")
 
     _client: BookerClient | None = PrivateAttr(default=None)
     _client_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
