@@ -275,14 +275,22 @@ def test_a_year_backfill_is_cut_into_month_runs_per_location(tmp_path):
 
 def test_each_partition_carries_its_own_figures_and_the_run_once(sandbox, tmp_path):
     """A range run writes many partitions: each materialization shows that partition's rows
-    and Booker's total for it; the run's figures appear once, labelled as the run's."""
+    and Booker's total for it; the run's figures appear once, labelled as the run's. A past
+    day of a snapshot list is marked not observed, with no row count that reads "0 rows"."""
     settings = make_settings(tmp_path, LOCS)
     key = dg.AssetKey(["booker", "orders"])
     with dg.instance_for_test() as instance:
         load_range(make_defs(sandbox, settings), LOCS, *DAYS, instance=instance,
-                   selection=["booker/orders"])
+                   selection=["booker/orders", "booker/rooms"])
         records = instance.fetch_materializations(dg.AssetRecordsFilter(asset_key=key),
                                                   limit=100).records
+        rooms = [r.asset_materialization.metadata for r in instance.fetch_materializations(
+            dg.AssetRecordsFilter(asset_key=dg.AssetKey(["booker", "rooms"])), limit=100).records]
+    assert len(rooms) == len(DAYS) * len(LOCS)
+    assert all(m["booker/status"].value == "no_history" and "dagster/row_count" not in m
+               and m["booker/note"].value.startswith("Not observed") for m in rooms)
+    (run,) = [m["booker/run_no_history"].value for m in rooms if "booker/run_no_history" in m]
+    assert run.startswith(f"{len(rooms)} of {len(rooms)} partitions not observed")
     events = {r.partition_key: r.asset_materialization.metadata for r in records}
     with connect_locked(settings.duckdb_path, read_only=True) as conn:
         stored = {f"{day}|{loc}": n for day, loc, n in conn.execute(

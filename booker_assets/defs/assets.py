@@ -297,6 +297,7 @@ def _outputs(context: dg.AssetExecutionContext, tables: list[Table],
                 asset_key=key, partition_key=_partition_key(load))
         context.add_asset_metadata({
             "booker/run_partitions": len(report.loads),
+            **_no_history(report.loads),
             "booker/run_window": f"{all_days[0]} to {all_days[-1]} (location-local days)",
             "booker/run_locations": ", ".join(slices),
             "booker/run_options": dg.MetadataValue.json(options),
@@ -342,23 +343,21 @@ def _partition_key(load: PartitionLoad) -> str:
 
 def _partition_metadata(load: PartitionLoad, names: Mapping[str, str]) -> dict:
     """What this partition holds: its own rows, Booker's total for it, its own requests."""
-    metadata = {
-        "dagster/row_count": load.row_count,
-        "booker/status": load.status,
+    metadata: dict = {"booker/status": load.status}
+    if load.status in NOT_OBSERVED:
+        # No dagster/row_count: "0 rows" would read as a quiet day; this day was not observed.
+        metadata["booker/note"] = NOT_OBSERVED[load.status]
+    else:
+        metadata["dagster/row_count"] = load.row_count
+    metadata.update({
         "booker/rejected": load.rejected,
         "booker/requests": load.requests,
         "booker/location": names.get(str(load.location_id), str(load.location_id)),
-    }
+    })
     if load.options:  # what these rows mean depends on them (booker._loads keeps them too)
         metadata["booker/loaded_with"] = dg.MetadataValue.json(dict(load.options))
     if load.reported_total is not None:
         metadata["booker/reported_total"] = load.reported_total
-    if load.status == "no_history":
-        metadata["booker/note"] = ("Booker keeps no history of this list: a day that can no "
-                                   "longer be observed gets no rows, rather than today's list")
-    elif load.status == "option_off":
-        metadata["booker/note"] = ("not asked: this table is loaded only with its option on "
-                                   "(see booker/loaded_with)")
     return metadata
 
 
@@ -373,6 +372,25 @@ def _shares(table: Table, frame: pd.DataFrame) -> dict[str, dict[str, float]]:
     return {f"{day}|{location}": {f"booker/share_{name}": round(float(row[column]), 4)
                                   for name, column in table.shares.items()}
             for (day, location), row in means.iterrows()}
+
+
+# A partition stored empty because nothing was asked of Booker for it: what its note says.
+NOT_OBSERVED = {
+    "no_history": "Not observed: Booker keeps no history of this list, so a day that can no "
+    "longer be observed gets no rows, rather than today's list (not a day with 0 records)",
+    "option_off": "Not asked: this table is loaded only with its option on (see "
+    "booker/loaded_with)",
+}
+
+
+def _no_history(loads: list[PartitionLoad]) -> dict[str, str]:
+    """The run's partitions stored without rows because Booker keeps no history, if any."""
+    days = sorted({load.report_date for load in loads if load.status == "no_history"})
+    if not days:
+        return {}
+    count = sum(load.status == "no_history" for load in loads)
+    return {"booker/run_no_history": f"{count} of {len(loads)} partitions not observed "
+            f"(days {days[0]}..{days[-1]}): Booker keeps no history of this list"}
 
 
 def _cost(stats: dict) -> dict[str, float]:
