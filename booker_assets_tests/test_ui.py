@@ -329,3 +329,38 @@ def test_days_back_from_its_launchpad(page: Page, instance):
     filed = [b for b in instance.get_backfills() if b.tags.get("booker/days_back_run") == run_id]
     assert len(filed) == 1  # the run's one job: filing the backfill
     print(f"\n(b) launchpad to run success in {time.monotonic() - started:.1f} s")
+
+
+# ---------------------------------------------------------------- (d) a typo, a failed load
+TYPO = "9999"
+
+
+def test_a_typo_location_fails_its_load_without_a_red_check_and_is_removed(
+        page: Page, instance, environment, dagster_dev):
+    """The Materialize dialog's "Add a partition" (its GraphQL mutation) makes 9999 a location
+    partition; its load fails naming Booker's ids, the checks of booker/orders are evaluated on
+    the data (none reads "Execution failed"), and the command removes the partition."""
+    from booker_assets.defs.backfill import materialize_range
+
+    added = graphql(dagster_dev, """mutation($key: String!) { addDynamicPartition(
+        repositorySelector: {repositoryLocationName: "booker_assets",
+                             repositoryName: "__repository__"},
+        partitionsDefName: "booker_locations", partitionKey: $key) { __typename } }""",
+                    {"key": TYPO})
+    assert added["addDynamicPartition"]["__typename"] == "AddDynamicPartitionSuccess"
+    sandbox = BookerResource(base_url=SANDBOX_BASE_URL, **DEMO_CREDENTIALS)
+    failed = materialize_range(build_definitions(load_settings(environment), sandbox), instance,
+                               [TYPO], DATES[0], DATES[0], selection=["booker/orders"],
+                               raise_on_error=False)
+    failure = next(e for e in failed.all_events if e.is_step_failure)
+    assert "(it returns 1001" in failure.step_failure_data.error.message
+
+    page.goto("/assets/booker/orders?view=checks")
+    expect(page.get_by_text("key_unique").first).to_be_visible()
+    expect(page.get_by_text("Execution failed")).to_have_count(0)
+
+    removed = subprocess.run([sys.executable, "-m", "booker_assets.cli", "remove-location",
+                              TYPO, "--keep-rows"], env=environment, cwd=REPO,
+                             capture_output=True, text=True, timeout=300)
+    assert removed.returncode == 0, removed.stderr
+    assert TYPO not in instance.get_dynamic_partitions("booker_locations")

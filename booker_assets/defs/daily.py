@@ -62,8 +62,9 @@ class Launch:
         one per asset, so the log says how many it holds."""
         work, locations = self.work, self.locations
         days = (work.last_day - work.first_day).days + 1
+        count = days * len(locations)
         return (f"{work.kind} run: days {work.first_day}..{work.last_day} ({days}) × locations "
-                f"{', '.join(locations)} = {days * len(locations)} partitions of each of "
+                f"{', '.join(locations)} = {count} partition{'s' * (count != 1)} of each of "
                 f"{', '.join(key.path[-1] for key in work.asset_keys)}")
 
     def run_request(self) -> dg.RunRequest:
