@@ -210,3 +210,14 @@ def test_a_partition_added_by_hand_is_refused_then_removed(sandbox, tmp_path, mo
     assert "removed location partition 9999" in capsys.readouterr().out
     with dg.DagsterInstance.get() as instance:
         assert instance.get_dynamic_partitions(LOCATIONS_PARTITIONS) == list(SANDBOX_FOUR)
+
+
+def test_a_location_another_process_added_meanwhile_is_no_error(monkeypatch):
+    """Two demos add the same locations at once: the one that reads the partitions before the
+    other's add lands meets the storage's unique key, and must go on."""
+    with dg.instance_for_test() as instance:
+        add_locations(instance, ["1001"])  # the other process, between our read and our add
+        monkeypatch.setattr(instance, "get_dynamic_partitions", lambda name: [])
+        add_locations(instance, ["1001", "1002"])
+        monkeypatch.undo()
+        assert instance.get_dynamic_partitions(LOCATIONS_PARTITIONS) == ["1001", "1002"]

@@ -69,11 +69,7 @@ def add_locations(instance: dg.DagsterInstance, locations: Sequence[str]) -> lis
     """Add locations Booker returned: the ones the instance lacks become partitions (in the
     given order), and all are remembered as returned; returns the partitions added."""
     remember_returned(instance, locations)
-    stored = set(instance.get_dynamic_partitions(LOCATIONS_PARTITIONS))
-    new = [loc for loc in dict.fromkeys(locations) if loc not in stored]
-    if new:
-        instance.add_dynamic_partitions(LOCATIONS_PARTITIONS, new)
-    return new
+    return _add_missing(instance, LOCATIONS_PARTITIONS, locations)
 
 
 def returned_before(instance: dg.DagsterInstance) -> set[str]:
@@ -82,9 +78,29 @@ def returned_before(instance: dg.DagsterInstance) -> set[str]:
 
 
 def remember_returned(instance: dg.DagsterInstance, locations: Sequence[str]) -> None:
-    new = [loc for loc in dict.fromkeys(locations) if loc not in returned_before(instance)]
-    if new:
-        instance.add_dynamic_partitions(RETURNED_LOCATIONS, new)
+    _add_missing(instance, RETURNED_LOCATIONS, locations)
+
+
+def _add_missing(instance: dg.DagsterInstance, name: str, keys: Sequence[str]) -> list[str]:
+    """Add the ``keys`` the dynamic partitions ``name`` lack, in order; returns them. Two
+    processes may add the same key at once (two demos): the loser's key is there anyway."""
+    stored = set(instance.get_dynamic_partitions(name))
+    new = [key for key in dict.fromkeys(keys) if key not in stored]
+    try:
+        if new:
+            instance.add_dynamic_partitions(name, new)
+    except Exception:  # the storage's unique-key error, whichever database it is
+        for key in new:
+            _add_one(instance, name, key)
+    return new
+
+
+def _add_one(instance: dg.DagsterInstance, name: str, key: str) -> None:
+    try:
+        instance.add_dynamic_partitions(name, [key])
+    except Exception:
+        if not instance.has_dynamic_partition(name, key):  # not a lost race: a real error
+            raise
 
 
 def newest_day(partitions: BookerPartitions, now: datetime) -> date:
