@@ -213,11 +213,16 @@ def test_a_partition_added_by_hand_is_refused_then_removed(sandbox, tmp_path, mo
 
 
 def test_a_location_another_process_added_meanwhile_is_no_error(monkeypatch):
-    """Two demos add the same locations at once: the one that reads the partitions before the
-    other's add lands meets the storage's unique key, and must go on."""
+    """Two demos add the same locations at once: Dagster's storage reads, then inserts, so the
+    later insert meets the unique key (sqlite: IntegrityError). The loser must go on."""
     with dg.instance_for_test() as instance:
-        add_locations(instance, ["1001"])  # the other process, between our read and our add
-        monkeypatch.setattr(instance, "get_dynamic_partitions", lambda name: [])
-        add_locations(instance, ["1001", "1002"])
+        real_add = instance.add_dynamic_partitions
+
+        def lost_race(name: str, keys: list[str]) -> None:
+            real_add(name, keys)  # the other process's insert lands first...
+            raise RuntimeError("UNIQUE constraint failed")  # ...and ours meets its key
+
+        monkeypatch.setattr(instance, "add_dynamic_partitions", lost_race)
+        assert add_locations(instance, ["1001", "1002"]) == ["1001", "1002"]
         monkeypatch.undo()
         assert instance.get_dynamic_partitions(LOCATIONS_PARTITIONS) == ["1001", "1002"]
