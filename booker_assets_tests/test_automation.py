@@ -124,7 +124,7 @@ def test_run_requests_select_the_right_assets(ticker_for):
     ticker = ticker_for(at("2025-03-05T07:00"), locations=("1001",))
     lookback, snapshot = ticker.tick()
     changing = {"orders", "orders_items", "orders_refunds", "customers",
-                "customer_memberships", "notes"}
+                "customer_memberships", "notes", "appointments", "appointment_treatments"}
     assert {k.path[-1] for k in lookback.asset_selection} == changing
     snapshots = {k.path[-1] for k in snapshot.asset_selection}
     assert {"employees", "locations"} <= snapshots and not snapshots & changing

@@ -96,7 +96,8 @@ def filed(result: dg.ExecuteInProcessResult, instance: dg.DagsterInstance
         "locations ['1003']: not in BOOKER_LOCATION_IDS", "Fix: choose from 1001, 1002",
         "add it to BOOKER_LOCATION_IDS"], id="location-outside-the-allow-list"),
     pytest.param({"tables": ["orders", "order"]}, [
-        "tables ['order']: not location reports", "Fix: choose from customer_memberships, "],
+        "tables ['order']: not location reports", "Fix: choose from appointment_book, ",
+        "orders_items, orders_refunds, "],
         id="unknown-table"),
     pytest.param({"options": {"include_expird": True}}, [
         "options ['include_expird']: not Domo's options", "Fix: choose from include_expired, "],
