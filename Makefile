@@ -57,7 +57,8 @@ dev: install  ## the Dagster UI and daemon on http://127.0.0.1:$(PORT)
 # that the runs (not the pace) are measured; requests per location-day and the 2-year projection.
 BENCH_CHAIN := --locations 50 --days 3 --rate 100 --burst 50 --skip-naive --project-days 730
 
-bench: install postgres-bin  ## benchmarks/backfill.py: defaults, the 50-location case, --adaptive
+bench: install postgres-bin  ## benchmarks/: one run beside a minimal loader, backfills, --adaptive
+	$(BIN)/python benchmarks/single_run.py
 	$(BIN)/python benchmarks/backfill.py
 	$(BIN)/python benchmarks/backfill.py $(BENCH_CHAIN)
 	$(BIN)/python benchmarks/backfill.py --adaptive

@@ -148,7 +148,7 @@ class Timeline:
 @contextmanager
 def instrumented(timeline: Timeline) -> Iterator[Timeline]:
     undo = [
-        timeline.wrap(requests.Session, "request", "http"),  # the wire only, not the limiter
+        timeline.wrap(requests.Session, "send", "http"),  # the wire only, not the limiter
         timeline.wrap(assets_module, "extract", "extract"),
         timeline.wrap(extract_module, "flatten", "flatten"),
         timeline.wrap(extract_module, "build_frame", "flatten"),
@@ -485,13 +485,21 @@ def table(plan: Plan, fast: dict[str, Any], naive: dict[str, Any] | None) -> str
     return "\n".join(f"{label:<{width}}  {value}" for label, value in lines)
 
 
-def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--days", type=int, default=30)
+def case_arguments(description: str, days: int, rate: float) -> argparse.ArgumentParser:
+    """A parser of what every case of ``make bench`` takes: its days × locations against a
+    sandbox with this latency, paced at this rate (sandbox and client)."""
+    parser = argparse.ArgumentParser(description=description.split("\n")[0])
+    parser.add_argument("--days", type=int, default=days)
     parser.add_argument("--locations", type=int, default=5)
     parser.add_argument("--latency-ms", type=float, default=40.0)
-    parser.add_argument("--rate", type=float, default=20.0, help="requests/s (sandbox and client)")
+    parser.add_argument("--rate", type=float, default=rate, help="requests/s (sandbox and client)")
     parser.add_argument("--burst", type=int, default=20)
+    parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    return parser
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = case_arguments(__doc__, days=30, rate=20.0)
     parser.add_argument("--in-flight", type=int, default=8)
     parser.add_argument("--planner", choices=("dagster", "cli"), default="dagster",
                         help="cut the runs as Dagster's backfill daemon does (UI backfills) or "
@@ -502,7 +510,6 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--project-days", type=int, default=0,
                         help="also plan this many days × the locations (e.g. 730: two years) "
                              "and project its requests and hours from this backfill's")
-    parser.add_argument("--json", action="store_true", help="print JSON instead of the table")
     parser.add_argument("--adaptive", action="store_true",
                         help="instead: the adaptive rate against sandboxes limited at 10, 20"
                              " and 50 requests/s (adaptive_rate.py; starts PostgreSQL)")
