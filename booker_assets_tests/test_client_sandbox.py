@@ -47,3 +47,17 @@ def test_hostile_server_same_rows_as_clean(sandbox):
     assert len(clean["orders"]) > 10
     assert faulty == clean
     assert sum(injected.values()) > 5
+
+
+def test_the_list_asked_soon_answers_the_next_locations_call_once(sandbox):
+    """A run's drift check reads the list its step asked while its requests flowed (assets.py)
+    instead of asking it after the step's writes; a later call asks afresh."""
+    client = BookerResource(base_url=sandbox.url, **sandbox.credentials).get_client()
+    route = "POST /v4.1/merchant/locations"
+    before = sandbox.stats.by_route[route]
+    client.locations_soon()
+    listed = client.locations()
+    assert sandbox.stats.by_route[route] == before + 1
+    assert [loc["ID"] for loc in listed] == [1001, 1002, 1003, 1004]
+    assert client.locations() == listed
+    assert sandbox.stats.by_route[route] == before + 2

@@ -29,7 +29,8 @@ from booker_assets_tests.conftest import SANDBOX_NOW, SANDBOX_SETTINGS, make_set
 
 SANDBOX_FOUR = ("1001", "1002", "1003", "1004")
 CHECK = dg.AssetCheckKey(LOCATIONS_KEY, CHECK_NAME)
-NEWEST = "2025-06-29"  # the newest daily partition on the sandbox's clock
+NEWEST = "2025-06-29"
+LIST_ROUTE = "POST /v4.1/merchant/locations"  # the newest daily partition on the sandbox's clock
 
 
 def shipped(sandbox: BookerSandbox, tmp_path: Path, allowed: tuple[str, ...] = ()
@@ -95,10 +96,13 @@ def test_a_new_location_is_added_loaded_and_picked_up_by_the_daily_loads(five, t
     (evaluation,) = data.asset_events
     assert evaluation.passed  # once added, the partitions match Booker again
 
+    listed = sandbox.stats.by_route[LIST_ROUTE]
     result = run_requested(defs, instance, request)
     assert result.success
     (check,) = [e for e in result.get_asset_check_evaluations() if e.check_name == CHECK_NAME]
     assert check.passed
+    # the check compared the list the step asked beside its own requests: asked once
+    assert sandbox.stats.by_route[LIST_ROUTE] == listed + 1
     with connect_locked(str(tmp_path / "booker_assets.duckdb"), read_only=True) as conn:
         assert conn.execute("SELECT location_id, report_date::VARCHAR FROM booker.locations"
                             ).fetchall() == [(1005, NEWEST)]

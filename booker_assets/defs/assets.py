@@ -27,6 +27,7 @@ from booker_assets.catalogue.reports import GROUPS, ReportGroup, Table
 from booker_assets.defs.checks import evaluations_after_failure
 from booker_assets.defs.locations import (
     DRIFT_CHECK_KEY,
+    LOCATIONS_KEY,
     drift_result_or_warning,
     refuse_unreturned,
 )
@@ -187,6 +188,8 @@ def _materialize(
     if replies:
         client.share_with(replies)
     views = {name: client.view(name, replies) for name in wanted}  # each counts its requests
+    if _drift_checked(context, selected):
+        client.locations_soon()  # first in the queue: the check reads it after the step
     failed: list[Failed] = []
     # Every fetch runs on the client's one bounded executor, as do their pages and
     # per-parent calls; this thread only waits, and stores each report as it completes.
@@ -244,6 +247,14 @@ class LoadFailed(Exception):
     stored: set[dg.AssetKey]
     cause: str
     failure: dg.Failure
+
+
+def _drift_checked(context: dg.AssetExecutionContext, selected: set[str]) -> bool:
+    """Whether the run's drift check (on ``booker/locations``) runs after this step: then its
+    locations list is asked during the step (``ReportView.locations_soon``)."""
+    checks = context.run.asset_check_selection  # None: every check of the selected assets
+    return LOCATIONS_KEY.path[-1] in selected and (
+        checks is None or DRIFT_CHECK_KEY in checks)
 
 
 def _collect(future: Future, frames: list, failed: list[Failed], name: str, location: str,
