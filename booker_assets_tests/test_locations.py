@@ -15,6 +15,7 @@ import dagster as dg
 import pytest
 
 from booker_assets.api.client import BookerResource
+from booker_assets.api.view import ReportView
 from booker_assets.definitions import build_definitions
 from booker_assets.defs.locations import CHECK_NAME, LOCATIONS_KEY, compare
 from booker_assets.defs.partitions import (
@@ -83,8 +84,13 @@ def test_a_fresh_instance_gets_every_location_on_the_first_tick(sandbox, tmp_pat
         "booker_locations", "booker_daily_loads")} == {"booker_load"}
 
 
-def test_a_new_location_is_added_loaded_and_picked_up_by_the_daily_loads(five, tmp_path):
+def test_a_new_location_is_added_loaded_and_picked_up_by_the_daily_loads(five, tmp_path,
+                                                                         monkeypatch):
     sandbox, instance = five
+    asked_soon = []
+    soon = ReportView.locations_soon
+    monkeypatch.setattr(ReportView, "locations_soon",
+                        lambda view: asked_soon.append(view) or soon(view))
     defs = shipped(sandbox, tmp_path)
     data = tick(defs, instance, "booker_locations")
 
@@ -102,7 +108,7 @@ def test_a_new_location_is_added_loaded_and_picked_up_by_the_daily_loads(five, t
     (check,) = [e for e in result.get_asset_check_evaluations() if e.check_name == CHECK_NAME]
     assert check.passed
     # the check compared the list the step asked beside its own requests: asked once
-    assert sandbox.stats.by_route[LIST_ROUTE] == listed + 1
+    assert len(asked_soon) == 1 and sandbox.stats.by_route[LIST_ROUTE] == listed + 1
     with connect_locked(str(tmp_path / "booker_assets.duckdb"), read_only=True) as conn:
         assert conn.execute("SELECT location_id, report_date::VARCHAR FROM booker.locations"
                             ).fetchall() == [(1005, NEWEST)]
@@ -139,6 +145,17 @@ def test_a_location_booker_no_longer_returns_is_reported_and_kept(sandbox, tmp_p
             tags={RANGE_START: f"{NEWEST}|1001", RANGE_END: f"{NEWEST}|1001"}))
     (check,) = [e for e in result.get_asset_check_evaluations() if e.check_name == CHECK_NAME]
     assert not check.passed and line in check.description and "1005" in check.description
+
+
+def test_a_run_without_the_drift_check_does_not_ask_the_list(sandbox, tmp_path):
+    defs = shipped(sandbox, tmp_path)
+    listed = sandbox.stats.by_route[LIST_ROUTE]
+    with dg.instance_for_test() as instance:
+        instance.add_dynamic_partitions(LOCATIONS_PARTITIONS, ["1001"])
+        result = dg.materialize(defs.assets, selection=[LOCATIONS_KEY], instance=instance,
+                                resources=defs.resources, partition_key=f"{NEWEST}|1001")
+    assert result.success and not result.get_asset_check_evaluations()
+    assert sandbox.stats.by_route[LIST_ROUTE] == listed
 
 
 def test_the_allow_list_limits_what_is_added_and_names_what_it_leaves_out(sandbox, tmp_path):

@@ -26,6 +26,7 @@ from booker_assets.catalogue.options import OPTIONS, table_options
 from booker_assets.catalogue.reports import GROUPS, ReportGroup, Table
 from booker_assets.defs.checks import evaluations_after_failure
 from booker_assets.defs.locations import (
+    CHECK_OP,
     DRIFT_CHECK_KEY,
     LOCATIONS_KEY,
     drift_result_or_warning,
@@ -252,9 +253,12 @@ class LoadFailed(Exception):
 def _drift_checked(context: dg.AssetExecutionContext, selected: set[str]) -> bool:
     """Whether the run's drift check (on ``booker/locations``) runs after this step: then its
     locations list is asked during the step (``ReportView.locations_soon``)."""
-    checks = context.run.asset_check_selection  # None: every check of the selected assets
-    return LOCATIONS_KEY.path[-1] in selected and (
-        checks is None or DRIFT_CHECK_KEY in checks)
+    if LOCATIONS_KEY.path[-1] not in selected:
+        return False
+    checks = context.run.asset_check_selection  # None: the job's checks of selected assets
+    if checks is not None:
+        return DRIFT_CHECK_KEY in checks
+    return CHECK_OP in {node.name for node in context.job_def.all_node_defs}
 
 
 def _collect(future: Future, frames: list, failed: list[Failed], name: str, location: str,

@@ -41,6 +41,8 @@ from booker_assets.settings import Settings
 
 LOCATIONS_KEY = dg.AssetKey(["booker", "locations"])
 CHECK_NAME = "locations_match_booker"
+# Its op in a run's job: Dagster names a check's op "<asset key as identifier>_<check name>"
+CHECK_OP = f"{LOCATIONS_KEY.to_python_identifier()}_{CHECK_NAME}"
 DISCOVERY_INTERVAL_SECONDS = 900  # one paged GET /locations; a new location waits 15 min at most
 SENSOR_NAME = "booker_locations"
 
