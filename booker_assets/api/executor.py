@@ -11,8 +11,11 @@ so ``map``) first takes its own still-queued subtasks off the queue and runs the
 blocks only for those that another worker already runs. It never picks up unrelated work
 while waiting, so a wait is never stuck behind a long foreign task. No deadlock: whatever a
 waiting worker waits for is either queued (it runs it) or running on a thread that only ever
-waits for deeper subtasks, and the nesting is finite. Deeper tasks are dequeued first, so
-started work finishes before new top-level work begins. Threads that are not workers (the
+waits for deeper subtasks, and the nesting is finite. A free worker takes a queued task of the
+earliest top-level task (its subtasks included), the deepest first: started work finishes
+before later work begins, so the tasks submitted first (an asset step's reports) complete one
+after the other while the later ones still use the rate budget, and each is stored meanwhile,
+not all of them after the last request (issue 24). Threads that are not workers (the
 caller's own) just wait: they never run tasks, so at most ``max_workers`` tasks run at once.
 Inside a task, wait for subtasks with ``map`` or ``gather``: a bare ``Future.result()`` does
 not help and could deadlock.
@@ -39,11 +42,12 @@ R = TypeVar("R")
 
 
 class _Task(Future):
-    """A queued call; ``claimed`` once a thread has taken it off the queue."""
+    """A queued call; ``claimed`` once a thread has taken it off the queue. ``root``: the
+    order of the top-level task it descends from (its own, for a top-level task)."""
 
-    def __init__(self, fn: Callable[[], Any], depth: int) -> None:
+    def __init__(self, fn: Callable[[], Any], depth: int, root: int) -> None:
         super().__init__()
-        self.fn, self.depth, self.claimed = fn, depth, False
+        self.fn, self.depth, self.root, self.claimed = fn, depth, root, False
 
 
 class BoundedExecutor:
@@ -56,14 +60,15 @@ class BoundedExecutor:
         self.max_workers, self._name, self._idle_seconds = max_workers, name, idle_seconds
         self._lock = threading.Lock()
         self._work = threading.Condition(self._lock)
-        self._queue: list[tuple[int, int, _Task]] = []  # (-depth, order, task): deepest first
+        # (root, -depth, order, task): the earliest top-level task's subtree, deepest first
+        self._queue: list[tuple[int, int, int, _Task]] = []
         self._order = itertools.count()
         self._names = itertools.count(1)
         self._pending = 0  # unclaimed tasks in the queue
         self._threads = 0
         self._idle = 0
         self._retire = False
-        self._local = threading.local()  # .depth while this thread runs one of our tasks
+        self._local = threading.local()  # .depth, .root while this thread runs our task
 
     @property
     def threads(self) -> int:
@@ -72,11 +77,12 @@ class BoundedExecutor:
             return self._threads
 
     def submit(self, fn: Callable[..., R], /, *args: Any, **kwargs: Any) -> Future[R]:
-        depth = self._depth()
-        task = _Task(functools.partial(fn, *args, **kwargs), 0 if depth is None else depth + 1)
+        depth, order = self._depth(), next(self._order)
+        task = _Task(functools.partial(fn, *args, **kwargs), 0 if depth is None else depth + 1,
+                     order if depth is None else self._local.root)
         with self._lock:
             self._retire = False
-            heapq.heappush(self._queue, (-task.depth, next(self._order), task))
+            heapq.heappush(self._queue, (task.root, -task.depth, order, task))
             self._pending += 1
             if self._pending > self._idle and self._threads < self.max_workers:
                 self._threads += 1
@@ -134,7 +140,7 @@ class BoundedExecutor:
     def _next(self) -> _Task | None:
         """The deepest unclaimed task, claimed; None when the queue is empty (lock held)."""
         while self._queue:
-            _, _, task = heapq.heappop(self._queue)
+            task = heapq.heappop(self._queue)[-1]
             if not task.claimed:
                 task.claimed = True
                 self._pending -= 1
@@ -161,8 +167,8 @@ class BoundedExecutor:
     def _run(self, task: _Task) -> None:
         if not task.set_running_or_notify_cancel():
             return
-        outer = self._depth()
-        self._local.depth = task.depth
+        outer = self._depth(), getattr(self._local, "root", None)
+        self._local.depth, self._local.root = task.depth, task.root
         try:
             result = task.fn()
         except BaseException as exc:  # the caller of result() gets it
@@ -170,5 +176,5 @@ class BoundedExecutor:
         else:
             task.set_result(result)
         finally:
-            self._local.depth = outer
+            self._local.depth, self._local.root = outer
             task.fn = None  # type: ignore[assignment]  # drop the arguments with the call
