@@ -151,3 +151,34 @@ def test_fetch_with_nested_maps_stays_within_max_in_flight_threads():
     # the helper thread of ``finishes`` and the client's 3 workers; nothing per map call
     assert max(alive) <= baseline + 1 + 3, (baseline, max(alive))
     assert client.executor.threads <= 3
+
+
+def test_a_free_worker_serves_the_earliest_submitted_task_first():
+    """A step's reports complete one after the other (stored while the others still fetch):
+    a queued subtask of an earlier top-level task goes before one of a later task, even one
+    queued before it."""
+    executor = BoundedExecutor(3)
+    gate, a_go, end = threading.Event(), threading.Event(), threading.Event()
+    queued, ran = {"a": threading.Event(), "b": threading.Event()}, []
+
+    def top(name: str, go: threading.Event | None) -> None:
+        if go is not None:
+            assert go.wait(DEADLINE)
+        sub = executor.submit(ran.append, name)
+        queued[name].set()
+        assert end.wait(DEADLINE)
+        executor.gather([sub])
+
+    blocker = executor.submit(gate.wait, DEADLINE)  # holds the third worker
+    first = executor.submit(top, "a", a_go)  # earlier task, queues its subtask later
+    second = executor.submit(top, "b", None)
+    assert queued["b"].wait(DEADLINE)
+    a_go.set()
+    assert queued["a"].wait(DEADLINE)
+    gate.set()  # the blocker's worker is free: it takes one of the two queued subtasks
+    deadline = time.monotonic() + DEADLINE
+    while not ran and time.monotonic() < deadline:
+        time.sleep(0.01)
+    end.set()
+    finishes(lambda: [f.result() for f in (blocker, first, second)])
+    assert ran[0] == "a"
