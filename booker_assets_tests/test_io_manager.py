@@ -13,7 +13,12 @@ import pandas as pd
 import pytest
 
 from booker_assets.catalogue import schema as s
-from booker_assets.defs.io_manager import BookerDuckDBIOManager
+from booker_assets.defs.io_manager import (
+    BookerDuckDBIOManager,
+    ReportWrite,
+    TablePart,
+    TableSlice,
+)
 from booker_assets.defs.storage import BookerStorageBusy, BookerStorageError, connect_locked
 from booker_assets.load.flatten import Column
 from booker_assets.load.frames import PartitionLoad, Reject, ReportFrame
@@ -50,7 +55,7 @@ class Store:
         return BookerDuckDBIOManager(**self.fields)
 
 
-def write(db: Store, obj: ReportFrame | pd.DataFrame, table: str = "orders",
+def write(db: Store, obj: TablePart | ReportFrame | pd.DataFrame, table: str = "orders",
           **metadata) -> dict:
     """handle_output for asset booker/<table>; returns the output metadata it logged. The IO
     manager raises a dg.Failure for the UI; the storage error under it is re-raised here."""
@@ -224,6 +229,35 @@ def test_failed_write_keeps_old_rows_and_names_table_and_column(db: Store) -> No
 
     assert query(db, "SELECT * FROM booker.orders ORDER BY order_id") == before
     assert query(db, "SELECT row_count FROM booker._loads") == [(2,)]
+
+
+def test_a_reports_tables_change_together_or_not_at_all(db: Store) -> None:
+    """The first table's output writes the whole report; a failure in its last table leaves
+    the others as they were, and a sibling's output writes nothing itself."""
+    def parts(amount: float, item_id: int | str) -> list[TablePart]:
+        together = ReportWrite([
+            TableSlice("orders", report([row(D1, 1002, 1, amount)], [(D1, 1002)])),
+            TableSlice("orders_items", report([row(D1, 1002, item_id, amount)], [(D1, 1002)],
+                                              columns=DECLARED))])
+        return [TablePart(together, "orders"), TablePart(together, "orders_items")]
+
+    for part in parts(1.0, 11):
+        write(db, part, part.table)
+    before = {t: query(db, f"SELECT * FROM booker.{t}") for t in ("orders", "orders_items")}
+    first, second = parts(2.0, "not a number")  # orders_items fails after orders is written
+    with pytest.raises(BookerStorageError, match=r'"orders", .*"orders_items".*order_id'):
+        write(db, first)
+    assert {t: query(db, f"SELECT * FROM booker.{t}") for t in before} == before
+    with pytest.raises(dg.Failure, match="to be written with orders, which was not written"):
+        db.io_manager().handle_output(
+            dg.build_output_context(asset_key=["booker", "orders_items"]), second)
+
+    first, second = parts(3.0, 12)
+    write(db, first)
+    assert query(db, "SELECT count(DISTINCT loaded_at) FROM booker._loads") == [(1,)]
+    assert query(db, "SELECT order_id FROM booker.orders_items") == [(12,)]
+    write(db, second, "orders_items")  # records the materialization only
+    assert query(db, "SELECT order_id, amount FROM booker.orders_items") == [(12, 3.0)]
 
 
 def test_rows_outside_the_declared_slice_are_rejected(db: Store) -> None:

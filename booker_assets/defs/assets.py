@@ -25,6 +25,7 @@ from booker_assets.api.shared_replies import SharedReplies
 from booker_assets.catalogue.options import OPTIONS, table_options
 from booker_assets.catalogue.reports import GROUPS, ReportGroup, Table
 from booker_assets.defs.checks import evaluations_after_failure
+from booker_assets.defs.io_manager import ReportWrite, TablePart, TableSlice
 from booker_assets.defs.locations import (
     CHECK_OP,
     DRIFT_CHECK_KEY,
@@ -300,11 +301,14 @@ def _outputs(context: dg.AssetExecutionContext, tables: list[Table],
              options: dict, stats: dict, names: Mapping[str, str]) -> Iterator[dg.Output]:
     """Each table's output, its partitions' own figures on each partition, and the run's
     figures once, on its last partition (Dagster copies an output's metadata into every
-    partition's event: a month of partitions would carry 31 copies)."""
+    partition's event: a month of partitions would carry 31 copies). The report's tables are
+    one write: the first output stores them all in one transaction (``ReportWrite``)."""
     all_days = sorted({d for days in slices.values() for d in days})
-    for table in tables:
-        report = _combine([frames[table.name] for frames in per_location])
-        key = dg.AssetKey([GROUP_NAME, table.name])
+    write = ReportWrite([
+        TableSlice(table.name, _combine([frames[table.name] for frames in per_location]),
+                   table.entity_key) for table in tables])
+    for table, part in zip(tables, write.slices, strict=True):
+        report, key = part.report, dg.AssetKey([GROUP_NAME, part.table])
         shares = _shares(table, report.frame)
         for load in report.loads:
             context.add_asset_metadata(
@@ -320,7 +324,7 @@ def _outputs(context: dg.AssetExecutionContext, tables: list[Table],
                                                 {c.name: c.type for c in report.columns}),
             **{f"booker/run_{name}": value for name, value in _cost(stats).items()},
         }, asset_key=key, partition_key=_partition_key(report.loads[-1]))
-        yield dg.Output(report, output_name=table.name)
+        yield dg.Output(TablePart(write, part.table), output_name=part.table)
 
 
 def table_preview(frame: pd.DataFrame, types: Mapping[str, str], rows: int = 5,

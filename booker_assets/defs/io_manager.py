@@ -28,7 +28,7 @@ import contextlib
 import json
 from collections import Counter
 from collections.abc import Sequence
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from datetime import date, datetime, timezone
 
 import dagster as dg
@@ -114,19 +114,25 @@ class BookerDuckDBIOManager(dg.ConfigurableIOManager):
             if context.log:
                 context.log.warning(f"the analysts' read copy was not refreshed: {exc}")
 
-    def handle_output(self, context: dg.OutputContext, obj: ReportFrame | pd.DataFrame) -> None:
-        report = obj if isinstance(obj, ReportFrame) else ReportFrame.from_frame(obj)
-        table = context.asset_key.path[-1]
-        entity_key = _entity_key(context)
-        try:
-            written = self.store().write(
-                lambda conn: write_slice(conn, self.schema_name, table, report, entity_key),
-                log=_log_of(context))
-        except BookerError as exc:
-            # The UI's first line is the cause; only what heals by waiting is retried.
-            raise dg.Failure(description=str(exc), allow_retries=exc.transient) from exc
-        if written.added:  # the asset reports each partition's figures; this, only news
-            context.add_output_metadata({"booker/new_columns": ", ".join(written.added)})
+    def handle_output(self, context: dg.OutputContext,
+                      obj: TablePart | ReportFrame | pd.DataFrame) -> None:
+        """A report's first table writes every table of its fetch in one transaction; the
+        others only record their materialization (see ``ReportWrite``)."""
+        part = obj if isinstance(obj, TablePart) else _alone(context, obj)
+        if part.writes:
+            try:
+                part.write.added = self.store().write(
+                    lambda conn: write_report(conn, self.schema_name, part.write.slices),
+                    log=_log_of(context))
+            except BookerError as exc:
+                # The UI's first line is the cause; only what heals by waiting is retried.
+                raise dg.Failure(description=str(exc), allow_retries=exc.transient) from exc
+        elif part.write.added is None:  # a bug: the outputs came in another order
+            raise dg.Failure(f"{part.table} was to be written with {part.write.slices[0].table},"
+                             " which was not written")
+        added = part.write.added.get(part.table)
+        if added:  # the asset reports each partition's figures; this, only news
+            context.add_output_metadata({"booker/new_columns": ", ".join(added)})
 
     def load_input(self, context: dg.InputContext) -> pd.DataFrame:
         wanted = _wanted_partitions(context) if context.has_asset_partitions else None
@@ -149,6 +155,13 @@ def _log_of(context: dg.OutputContext | dg.InputContext) -> Log | None:
         return context.log
     except dg.DagsterInvariantViolationError:
         return None
+
+
+def _alone(context: dg.OutputContext, obj: ReportFrame | pd.DataFrame) -> TablePart:
+    """A slice handed to the IO manager by itself: a report of one table."""
+    report = obj if isinstance(obj, ReportFrame) else ReportFrame.from_frame(obj)
+    table = context.asset_key.path[-1]
+    return TablePart(ReportWrite([TableSlice(table, report, _entity_key(context))]), table)
 
 
 def _entity_key(context: dg.OutputContext) -> list[str]:
@@ -190,49 +203,84 @@ def _read(
 # ---------------------------------------------------------------- the write transaction
 
 
-class Written:
-    """What a write did: rejects stored, columns added."""
+@dataclass(frozen=True)
+class TableSlice:
+    """One table's part of a report's write: its rows and the key of its ``_current`` view."""
 
-    def __init__(self, rejected: int, added: list[str]) -> None:
-        self.rejected, self.added = rejected, added
+    table: str
+    report: ReportFrame
+    entity_key: Sequence[str] = ()
 
 
-def write_slice(
-    conn: duckdb.DuckDBPyConnection,
-    schema: str,
-    table: str,
-    report: ReportFrame,
-    entity_key: Sequence[str] = (),
-) -> Written:
-    """Replace the slice's rows, rejects and loads in one transaction."""
-    target = qualified(conn, table, schema)
+@dataclass
+class ReportWrite:
+    """The tables one fetch produced (orders, their items and refunds), written in ONE
+    transaction: a kill at any instant leaves the report wholly old or wholly new.
+
+    Dagster stores each output of a multi-asset by its own ``handle_output``, one after the
+    other, so the report's first output writes them all and the others find them written:
+    each asset still gets its own materialization, and a table is never written twice."""
+
+    slices: list[TableSlice]
+    added: dict[str, list[str]] | None = None  # the columns each table gained; None: unwritten
+
+
+@dataclass(frozen=True)
+class TablePart:
+    """An output's value: its table's part of a report's write."""
+
+    write: ReportWrite
+    table: str
+
+    @property
+    def writes(self) -> bool:
+        return self.write.slices[0].table == self.table
+
+
+def write_report(conn: duckdb.DuckDBPyConnection, schema: str,
+                 slices: Sequence[TableSlice]) -> dict[str, list[str]]:
+    """Replace every slice's rows, rejects and loads in one transaction; the columns each
+    table gained."""
+    targets = [qualified(conn, s.table, schema) for s in slices]
     conn.begin()
     try:
-        _stage(conn, report)
-        conn.execute(f"CREATE SCHEMA IF NOT EXISTS {qualified(conn, schema=schema)}")
-        added = _ensure_columns(conn, schema, table, report.columns)
-        _check_frame_matches_slice(conn)
-        _reject_misfits(conn, schema, table)
-        conn.execute(
-            f"DELETE FROM {target} t USING _slice s WHERE t.report_date = s.report_date"
-            " AND t.location_id IS NOT DISTINCT FROM s.location_id"
-        )
-        conn.execute(f"INSERT INTO {target} BY NAME SELECT * FROM _frame")
-        rejected = _record_rejects(conn, schema, table)
-        _record_loads(conn, schema, table)
-        # DuckDB binds a view's columns when it is made: made again when the table's columns
-        # changed, and only then (on a DuckLake, two writers replacing one view conflict)
-        view = f"{table}_current"
-        if entity_key and table_columns(conn, schema, view) != table_columns(conn, schema, table):
-            _create_current_view(conn, schema, table, entity_key)
+        added = {s.table: _write_table(conn, schema, s) for s in slices}
         conn.commit()
     except Exception as exc:
         _rollback(conn)
-        raise _storage_error(exc, target, report.partitions) from exc
-    finally:  # the connection may write another slice
-        for temp in _STAGED:
-            conn.execute(f"DROP TABLE IF EXISTS temp.{temp}")
-    return Written(rejected, added)
+        raise _storage_error(exc, ", ".join(targets), slices[0].report.partitions) from exc
+    return added
+
+
+def write_slice(conn: duckdb.DuckDBPyConnection, schema: str, table: str, report: ReportFrame,
+                entity_key: Sequence[str] = ()) -> list[str]:
+    """One table's slice in a transaction of its own; the columns it gained."""
+    return write_report(conn, schema, [TableSlice(table, report, entity_key)])[table]
+
+
+def _write_table(conn: duckdb.DuckDBPyConnection, schema: str, part: TableSlice) -> list[str]:
+    """One table's statements of a report's transaction; the columns it gained."""
+    table, target = part.table, qualified(conn, part.table, schema)
+    _stage(conn, part.report)
+    conn.execute(f"CREATE SCHEMA IF NOT EXISTS {qualified(conn, schema=schema)}")
+    added = _ensure_columns(conn, schema, table, part.report.columns)
+    _check_frame_matches_slice(conn)
+    _reject_misfits(conn, schema, table)
+    conn.execute(
+        f"DELETE FROM {target} t USING _slice s WHERE t.report_date = s.report_date"
+        " AND t.location_id IS NOT DISTINCT FROM s.location_id"
+    )
+    conn.execute(f"INSERT INTO {target} BY NAME SELECT * FROM _frame")
+    _record_rejects(conn, schema, table)
+    _record_loads(conn, schema, table)
+    # DuckDB binds a view's columns when it is made: made again when the table's columns
+    # changed, and only then (on a DuckLake, two writers replacing one view conflict)
+    view = f"{table}_current"
+    if part.entity_key and table_columns(conn, schema, view) != table_columns(conn, schema, table):
+        _create_current_view(conn, schema, table, part.entity_key)
+    for temp in _STAGED:  # the next table of the report stages its own
+        conn.execute(f"DROP TABLE temp.{temp}")
+    return added
 
 
 def _stage(conn: duckdb.DuckDBPyConnection, report: ReportFrame) -> None:
@@ -356,7 +404,7 @@ def _check_frame_matches_slice(conn: duckdb.DuckDBPyConnection) -> None:
         )
 
 
-def _record_rejects(conn: duckdb.DuckDBPyConnection, schema: str, table: str) -> int:
+def _record_rejects(conn: duckdb.DuckDBPyConnection, schema: str, table: str) -> None:
     rejects = qualified(conn, "_rejects", schema)
     conn.execute(f"CREATE TABLE IF NOT EXISTS {rejects} ({REJECTS_COLUMNS})")
     conn.execute(
@@ -366,8 +414,6 @@ def _record_rejects(conn: duckdb.DuckDBPyConnection, schema: str, table: str) ->
     )
     conn.execute(f"INSERT INTO {rejects} BY NAME SELECT ? AS table_name, *, now() AS loaded_at"
                  " FROM _rejects", [table])
-    ((count,),) = conn.execute("SELECT count(*) FROM _rejects").fetchall()
-    return count
 
 
 def _record_loads(conn: duckdb.DuckDBPyConnection, schema: str, table: str) -> None:
