@@ -28,7 +28,7 @@ CREATE TABLE booker.orders AS SELECT * FROM (VALUES
   (DATE '{DAY}', 1001, 1, 100.0), (DATE '{DAY}', 1001, 2, 50.0), (DATE '{DAY}', 1002, 3, 10.0)
 ) t(report_date, location_id, id, final_total_amount);
 CREATE TABLE booker.orders_items AS SELECT * FROM (VALUES
-  (DATE '{DAY}', 1001, 11, 1), (DATE '{DAY}', 1001, 12, 1), (DATE '{DAY}', 1002, 31, 3)
+  (DATE '{DAY}', 1001, 11, 1), (DATE '{DAY}', 1001, 12, 2), (DATE '{DAY}', 1002, 31, 3)
 ) t(report_date, location_id, id, order_id);
 CREATE TABLE booker.orders_refunds AS SELECT * FROM (VALUES
   (DATE '{DAY}', 1001, 1, 1, 60.0), (DATE '{DAY}', 1001, 1, 2, 40.0)
@@ -65,6 +65,8 @@ BROKEN = [
     ("orders_refunds", "order_exists",
      "UPDATE booker.orders_refunds SET location_id = 1002 WHERE refund_index = 2",
      "ERROR", "1002"),
+    ("orders", "items_exist",  # a report torn between its tables (issue 21)
+     "DELETE FROM booker.orders_items WHERE order_id = 3", "ERROR", "1002"),
     ("orders_refunds", "refunds_within_order_total",
      "UPDATE booker.orders_refunds SET amount_amount = 41.0 WHERE refund_index = 2",
      "ERROR", "101.0"),
@@ -72,7 +74,7 @@ BROKEN = [
      "UPDATE booker._loads SET row_count = 0 WHERE table_name = 'orders' AND location_id = 1001",
      "WARN", "1001"),
     ("orders", "fresh",
-     f"UPDATE booker.orders SET report_date = DATE '{DAY - timedelta(days=2)}'"
+     f"UPDATE booker._loads SET report_date = DATE '{DAY - timedelta(days=2)}'"
      " WHERE location_id = 1002", "ERROR", "1002"),
     ("orders", "rows_match_reported_total",
      "UPDATE booker._loads SET rejected = 1 WHERE location_id = 1002", "ERROR", "1002"),
@@ -182,3 +184,12 @@ def test_a_failed_load_leaves_no_check_red(sandbox, tmp_path: Path):
     assert "BOOKER_CLIENT_SECRET" in orders.description
     assert "checked on the rows stored before" in orders.description
     assert "no rows stored yet" in customers.description
+
+
+def test_fresh_counts_a_loaded_day_without_orders(database: str):
+    """A location closed on Sunday: 0 orders is a loaded day, not a stale one."""
+    with connect_locked(database) as conn:
+        execute(conn, "DELETE FROM booker.orders WHERE location_id = 1002;"
+                      " UPDATE booker._loads SET row_count = 0, reported_total = 0"
+                      " WHERE location_id = 1002")
+    assert _run(database, "orders", "fresh").passed

@@ -228,6 +228,17 @@ ORDER_CHECKS = (
         deps=("orders",),
     ) for table in ("orders_items", "orders_refunds")),
     SqlCheck(
+        "orders", "items_exist",
+        "Every order has its items in booker.orders_items, in the same partition (both are"
+        " written in one transaction: an order without items is a torn or partial load).",
+        f"SELECT o.report_date, o.location_id, count(*) FROM {_t('orders')} o"
+        f" ANTI JOIN {_t('orders_items')} i ON i.report_date = o.report_date"
+        f" AND i.location_id = o.location_id AND i.order_id = o.id GROUP BY ALL ORDER BY ALL",
+        ("report_date", "location_id", "orders_without_items"),
+        "partitions have orders without items",
+        deps=("orders_items",),
+    ),
+    SqlCheck(
         "orders_refunds", "refunds_within_order_total",
         "The refunds of an order never add up to more than its final total.",
         f"SELECT r.report_date, r.location_id, r.order_id, sum(r.amount_amount),"
@@ -294,18 +305,22 @@ APPOINTMENT_CHECKS = (
 def freshness_check(warehouse: Warehouse) -> BookerCheck:
     # Not a SqlCheck: its date parameter and failure text follow the day it is evaluated on.
     spec = dg.AssetCheckSpec(asset=_key("orders"), name="fresh",
-                    description=f"The newest loaded day of each location partition (within "
-                    f"BOOKER_LOCATION_IDS, if set) is at most {FRESH_DAYS} days old (UTC today).")
+                    description=f"The newest day of orders loaded (with rows or none) of each "
+                    f"location partition (within BOOKER_LOCATION_IDS, if set) is at most "
+                    f"{FRESH_DAYS} days old (UTC today).")
 
     def fresh(location_ids: Sequence[str]) -> dg.AssetCheckResult:
         oldest_ok = date.today() - timedelta(days=FRESH_DAYS)
         return _result(
             warehouse,
-            f"SELECT c.location_id, max(o.report_date) FROM (SELECT unnest(?::BIGINT[])"
-            f" AS location_id) c LEFT JOIN {_t('orders')} o USING (location_id) GROUP BY ALL"
-            f" HAVING max(o.report_date) IS NULL OR max(o.report_date) < ?::DATE ORDER BY ALL",
+            # booker._loads, not the rows: a day loaded with 0 orders (closed on Sunday) is
+            # a fresh day, not a stale one
+            f"SELECT c.location_id, max(l.report_date) FROM (SELECT unnest(?::BIGINT[])"
+            f" AS location_id) c LEFT JOIN {_t('_loads')} l ON l.location_id = c.location_id"
+            f" AND l.table_name = 'orders' GROUP BY ALL"
+            f" HAVING max(l.report_date) IS NULL OR max(l.report_date) < ?::DATE ORDER BY ALL",
             ["location_id", "newest_day"],
-            f"locations have no orders loaded since {oldest_ok}",
+            f"locations have no day of orders loaded since {oldest_ok}",
             params=[[int(loc) for loc in location_ids], oldest_ok],
         )
 
