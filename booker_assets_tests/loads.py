@@ -4,26 +4,60 @@ prints one JSON line: the run's success, step restarts, checks, log messages and
 
 from __future__ import annotations
 
+import itertools
 import json
+import os
+import signal
 import sys
 from datetime import date, datetime
 from typing import Any
 
 import dagster as dg
 
+import booker_assets.defs.io_manager as io
 from booker_assets.api.client import BookerResource
 from booker_assets.definitions import build_definitions
 from booker_assets.defs.backfill import materialize_range
 from booker_assets.defs.partitions import add_locations
 from booker_assets.settings import Settings
 
+# The points of a run's write phase where ``kill_at`` may SIGKILL it: after a table's rows are
+# staged, after they replaced the old ones (and their rejects), after its _loads (its siblings
+# not yet written), and after the report's transaction committed.
+KILL_POINTS = ("_stage", "_record_rejects", "_record_loads", "write_report")
 DEFAULTS = {"start_date": date(2025, 1, 1), "lookback_days": 7, "grace_hours": 2.0,
             "catch_up_days": 3, "pii": "keep"}
 
 
+def kill_at(point: int, trace: str) -> None:
+    """SIGKILL this process at the ``point``-th write point (1-based, KILL_POINTS in the order
+    the run reaches them); each point reached is first appended to the file ``trace``."""
+    reached = itertools.count(1)
+
+    def hook(name: str, original: Any) -> Any:
+        def at_point(*args: Any) -> Any:
+            result = original(*args)
+            n = next(reached)
+            # the table: _record_*(conn, schema, table); write_report(conn, schema, slices)
+            table = (args[-1][0].table if name == "write_report"
+                     else "" if name == "_stage" else args[-1])
+            with open(trace, "a") as out:
+                out.write(f"{n} {name} {table}\n")
+            if n == point:
+                os.kill(os.getpid(), signal.SIGKILL)
+            return result
+        return at_point
+
+    for name in KILL_POINTS:
+        setattr(io, name, hook(name, getattr(io, name)))
+
+
 def load(args: dict[str, Any]) -> dict[str, Any]:
     """``args``: url, credentials, now, locations, days [first, last], settings (Settings
-    fields beyond DEFAULTS)."""
+    fields beyond DEFAULTS); optional: selection (asset keys), kill_at and trace (see
+    ``kill_at``)."""
+    if args.get("kill_at"):
+        kill_at(args["kill_at"], args["trace"])
     settings = Settings(use_sandbox=False, allowed_locations=tuple(args["locations"]),
                         **DEFAULTS | args["settings"])
     booker = BookerResource(base_url=args["url"], **args["credentials"],
@@ -33,7 +67,8 @@ def load(args: dict[str, Any]) -> dict[str, Any]:
     with dg.DagsterInstance.ephemeral() as instance:
         add_locations(instance, args["locations"])  # what the locations sensor does
         result = materialize_range(defs, instance, args["locations"],
-                                   *map(date.fromisoformat, args["days"]), raise_on_error=False)
+                                   *map(date.fromisoformat, args["days"]),
+                                   selection=args.get("selection"), raise_on_error=False)
         logs = instance.all_logs(result.run_id)
         checks = {f"{e.asset_key.to_user_string()}:{e.check_name}": e.passed
                   for e in result.get_asset_check_evaluations()}
