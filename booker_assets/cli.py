@@ -184,8 +184,13 @@ def remove_location(location: str, drop_rows: bool) -> int:
 
 
 def sql(query: str) -> int:
-    """The query's result, read from the DuckDB file's read copy or the DuckLake."""
-    with warehouse_of(deployed_settings()).connect_reader() as conn:
+    """The query's result, read from the DuckDB file's read copy or the DuckLake; a copy
+    older than the file's latest writes is said to be, on stderr."""
+    warehouse = warehouse_of(deployed_settings())
+    stale = warehouse.stale()
+    if stale:
+        print(f"booker-assets: warning: {stale}", file=sys.stderr)
+    with warehouse.connect_reader() as conn:
         try:
             print(conn.sql(query))
         except duckdb.Error as exc:

@@ -32,20 +32,32 @@ from booker_assets.catalogue.reports import GROUPS, TABLES
 from booker_assets.cli import seed_locations
 from booker_assets.definitions import build_definitions, deployed_settings
 from booker_assets.defs.backfill import location_slices, run_slices
-from booker_assets.defs.storage import Warehouse, qualified, warehouse_of
-from booker_assets.errors import BookerConfigError
+from booker_assets.defs.storage import (
+    BookerStorageError,
+    Warehouse,
+    qualified,
+    warehouse_of,
+)
+from booker_assets.errors import BookerConfigError, BookerError
 
 DEMO_TAG = "booker/demo"
-# The run's own console logger shows errors only: the rest is in the log file.
-QUIET = {"loggers": {"console": {"config": {"log_level": "ERROR"}}}}
+# The run's own console logger prints nothing (an error with its stack runs to hundreds of
+# lines): the terminal gets each warning's and failure's first line (``Watcher``), the log file
+# everything.
+QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 POLL_SECONDS = 0.3
+_SKIPPED = "Dependencies for step "
 TABLES_REPORT = {table.name: group.name for group in GROUPS for table in group.tables}
 
 
 def table_counts(warehouse: Warehouse) -> dict[str, int]:
+    """Rows per table the read path holds (a table no run has stored yet is not listed)."""
     with warehouse.connect_reader() as conn:
+        stored = {name for (name,) in conn.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE database_name = current_database()"
+            " AND schema_name = 'booker'").fetchall()}
         return {name: conn.execute(f"select count(*) from {qualified(conn, name)}").fetchone()[0]
-                for name in TABLES}
+                for name in TABLES if name in stored}
 
 
 @dataclass
@@ -106,6 +118,7 @@ class Watcher:
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._follow, name="demo-watcher", daemon=True)
         self._cursors: dict[str, str | None] = {}  # run id -> where its events were read to
+        self._said: list[str] = []  # the warnings and failures shown on the terminal
 
     def __enter__(self) -> Watcher:
         self._thread.start()
@@ -136,6 +149,10 @@ class Watcher:
 
     def _show(self, entry: dg.EventLogEntry) -> None:
         self.log.write(_log_line(entry))
+        said = _first_line(entry)
+        if said and not any(said in line for line in self._said):  # one cause, once
+            self._said.append(said)
+            self.progress.console.print(f"  {said}", markup=False)
         if entry.dagster_event is None:
             return
         table = self.tally.add(entry.dagster_event)
@@ -144,6 +161,29 @@ class Watcher:
                 f"  stored booker.{table:<22} {self.tally.rows[table]:>8,} rows   "
                 f"report {TABLES_REPORT[table]}: {self.tally.requests[table]:,} requests")
             self.progress.advance(self.bar)
+
+
+def _first_line(entry: dg.EventLogEntry) -> str | None:
+    """What the terminal shows of an entry: a warning's or error's first line (a load waiting
+    for a held file, a failed report), a failed step's cause; None for the rest."""
+    event = entry.dagster_event
+    if event is None:
+        lines = entry.user_message.splitlines()
+        # Dagster's "Dependencies for step X failed" follows a failure already shown
+        if entry.level < logging.WARNING or not lines or lines[0].startswith(_SKIPPED):
+            return None
+        return f"{logging.getLevelName(entry.level).lower()}: {lines[0]}"
+    if not event.is_step_failure:
+        return None
+    data = event.step_failure_data
+    if data.user_failure_data and data.user_failure_data.description:
+        text = data.user_failure_data.description
+    else:  # an exception: its innermost cause says what happened
+        error = data.error
+        while error.cause is not None:
+            error = error.cause
+        text = error.message
+    return f"failed: {text.splitlines()[0]}"
 
 
 @contextmanager
@@ -170,6 +210,22 @@ def summary(counts: dict[str, int], tally: Tally) -> Table:
     return table
 
 
+def read_back(warehouse: Warehouse, tally: Tally, console: Console) -> None:
+    """The summary, read from the file (or lake) it names; a stale copy is said to be one,
+    before its counts, and a missing one is not counted at all."""
+    console.print(f"Read from {warehouse.reads_from}", markup=False)
+    stale = warehouse.stale()
+    if stale:
+        console.print(f"STALE: {stale}", markup=False)
+    try:
+        counts = table_counts(warehouse)
+    except BookerStorageError as exc:
+        if not stale:  # else it is said already
+            console.print(f"Nothing to read: {exc}", markup=False)
+        return
+    console.print(summary(counts, tally))
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m booker_assets.demo", description=__doc__)
     parser.add_argument("--days", type=int, default=7, help="days back from yesterday (7)")
@@ -183,6 +239,14 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
+    try:
+        return demo(args)
+    except BookerError as exc:  # a bad setting, an unusable file: its message, no traceback
+        print(f"booker-assets demo: {exc}", file=sys.stderr)
+        return 2 if isinstance(exc, BookerConfigError) else 1
+
+
+def demo(args: argparse.Namespace) -> int:
     settings = deployed_settings()
     console = Console(highlight=False, soft_wrap=True)  # a line stays one line in a log
     log_path = args.log or Path(settings.duckdb_path).parent / "demo.log"
@@ -206,19 +270,15 @@ def main(argv: Sequence[str] | None = None) -> int:
                                    tags={DEMO_TAG: token}))
     failed = [str(piece) for piece, result in runs if not result.success]
     tally = watcher.tally
-    console.print(summary(table_counts(warehouse_of(settings)), tally))
+    read_back(warehouse_of(settings), tally, console)
     console.print(f"Checks: {tally.checks[True]} passed, {tally.checks[False]} failed"
                   + "".join(f"\n  failed: {name}" for name in tally.failed_checks))
     outcome = ("Done" if not failed else
-               f"FAILED: {'; '.join(failed)} (the causes are in the log)")
+               f"FAILED: {'; '.join(failed)} (the causes are above, the details in the log)")
     console.print(f"{outcome} in {time.perf_counter() - started:.1f} s. Dagster's event log: "
                   f"{log_path}. See it all in the UI: make dev")
     return 1 if failed else 0
 
 
 if __name__ == "__main__":
-    try:
-        sys.exit(main())
-    except BookerConfigError as exc:  # a bad setting: its message, not a traceback
-        print(f"booker-assets demo: {exc}", file=sys.stderr)
-        sys.exit(2)
+    sys.exit(main())

@@ -3,19 +3,25 @@ time (``load_settings``) or at launch (the run's failure), never a bare stack tr
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 from datetime import date, timedelta
 from pathlib import Path
 
 import dagster as dg
+import duckdb
 import pytest
 
 from booker_assets.api.client import BookerResource
 from booker_assets.definitions import build_definitions
+from booker_assets.defs import io_manager
 from booker_assets.errors import BookerConfigError
 from booker_assets.settings import load_settings
 from booker_assets_tests.conftest import load_range, make_defs, make_settings
 
 DAY = date(2025, 3, 5)
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def _failure(result: dg.ExecuteInProcessResult) -> str:
@@ -163,3 +169,41 @@ def test_unwritable_database_fails_the_run_naming_path_and_setting(sandbox, tmp_
     print(f"\nunwritable DuckDB path at run time: {message}")
     assert settings.duckdb_path in message and "Fix: point BOOKER_DUCKDB_PATH" in message
     assert sandbox.stats.requests == before  # refused at start, not after the fetch
+
+
+def test_a_full_disk_during_the_write_is_said_once_first_with_what_to_free(
+        sandbox, tmp_path, monkeypatch):
+    """Issue 21: raised as a write conflict (and retried), then DuckDB's checkpoint error, then
+    "no read copy". The commit's failure is replayed as DuckDB words it on a full tmpfs."""
+    settings = make_settings(tmp_path, ("1001",))
+    wal = f"{settings.duckdb_path}.wal"
+
+    def full(conn, schema, table):
+        raise duckdb.TransactionException(
+            f'TransactionContext Error: Failed to commit: Could not write file "{wal}": No space'
+            " left on device")
+
+    monkeypatch.setattr(io_manager, "_record_loads", full)
+    result = load_range(make_defs(sandbox, settings), ["1001"], DAY, DAY,
+                        selection=["booker/orders"], raise_on_error=False)
+    failures = [e for e in result.all_events if e.is_step_failure]
+    assert len(failures) == 1 and not [e for e in result.all_events if e.event_type_value
+                                       == "STEP_RESTARTED"]  # not retried: waiting cannot heal
+    first = failures[0].step_failure_data.user_failure_data.description.splitlines()[0]
+    print(f"\n[measured] full disk while writing, first line: {first}")
+    assert first.startswith('writing "booker_assets"."booker"."orders" (1 partition(s): ')
+    assert f": the disk of {tmp_path} is full: the write needs about " in first
+    assert "free; nothing was changed Fix: free at least " in first
+    assert "booker_assets.duckdb" in first and "BOOKER_DUCKDB_PATH" in first
+    assert "conflict" not in first and "another writer" not in first
+
+
+def test_a_bad_setting_ends_the_demo_with_its_message_not_a_traceback(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith("BOOKER_")}
+    done = subprocess.run([sys.executable, "-m", "booker_assets.demo"], cwd=ROOT,
+                          env=env | {"BOOKER_PII": "mask"}, capture_output=True, text=True,
+                          timeout=300)
+    assert done.returncode == 2 and done.stdout == ""
+    (line,) = done.stderr.splitlines()  # one line, no traceback
+    assert line.startswith("booker-assets demo: BOOKER_PII='mask' is not one of keep, hash, drop"
+                           " Fix: set BOOKER_PII to keep"), line

@@ -11,6 +11,7 @@ starts them; the holder is another process, as DuckDB's lock is per process.
 from __future__ import annotations
 
 import base64
+import errno
 import gzip
 import json
 import logging
@@ -28,7 +29,9 @@ from pathlib import Path
 import duckdb
 import pandas as pd
 import pytest
+from rich.console import Console
 
+from booker_assets import demo
 from booker_assets.defs import storage
 from booker_assets.defs.io_manager import write_slice
 from booker_assets.defs.storage import (
@@ -42,7 +45,7 @@ from booker_assets.errors import BookerConfigError
 from booker_assets.load.frames import PartitionLoad, ReportFrame
 from booker_assets.sandbox import BookerSandbox
 from booker_assets.settings import load_settings
-from booker_assets_tests.conftest import SANDBOX_SETTINGS
+from booker_assets_tests.conftest import SANDBOX_SETTINGS, load_range, make_defs, make_settings
 
 ROOT = Path(__file__).resolve().parents[1]
 LOC = "1001"
@@ -387,3 +390,40 @@ def test_waiting_is_reported_again_while_it_lasts(tmp_path, monkeypatch):
     # one at once, then one per 0.6 s of waiting: not one per 0.05 s try
     assert 2 <= len(waits) <= waited / 0.6 + 2, (waited, lines)
     assert "is free again" in lines[-1]
+
+
+def _full_disk(source: str | Path, target: str | Path) -> None:
+    """The disk fills while the copy is written (what a 16 MB tmpfs did in issue 21)."""
+    Path(target).write_bytes(Path(source).read_bytes()[:4096])
+    raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(target))
+
+
+def test_a_copy_that_cannot_be_published_fails_the_run_and_is_called_stale(
+        sandbox, tmp_path, monkeypatch, capsys):
+    settings = make_settings(tmp_path, (LOC,))
+    day = date.fromisoformat(DAYS[0])
+    defs = make_defs(sandbox, settings)
+    assert load_range(defs, [LOC], day, day, selection=["booker/locations"]).success
+    warehouse = DuckDBFile(settings.duckdb_path)
+    assert warehouse.stale() is None
+    monkeypatch.setattr(storage.shutil, "copyfile", _full_disk)
+
+    result = load_range(defs, [LOC], day, day, selection=["booker/locations"],
+                        raise_on_error=False)
+    assert not result.success
+    (failure,) = [e for e in result.all_events if e.is_step_failure]
+    first = failure.step_failure_data.user_failure_data.description.splitlines()[0]
+    copy = read_copy_path(settings.duckdb_path)
+    assert first.startswith(f"the analysts' read copy was not published (it still holds the "
+                            f"previous run's data): publishing the read copy DuckDB {copy}: "
+                            f"the disk of {tmp_path} is full: a new read copy needs about")
+    assert "Fix: free at least" in first and "booker_assets.duckdb" in first
+    assert not list(tmp_path.glob(".*.partial"))  # the partial copy is removed
+
+    stale = warehouse.stale()
+    assert stale and stale.startswith(f"the read copy {copy} was published ")
+    demo.read_back(warehouse, demo.Tally(), Console(soft_wrap=True))  # as the demo
+    shown = capsys.readouterr().out.splitlines()
+    assert shown[:2] == [f"Read from DuckDB {copy}",
+                         f"STALE: {stale}"]
+    print(f"\n[measured] unpublished copy, first line: {first[:300]}")

@@ -216,16 +216,37 @@ def _materialize(
             yield from _outputs(context, tables, done.pop(name), slices, _own(group, options),
                                 views[name].stats.snapshot(), names)
             stored.update(dg.AssetKey([GROUP_NAME, t.name]) for t in tables)
-    if failed:
-        # The first line is what the UI shows first: the cause itself, not a count.
-        others = [f"- {f}" for f in failed[1:]]
-        raise LoadFailed(stored, str(failed[0]).splitlines()[0], dg.Failure(
-            description="\n".join([str(failed[0]), *(
-                [f"{len(others)} more report fetch(es) failed:", *others] if others else []),
-                "The step's other reports were stored."]),
-            allow_retries=any(f.transient for f in failed),
-            metadata={"booker/failed": [f"{f.report}/{f.location}" for f in failed]},
-        ))
+    unpublished = _publish(context)
+    if failed or unpublished:
+        raise _failure(stored, failed, unpublished)
+
+
+def _publish(context: dg.AssetExecutionContext) -> BookerError | None:
+    """Bring the analysts' read copy up to what this step stored; the error if it could not
+    be (a full disk, the file held): the step then fails, since analysts would otherwise read
+    the previous copy as if it were this run's."""
+    try:
+        context.resources.io_manager.store().publish(log=context.log)
+    except BookerError as exc:  # said by the step's failure, once
+        return exc
+    return None
+
+
+def _failure(stored: set[dg.AssetKey], failed: list[Failed],
+             unpublished: BookerError | None) -> "LoadFailed":
+    """The step's failure: its first line is what the UI shows first, the cause itself."""
+    causes = [str(f) for f in failed]
+    if unpublished:
+        causes.insert(0, f"the analysts' read copy was not published (it still holds the"
+                         f" previous run's data): {unpublished}")
+    more = [f"- {cause}" for cause in causes[1:]]
+    return LoadFailed(stored, causes[0].splitlines()[0], dg.Failure(
+        description="\n".join([causes[0], *([f"{len(more)} more:", *more] if more else []),
+                               "The step's other reports were stored." if failed else
+                               "The step's reports were stored in the live file."]),
+        allow_retries=any(f.transient for f in failed),
+        metadata={"booker/failed": [f"{f.report}/{f.location}" for f in failed]},
+    ))
 
 
 def _verify_locations(context: dg.AssetExecutionContext, client: BookerClient,

@@ -1,4 +1,4 @@
-"""DuckDB IO manager for Booker reports: one transaction per slice, declared columns, rejects.
+"""DuckDB IO manager for Booker reports: one transaction per report, declared columns, rejects.
 
 Taken from dagster-duckdb / dagster-duckdb-pandas: DuckDB scans the DataFrame in place, the
 table is the last part of the asset key. The connection is the warehouse's (``storage``), not
@@ -7,7 +7,8 @@ then fails without saying who holds it, and knows no DuckLake.
 
 Changed, because the stock ``DuckDBPandasIOManager`` ...
 - runs DELETE and INSERT as separate autocommits, so a failed INSERT loses the partition:
-  here schema, DDL, delete, insert, rejects, ``_loads`` and the view are ONE transaction;
+  here schema, DDL, delete, insert, rejects, ``_loads`` and the view of every table of a
+  report (orders, items, refunds) are ONE transaction (``ReportWrite``);
 - skips empty frames: here an empty frame still creates the table (with every declared column)
   and records the day in ``<schema>._loads`` with row_count 0 (or ``no_history``);
 - inserts by position and types columns by the first values it sees: here ``INSERT ... BY
@@ -18,8 +19,9 @@ Changed, because the stock ``DuckDBPandasIOManager`` ...
   (``ReportFrame.partitions``), so any set of (report_date, location_id) pairs works;
 - fails when two processes open the file: here, on a DuckDB file, writers queue under its
   lock and wait, saying who holds it, for a process outside this code; on a DuckLake, a write
-  that meets another writer's commit is retried whole. After a run, the analysts' read copy
-  is published.
+  that meets another writer's commit is retried whole. At the end of the step, the analysts'
+  read copy is published (``store().publish``, called by the asset step: a copy that could
+  not be published fails the step, which a resource's teardown cannot do).
 """
 
 from __future__ import annotations
@@ -43,6 +45,7 @@ from booker_assets.defs.storage import (
     BookerWriteConflict,
     Log,
     Warehouse,
+    disk_full,
     one_line,
     open_warehouse,
     prepare_path,
@@ -106,14 +109,6 @@ class BookerDuckDBIOManager(dg.ConfigurableIOManager):
         for line in changes if log else []:
             log.info(line)
 
-    def teardown_after_execution(self, context: dg.InitResourceContext) -> None:
-        """The run's writes reach the analysts' read path; the loads stand if this fails."""
-        try:
-            self.store().publish(log=context.log or None)
-        except BookerError as exc:
-            if context.log:
-                context.log.warning(f"the analysts' read copy was not refreshed: {exc}")
-
     def handle_output(self, context: dg.OutputContext,
                       obj: TablePart | ReportFrame | pd.DataFrame) -> None:
         """A report's first table writes every table of its fetch in one transaction; the
@@ -123,7 +118,7 @@ class BookerDuckDBIOManager(dg.ConfigurableIOManager):
             try:
                 part.write.added = self.store().write(
                     lambda conn: write_report(conn, self.schema_name, part.write.slices),
-                    log=_log_of(context))
+                    log=_log_of(context), needs=part.write.size())
             except BookerError as exc:
                 # The UI's first line is the cause; only what heals by waiting is retried.
                 raise dg.Failure(description=str(exc), allow_retries=exc.transient) from exc
@@ -223,6 +218,10 @@ class ReportWrite:
 
     slices: list[TableSlice]
     added: dict[str, list[str]] | None = None  # the columns each table gained; None: unwritten
+
+    def size(self) -> int:
+        """About how many bytes the write stores: its rows as they are in memory."""
+        return sum(int(s.report.frame.memory_usage(deep=True).sum()) for s in self.slices)
 
 
 @dataclass(frozen=True)
@@ -457,12 +456,12 @@ def _storage_error(exc: Exception, target: str, partitions: Sequence[Partition]
                    ) -> BookerStorageError:
     cause = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
     where = f"writing {target} ({_describe(partitions)})"
+    if disk_full(exc):  # DuckDB raises it as a failed commit: not another writer's
+        return BookerStorageError(f"nothing was changed: {cause}", where=where,
+                                  fix="free disk space where the warehouse lives, then re-run")
     if isinstance(exc, duckdb.TransactionException):  # a DuckLake commit met another's
         return BookerWriteConflict(f"nothing was changed: {one_line(exc)}", where=where)
-    fix = ""
-    if "No space left on device" in str(exc) or "disk full" in str(exc).lower():
-        fix = "free disk space where BOOKER_DUCKDB_PATH lives, then re-run these partitions"
-    return BookerStorageError(f"nothing was changed: {cause}", where=where, fix=fix)
+    return BookerStorageError(f"nothing was changed: {cause}", where=where)
 
 
 # ---------------------------------------------------------------- small helpers

@@ -28,6 +28,7 @@ bare ``booker.orders`` is ambiguous.
 
 from __future__ import annotations
 
+import errno
 import fcntl
 import importlib.util
 import logging
@@ -100,14 +101,24 @@ class Warehouse(ABC):
         """The analysts' read path: read-only, and never in a load's way."""
 
     def write(self, work: Callable[[duckdb.DuckDBPyConnection], _T],
-              log: Log | None = None) -> _T:
-        """``work`` (one transaction) on a writing connection."""
+              log: Log | None = None, needs: int = 0) -> _T:
+        """``work`` (one transaction) on a writing connection; ``needs``: about how many bytes
+        it writes (a full disk's message says it)."""
         with self.connect(log=log) as conn:
             return work(conn)
 
     @abstractmethod
     def publish(self, log: Log | None = None) -> None:
         """Bring the analysts' read path up to date (after a run's writes)."""
+
+    @property
+    def reads_from(self) -> str:
+        """What analysts read, for messages."""
+        return self.where
+
+    def stale(self) -> str | None:
+        """Why the analysts' read path is older than the warehouse (None: it is current)."""
+        return None
 
     def __str__(self) -> str:
         return self.where
@@ -136,8 +147,32 @@ class DuckDBFile(Warehouse):
         finally:
             conn.close()
 
+    def write(self, work: Callable[[duckdb.DuckDBPyConnection], _T],
+              log: Log | None = None, needs: int = 0) -> _T:
+        try:
+            return super().write(work, log)
+        except BookerStorageError as exc:
+            if not disk_full(exc):
+                raise
+            live = Path(self.database).expanduser().resolve()
+            raise no_space(live, "the write", needs, exc.where or self.where) from exc
+
     def publish(self, log: Log | None = None) -> None:
         publish_read_copy(self.database, self.lock_wait_seconds, log)
+
+    @property
+    def reads_from(self) -> str:
+        return f"DuckDB {read_copy_path(self.database)}"
+
+    def stale(self) -> str | None:
+        live, copy = Path(self.database).expanduser().resolve(), read_copy_path(self.database)
+        if not live.exists() or _is_current(copy, live):
+            return None
+        if not copy.exists():
+            return f"no read copy {copy} has been published yet"
+        published = time.strftime("%Y-%m-%d %H:%M:%S %Z", time.localtime(copy.stat().st_mtime))
+        return (f"the read copy {copy} was published {published}, before the latest writes to"
+                f" {live}: what it holds is not this run's")
 
 
 class DuckLake(Warehouse):
@@ -169,7 +204,7 @@ class DuckLake(Warehouse):
         """Nothing to publish: readers read the lake's newest snapshot themselves."""
 
     def write(self, work: Callable[[duckdb.DuckDBPyConnection], _T],
-              log: Log | None = None) -> _T:
+              log: Log | None = None, needs: int = 0) -> _T:
         """``work`` again, on a fresh snapshot, while it meets another writer's commit."""
         log = log or _LOG
         with self.connect() as conn:
@@ -214,6 +249,8 @@ _thread_locks_guard = threading.Lock()
 # DuckDB's message when another process holds the file: it names the program and its PID.
 _HOLDER = re.compile(r"Conflicting lock is held in (?P<program>.*?) \(PID (?P<pid>\d+)\)")
 _NEWER_FILE = "created with an newer version of DuckDB"
+_NO_SPACE = "No space left on device"  # strerror(ENOSPC), as DuckDB's messages quote it
+_MARGIN = 2**20  # with a tenth more: DuckDB's WAL and checkpoint write more than the rows
 
 
 @contextmanager
@@ -398,10 +435,11 @@ def publish_read_copy(database: str, lock_wait_seconds: float = DEFAULT_LOCK_WAI
         return None
     # A writing connection: no other process can hold the file, so none can write it while it
     # is copied; after CHECKPOINT the file holds every commit and the WAL is gone.
+    where = f"publishing the read copy DuckDB {copy}"
     with connect_locked(database, timeout_seconds=lock_wait_seconds, log=log) as conn:
-        conn.execute("CHECKPOINT")
         partial = copy.with_name(f".{copy.name}.{os.getpid()}.partial")
         try:
+            conn.execute("CHECKPOINT")
             shutil.copyfile(live, partial)
             with open(partial, "rb") as handle:
                 os.fsync(handle.fileno())
@@ -410,9 +448,45 @@ def publish_read_copy(database: str, lock_wait_seconds: float = DEFAULT_LOCK_WAI
             # from someone who wrote to an old copy, and the copy is replaced after every run.
             Path(f"{copy}.wal").unlink(missing_ok=True)
             os.replace(partial, copy)
-        finally:
-            partial.unlink(missing_ok=True)
+        except (OSError, duckdb.Error) as exc:
+            partial.unlink(missing_ok=True)  # first: the space it took is part of the message
+            if disk_full(exc):
+                raise no_space(live, "a new read copy", live.stat().st_size, where) from exc
+            raise BookerStorageError(f"the copy was not made: {one_line(exc)}", where=where,
+                                     fix="see the cause; analysts still read the previous copy"
+                                     ) from exc
     return copy
+
+
+def disk_full(exc: BaseException | None) -> bool:
+    """Whether a full disk caused ``exc``: an OSError's errno, or DuckDB's message (it wraps
+    the OS error in its own exception, e.g. "Failed to commit: Could not write file ...")."""
+    while exc is not None:
+        if getattr(exc, "errno", None) == errno.ENOSPC or _NO_SPACE in str(exc):
+            return True
+        exc = exc.__cause__ or exc.__context__
+    return False
+
+
+def no_space(live: Path, what: str, needs: int, where: str) -> BookerStorageError:
+    """A full disk, said once: which disk, how much ``what`` needed, and what to free."""
+    folder = live.parent
+    free = shutil.disk_usage(folder).free
+    ours = [p for p in (live, Path(f"{live}.wal"), read_copy_path(str(live))) if p.exists()]
+    sizes = ", ".join(f"{p.name} {_mb(p.stat().st_size)}" for p in ours)
+    short = max(needs - free, 0) + needs // 10 + _MARGIN
+    return BookerStorageError(
+        f"the disk of {folder} is full: {what} needs about {_mb(needs)} more and"
+        f" {_mb(free)} are free; nothing was changed",
+        where=where,
+        fix=f"free at least {_mb(short)} on that disk (files you no"
+            f" longer need; this project keeps {sizes} there, which it needs), or point"
+            f" BOOKER_DUCKDB_PATH at a larger disk; then re-run",
+    )
+
+
+def _mb(size: int) -> str:
+    return f"{size / 2**20:.1f} MB" if size >= 2**20 else f"{size / 2**10:.0f} KB"
 
 
 def _is_current(copy: Path, live: Path) -> bool:
