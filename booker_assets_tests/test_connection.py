@@ -14,6 +14,7 @@ from booker_assets.defs.connection import (
     booker_check_connection,
     booker_resource_from_env,
 )
+from booker_assets.errors import BookerTransientError
 from booker_assets.sandbox import DEMO_CREDENTIALS, BookerSandbox
 from booker_assets.settings import load_settings
 
@@ -53,6 +54,20 @@ def test_connection_check_names_an_unreachable_base_url():
                                                         raise_on_error=False)
     failure = next(e for e in result.all_events if e.is_step_failure)
     assert "BOOKER_BASE_URL" in failure.step_failure_data.error.message
+
+
+def test_an_unreachable_booker_is_named_with_its_url_and_what_to_check():
+    """Issue 21: it ended "connection error (ConnectionError) after 7 attempts", no fix."""
+    booker = BookerResource(base_url="http://127.0.0.1:9/v4.1", client_id="a",
+                            client_secret="b", subscription_key="c",
+                            personal_access_token="d", max_retries=1, timeout_seconds=1)
+    with pytest.raises(BookerTransientError) as caught:
+        booker.get_client().locations()
+    message = str(caught.value)
+    print(f"\n[measured] unreachable Booker: {message}")
+    assert "\n" not in message
+    assert "cannot connect to http://127.0.0.1:9 (Connection refused) after 2 attempts" in message
+    assert "Fix: check that BOOKER_BASE_URL" in message and "check-connection" in message
 
 
 # ----- the resource from the environment (code location and command line) ------------------

@@ -209,8 +209,9 @@ class BookerClient(ReportView):
             response = self.shared.transport.send(
                 "GET", "/", on_sent=lambda seconds: self.stats.add(requests=1, seconds=seconds))
         except TRANSPORT_FAULTS as exc:
-            return ConnectionCheck("base URL", False, f"cannot reach {self.base_url} "
-                                   f"({fault(exc).cause}): check BOOKER_BASE_URL and the network")
+            reply = fault(exc)
+            return ConnectionCheck("base URL", False, f"{self.base_url}: {reply.cause}. Fix: "
+                                   f"{reply.fix or 'check BOOKER_BASE_URL and the network'}")
         return ConnectionCheck("base URL", True, f"{self.base_url} answered HTTP "
                                f"{response.status_code}")
 

@@ -20,6 +20,7 @@ import re
 import threading
 from dataclasses import dataclass
 from typing import Any, Literal
+from urllib.parse import urlsplit
 
 import requests
 
@@ -52,6 +53,11 @@ FIX_LOCATION = (
     "listed there. A location Booker stopped returning keeps its partitions and rows (see the "
     "check locations_match_booker)"
 )
+FIX_UNREACHABLE = (
+    "check that BOOKER_BASE_URL is Booker's API address (the contract's base URL), that this"
+    " host resolves and reaches it (DNS, proxy, firewall, VPN), then run `booker-assets"
+    " check-connection`")
+_OS_REASON = re.compile(r"\[Errno -?\d+\] ([^'\")\]]+)")  # "[Errno 111] Connection refused"
 _MALFORMED = object()  # sentinel for a body that is not JSON (HTML, truncated)
 
 
@@ -65,6 +71,7 @@ class Reply:
     cause: str = ""  # retriable, expired: what happened, for logs and the final error
     retry_after: float | None = None  # retriable: the gateway's Retry-After
     final: type[BookerError] = BookerTransientError  # retriable: raised when retries run out
+    fix: str = ""  # retriable: the final error's fix
     error: BookerError | None = None  # fatal
     not_found: bool = False  # fatal: HTTP 404 or a "not found" envelope
 
@@ -74,8 +81,9 @@ class Reply:
 
     @classmethod
     def retriable(cls, kind: str, cause: str, *, retry_after: float | None = None,
-                  final: type[BookerError] = BookerTransientError) -> Reply:
-        return cls("retriable", kind=kind, cause=cause, retry_after=retry_after, final=final)
+                  final: type[BookerError] = BookerTransientError, fix: str = "") -> Reply:
+        return cls("retriable", kind=kind, cause=cause, retry_after=retry_after, final=final,
+                   fix=fix)
 
     @classmethod
     def expired(cls, cause: str) -> Reply:
@@ -131,7 +139,14 @@ def fault(exc: BaseException) -> Reply:
     """A transport exception (one of ``TRANSPORT_FAULTS``) as a retriable reply."""
     if isinstance(exc, requests.Timeout):
         return Reply.retriable("timeout", f"timeout ({type(exc).__name__})")
-    return Reply.retriable("connection", f"connection error ({type(exc).__name__})")
+    # requests' own text is a paragraph of pool internals: the host and the OS's reason say it
+    request = getattr(exc, "request", None)
+    origin = urlsplit(getattr(request, "url", None) or "")
+    host = f"{origin.scheme}://{origin.netloc}" if origin.netloc else "Booker"
+    reasons = _OS_REASON.findall(str(exc))
+    reason = reasons[-1].strip() if reasons else type(exc).__name__
+    return Reply.retriable("connection", f"cannot connect to {host} ({reason})",
+                           fix=FIX_UNREACHABLE)
 
 
 def _data_reply(status: int, body: Any, where: str, scrub: Scrubber,

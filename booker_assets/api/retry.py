@@ -63,7 +63,7 @@ def with_retries(attempt: Callable[[], Reply], *, where: str, policy: RetryPolic
             return reply
         if number > policy.max_retries:
             return Reply.fatal(reply.final(f"{reply.cause} after {number} attempts",
-                                           where=where))
+                                           where=where, fix=reply.fix))
         wait = policy.wait(number, reply.retry_after)
         on_retry(reply.kind)
         log.info("%s: %s; retry %d/%d in %.2f s", where, reply.cause, number,
