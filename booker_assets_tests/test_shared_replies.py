@@ -9,6 +9,7 @@ the sandbox, tagged as Dagster's backfill daemon tags a backfill's runs.
 from __future__ import annotations
 
 import sqlite3
+import tempfile
 from collections import Counter
 from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
@@ -16,7 +17,7 @@ from pathlib import Path
 import dagster as dg
 import pytest
 
-from booker_assets.api.auth import Token, TokenCache
+from booker_assets.api import auth
 from booker_assets.api.shared_replies import SharedReplies
 from booker_assets.catalogue.reports import GROUPS, Call, DateRange, PerParent
 from booker_assets.defs.storage import connect_locked
@@ -106,30 +107,6 @@ def test_an_unusable_file_costs_requests_not_the_load(tmp_path: Path, caplog):
     assert "delete the file" in caplog.text and str(path) in caplog.text
 
 
-def test_a_shared_token_is_used_until_due_and_a_refused_one_is_replaced(tmp_path: Path):
-    clock, issued, blanked = Clock(), [], []
-
-    def issue(scope: str) -> Token:
-        issued.append(scope)
-        return Token(f"{scope}-{len(issued)}", renew_at=clock.now + 100)
-
-    store = SharedReplies("bf", "h", path=tmp_path / "r.sqlite", clock=clock)
-    first, second = (TokenCache(issue, clock, on_shared=blanked.append) for _ in range(2))
-    for cache in (first, second):
-        cache.share(store)
-    assert first.get("1001") == second.get("1001") == "1001-1"  # the second run's is shared
-    assert blanked == ["1001-1"]  # and its text is blanked from errors like its own
-    second.invalidate("1001", "1001-1")  # Booker refused it: nobody takes it again
-    assert TokenCache(issue, clock).get("1001") == "1001-2"
-    fresh = TokenCache(issue, clock)
-    fresh.share(store)
-    assert fresh.get("1001") == "1001-3"
-    clock.now += 101  # due for renewal: a new one, not the kept one
-    later = TokenCache(issue, clock)
-    later.share(store)
-    assert later.get("1001") == "1001-4" and issued == ["1001"] * 4
-
-
 # ---------------------------------------------------------------- which calls are shared
 
 
@@ -205,8 +182,10 @@ def test_day_runs_of_a_backfill_ask_what_one_range_run_asks(sandbox: BookerSandb
     one, one_asked, _ = _load(sandbox, tmp_path, "range", [(DAYS[0], DAYS[-1])], {})
     split, split_asked, results = _load(sandbox, tmp_path, "days", [(d, d) for d in DAYS],
                                         {tag: f"bf-{tmp_path.name}"})
-    for route in (*SCHEDULES, LOCATION, *TOKENS, *UNDATED):
+    for route in (*SCHEDULES, LOCATION, *UNDATED):
         assert split_asked[route] == one_asked[route] > 0, route
+    for route in TOKENS:  # a credential is never shared on disk: each run asks its own
+        assert split_asked[route] == len(DAYS) * one_asked[route] > 0, route
     assert split_asked[CUSTOMERS] == one_asked[CUSTOMERS] >= len(DAYS)
     assert one_asked[LOCATION] == 1  # the run's reports start at once: one asks, all read
     for table in ("employee_schedules", "location_schedules", "customer_memberships", "notes"):
@@ -241,3 +220,37 @@ def test_a_day_run_asks_its_month_and_stores_only_its_day(sandbox: BookerSandbox
             "select distinct report_date from booker.employee_schedules").fetchall()}
         assert conn.execute("select count(*) from booker._rejects").fetchone() == (0,)
     assert stored == {str(DAYS[0]), str(far)}
+
+
+def test_no_file_a_backfill_writes_holds_a_token(sandbox: BookerSandbox, tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch):
+    """Every file of a backfill's day-runs (the warehouse, its read copy, the shared replies,
+    the rate bucket, Dagster's instance) searched for every token the runs were issued."""
+    issued: list[str] = []
+    issue = auth.TokenIssuer.issue
+
+    def recorded(self: auth.TokenIssuer, scope: str) -> auth.Token:
+        token = issue(self, scope)
+        issued.append(token.value)
+        return token
+
+    monkeypatch.setattr(auth.TokenIssuer, "issue", recorded)
+    monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / "host"))  # the host's state dir
+    for folder in ("host", "dagster_home"):
+        (tmp_path / folder).mkdir()
+    settings = make_settings(tmp_path / "data", (LOC,))
+    defs = make_defs(sandbox, settings)
+    with dg.DagsterInstance.local_temp(str(tmp_path / "dagster_home")) as instance:
+        for day in DAYS:
+            assert load_range(defs, [LOC], day, day, instance=instance, selection=SELECTION,
+                              tags={"booker/backfill": "bf-tokens"}).success
+    written = [path for path in tmp_path.rglob("*") if path.is_file()]
+    secrets = [*issued, *sandbox.credentials.values()]
+    found = [(str(path.relative_to(tmp_path)), secret[:12]) for path in written
+             for secret in secrets if secret.encode() in path.read_bytes()]
+    print(f"\n[measured] {len(written)} files written "
+          f"({sum(p.stat().st_size for p in written):,} B), searched for {len(issued)} tokens"
+          f" and {len(sandbox.credentials)} credentials: {len(found)} found")
+    assert len(issued) >= 2 * len(DAYS)  # a brand and a location token per run
+    assert any(path.name == "shared-replies.sqlite" for path in written)
+    assert found == []

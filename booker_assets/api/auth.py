@@ -7,7 +7,9 @@ A request's path — resource → view → paginator → retry → **auth** → 
   post, retried like any call), a location token by a context update with the brand token.
 - ``TokenCache`` keeps them, one per scope ("brand" or a location id), renewed about 60 s
   before the JWT's ``exp`` (``expires_in`` when the token is not a JWT), one thread per scope
-  renewing while the others wait for it (no stampede).
+  renewing while the others wait for it (no stampede). In this process's memory only: a
+  token is a credential, never written to disk, not even to share it with the other runs of
+  a backfill (each run asks its own: about one request per location a run covers).
 - ``BookerAuth`` is the ``requests`` auth of one scope: it attaches ``Authorization: Bearer``
   and, when Booker refuses the token (``expired`` replies), drops it, renews and replays, up to
   three renewals; then the refusal is a credentials error.
@@ -27,7 +29,6 @@ import requests
 from requests.auth import AuthBase
 
 from booker_assets.api.replies import Reply, Scrubber, seconds
-from booker_assets.api.shared_replies import SharedReplies
 from booker_assets.errors import BookerCredentialsError, BookerResponseError
 
 log = logging.getLogger("booker_assets.api.client.auth")
@@ -109,18 +110,11 @@ class TokenIssuer:
 class TokenCache:
     """Tokens by scope, each renewed by one thread while the others wait for it (no stampede)."""
 
-    def __init__(self, issue: Callable[[str], Token], clock: Callable[[], float],
-                 on_shared: Callable[[str], None] = lambda token: None) -> None:
-        self._issue, self._clock, self._on_shared = issue, clock, on_shared
+    def __init__(self, issue: Callable[[str], Token], clock: Callable[[], float]) -> None:
+        self._issue, self._clock = issue, clock
         self._tokens: dict[str, Token] = {}
         self._locks: dict[str, threading.Lock] = {}
         self._guard = threading.Lock()
-        self._store: SharedReplies | None = None
-
-    def share(self, store: SharedReplies) -> None:
-        """Take tokens the other runs of a backfill got, and give them ours: a day-run of 31
-        locations would otherwise ask 32 tokens that the backfill's previous run holds."""
-        self._store = store
 
     def _lock(self, scope: str) -> threading.Lock:
         with self._guard:
@@ -130,28 +124,15 @@ class TokenCache:
         with self._lock(scope):
             token = self._tokens.get(scope)
             if token is None or self._clock() >= token.renew_at:
-                token = self._tokens[scope] = self._obtain(scope)
+                token = self._tokens[scope] = self._issue(scope)
             return token.value
 
-    def _obtain(self, scope: str) -> Token:
-        if self._store is None:
-            return self._issue(scope)
-        kept, shared = self._store.get_or_fetch(
-            ["token", scope], lambda: vars(self._issue(scope)),
-            fresh=lambda token: self._clock() < token["renew_at"])
-        if shared:
-            self._on_shared(kept["value"])  # blanked from server text like our own
-        return Token(**kept)
-
     def invalidate(self, scope: str, stale: str) -> None:
-        """Drop ``stale`` unless another thread already replaced it (and from the shared
-        tokens: the next run asks a new one)."""
+        """Drop ``stale`` unless another thread already replaced it."""
         with self._lock(scope):
             token = self._tokens.get(scope)
             if token is not None and token.value == stale:
                 del self._tokens[scope]
-                if self._store is not None:
-                    self._store.forget(["token", scope])
 
 
 class BookerAuth(AuthBase):

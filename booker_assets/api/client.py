@@ -42,7 +42,6 @@ from booker_assets.api.paging import FindResult
 from booker_assets.api.ratelimit import DEFAULT_REQUESTS_PER_SECOND, RateBudget
 from booker_assets.api.replies import TRANSPORT_FAULTS, Scrubber, fault
 from booker_assets.api.retry import RetryPolicy
-from booker_assets.api.shared_replies import SharedReplies
 from booker_assets.api.transport import Transport
 from booker_assets.api.view import (
     LOCATION_PATH,
@@ -177,17 +176,12 @@ class BookerClient(ReportView):
         super().__init__(Shared(
             page_size=settings.page_size,
             transport=transport,
-            tokens=TokenCache(issuer.issue, clock, on_shared=scrubber.add),
+            tokens=TokenCache(issuer.issue, clock),
             executor=BoundedExecutor(settings.max_in_flight, name="booker"),
             retry=RetryPolicy(settings.max_retries, rng or random.Random(), sleep),
             scrubber=scrubber,
         ))
         self.base_url = transport.base_url
-
-    def share_with(self, replies: SharedReplies) -> None:
-        """Share this client's tokens with the other runs of ``replies``' backfill; its
-        views made with ``replies`` share what no partition day shapes (shared_replies.py)."""
-        self.shared.tokens.share(replies)
 
     def close(self) -> None:
         self.shared.transport.close()

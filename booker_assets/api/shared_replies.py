@@ -15,9 +15,9 @@ one backfill, a schedule month is Booker's answer of less than ``ttl`` ago, as a
 have asked it.
 Only what the extractor marks as shared is kept (``extract.shared_by_backfill``): schedule
 months, location records, a customer's memberships and progress notes, the employees list
-under the schedules; and the tokens (``auth.TokenCache.share``). Never a day's window, never
-a reply feeding a table whose columns BOOKER_PII hashes or drops: the tokens aside, what is
-kept here the warehouse holds too, in every BOOKER_PII mode.
+under the schedules. Never a day's window, never a reply feeding a table whose columns
+BOOKER_PII hashes or drops: what is kept here the warehouse holds too, in every BOOKER_PII
+mode. Never a token: a credential stays in the memory of the run that asked it (``auth.py``).
 """
 
 from __future__ import annotations

@@ -2,7 +2,8 @@
 
 Every table is partitioned by day × location. One step fetches every selected report for
 every location of the run at once, a single stream of requests paced by the rate limit, and
-stores each table as soon as its report is complete. A report that fails (bad data, a refused
+stores each report as soon as it is complete, all its tables in one transaction; at the end,
+it publishes the analysts' read copy. A report that fails (bad data, a refused
 call, a bug) does not stop the others: they are stored, and the step then fails naming each
 failed report, location and days with its cause. Only a failure that heals by waiting (see
 ``BookerError.transient``) lets the step retry.
@@ -187,8 +188,6 @@ def _materialize(
     slices = days_by_location(context.partition_keys)
     _verify_locations(context, client, [loc for loc in slices if loc])
     replies = _backfill_replies(context, client)
-    if replies:
-        client.share_with(replies)
     views = {name: client.view(name, replies) for name in wanted}  # each counts its requests
     if _drift_checked(context, selected):
         client.locations_soon()  # first in the queue: the check reads it after the step
