@@ -8,6 +8,7 @@ and nothing needs to, since a run executed in its caller's process waits for no 
 
 from __future__ import annotations
 
+import io
 import os
 import re
 import shutil
@@ -18,12 +19,15 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from rich.console import Console
+from rich.progress import Progress
 
 from booker_assets.catalogue.reports import TABLES
 from booker_assets.defs.assets import API_POOL
 from booker_assets.defs.checks import check_evaluators
 from booker_assets.defs.locations import drift_check
 from booker_assets.defs.storage import connect_locked
+from booker_assets.demo import DEMO_TAG, Watcher
 from booker_assets.sandbox import BookerSandbox, SandboxSettings
 from booker_assets.settings import load_settings
 from booker_assets_tests.e2e import in_progress, instance_environment, start, step_started, wait_for
@@ -103,7 +107,9 @@ def test_the_terminal_shows_a_line_per_table_then_the_summary(demo):
                   for t in TABLES}
     assert stored == counts  # one line per table, its rows as DuckDB holds them
     assert sum(counts.values()) > 0
-    summary = lines.index("What DuckDB holds")
+    copy = Path(env["BOOKER_DUCKDB_PATH"]).with_name("booker_assets.read.duckdb")
+    summary = lines.index(f"Read from DuckDB {copy}") + 1  # the file it reads, current
+    assert lines[summary] == "What DuckDB holds"
     assert all(any(f"booker.{t} " in line for line in lines[summary:]) for t in TABLES)
     assert re.fullmatch(r"Checks: \d+ passed, 0 failed", lines[-2])
     log = Path(env["BOOKER_DUCKDB_PATH"]).parent / "demo.log"
@@ -135,3 +141,30 @@ def test_after_the_demo_every_check_is_evaluated(demo):
     assert not_evaluated == []
     assert all(record.event.dagster_event.event_specific_data.passed
                for record in latest.values())
+
+
+def test_the_terminal_shows_each_warning_and_failure_first_line_once(tmp_path):
+    """A load waiting for a held file says so on the terminal (issue 21: only in the log
+    file, for 30 s of silence); a failure shows its cause's first line once, its details and
+    the DEBUG stream stay in the log file."""
+    held = "DuckDB /x/booker_assets.duckdb is held by PID 4242 (dbeaver): waited 0 s"
+    cause = "orders, location 1001, 2025-03-05: the disk of /x is full"
+
+    @dg.op
+    def load(context) -> None:  # unannotated: Dagster refuses a string annotation
+        context.log.info("a detail for the log file")
+        context.log.warning(f"{held}\nwaiting up to 600 s more")
+        context.log.error(f"report failed: {cause}")
+        raise dg.Failure(description=f"{cause}\nThe step's other reports were stored.")
+
+    with dg.DagsterInstance.ephemeral() as instance:
+        dg.GraphDefinition("demo_like", node_defs=[load]).to_job().execute_in_process(
+            instance=instance, tags={DEMO_TAG: "t"}, raise_on_error=False)
+        out = io.StringIO()
+        console = Console(file=out, soft_wrap=True)
+        with (tmp_path / "demo.log").open("w") as log, \
+                Watcher(instance, "t", 1, log, Progress(console=console)):
+            pass
+    shown = [line for line in out.getvalue().splitlines() if line.startswith("  ")]
+    assert shown == [f"  warning: {held}", f"  error: report failed: {cause}"]
+    assert "a detail for the log file" in (tmp_path / "demo.log").read_text()
