@@ -119,17 +119,20 @@ class Timeline:
         return lambda: setattr(owner, name, original)
 
     def wrap_writes(self) -> Callable[[], None]:
-        original = io_module.write_slice
+        """Each table's part of its report's transaction (the commit, shared by the report's
+        tables, is not counted in any)."""
+        original = io_module._write_table
 
-        def timed(conn: Any, schema: str, table: str, report: Any, entity_key: Any = ()) -> Any:
+        def timed(conn: Any, schema: str, part: Any) -> Any:
             started = time.perf_counter()
-            result = original(conn, schema, table, report, entity_key)
+            result = original(conn, schema, part)
             with self.lock:
-                self.written[table].append((len(report.frame), time.perf_counter() - started))
+                self.written[part.table].append((len(part.report.frame),
+                                                 time.perf_counter() - started))
             return result
 
-        io_module.write_slice = timed
-        return lambda: setattr(io_module, "write_slice", original)
+        io_module._write_table = timed
+        return lambda: setattr(io_module, "_write_table", original)
 
     def busy(self, *kinds: str, start: float = 0.0) -> float:
         """Wall seconds during which at least one span of ``kinds`` was running."""
