@@ -30,7 +30,8 @@ WRITERS = ("1001", "1002")  # one load process per location, at once
 DAYS = ("2025-06-27", "2025-06-29")
 CHECKED = ("key_unique", "key_not_null", "rows_match_reported_total", "no_rejects")
 # A third process: reads the lake while both load (from when the first creates it), and
-# counts the partitions whose rows differ from what _loads says was written with them.
+# counts the partitions whose rows differ from what _loads says was written with them, and
+# the orders it sees without their items (a report torn between its tables' commits).
 READER = """
 import json, os, sys
 from booker_assets.defs.storage import DuckLake
@@ -51,6 +52,11 @@ while True:
                     f" (report_date, location_id) WHERE l.table_name = ? AND l.row_count"
                     f" <> coalesce(t.n, 0)", [table]).fetchone()[0]
                 queries += 1
+            if {"orders", "orders_items"} <= set(tables):
+                torn += conn.execute(
+                    "SELECT count(*) FROM booker.orders o ANTI JOIN booker.orders_items i"
+                    " ON i.report_date = o.report_date AND i.location_id = o.location_id"
+                    " AND i.order_id = o.id").fetchone()[0]
             seen = max(seen, len(tables))
     except Exception as exc:
         if queries or "holds no DuckLake yet" not in str(exc):
