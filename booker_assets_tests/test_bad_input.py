@@ -192,7 +192,8 @@ def test_a_full_disk_during_the_write_is_said_once_first_with_what_to_free(
     first = failures[0].step_failure_data.user_failure_data.description.splitlines()[0]
     print(f"\n[measured] full disk while writing, first line: {first}")
     assert first.startswith('writing "booker_assets"."booker"."orders" (1 partition(s): ')
-    assert f": the disk of {tmp_path} is full: the write needs about " in first
+    assert (f": the disk of {tmp_path} is full (No space left on device): the write needs about "
+            in first)
     assert "free; nothing was changed Fix: free at least " in first
     assert "booker_assets.duckdb" in first and "BOOKER_DUCKDB_PATH" in first
     assert "conflict" not in first and "another writer" not in first

@@ -416,7 +416,8 @@ def test_a_copy_that_cannot_be_published_fails_the_run_and_is_called_stale(
     copy = read_copy_path(settings.duckdb_path)
     assert first.startswith(f"the analysts' read copy was not published (it still holds the "
                             f"previous run's data): publishing the read copy DuckDB {copy}: "
-                            f"the disk of {tmp_path} is full: a new read copy needs about")
+                            f"the disk of {tmp_path} is full (No space left on device): a new"
+                            f" read copy needs about")
     assert "Fix: free at least" in first and "booker_assets.duckdb" in first
     assert not list(tmp_path.glob(".*.partial"))  # the partial copy is removed
 

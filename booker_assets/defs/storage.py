@@ -476,7 +476,7 @@ def no_space(live: Path, what: str, needs: int, where: str) -> BookerStorageErro
     sizes = ", ".join(f"{p.name} {_mb(p.stat().st_size)}" for p in ours)
     short = max(needs - free, 0) + needs // 10 + _MARGIN
     return BookerStorageError(
-        f"the disk of {folder} is full: {what} needs about {_mb(needs)} more and"
+        f"the disk of {folder} is full ({_NO_SPACE}): {what} needs about {_mb(needs)} more and"
         f" {_mb(free)} are free; nothing was changed",
         where=where,
         fix=f"free at least {_mb(short)} on that disk (files you no"
