@@ -216,27 +216,32 @@ def options_check(table: str, settings: Settings) -> SqlCheck:
 
 # ---------------------------------------------------------------- orders
 
+def _unmatched(table: str, name: str, description: str, other: str, on: str, counted: str,
+               what: str) -> SqlCheck:
+    """Rows of ``table`` with no row of ``other`` in their partition that matches ``on``
+    (``t``: the table, ``o``: the other)."""
+    return SqlCheck(
+        table, name, description,
+        f"SELECT t.report_date, t.location_id, count(*) FROM {_t(table)} t"
+        f" ANTI JOIN {_t(other)} o ON o.report_date = t.report_date"
+        f" AND o.location_id = t.location_id AND {on} GROUP BY ALL ORDER BY ALL",
+        ("report_date", "location_id", counted), what, deps=(other,),
+    )
+
+
 ORDER_CHECKS = (
-    *(SqlCheck(
+    *(_unmatched(
         table, "order_exists",
         "Every row's order_id is an order of booker.orders in the same partition.",
-        f"SELECT c.report_date, c.location_id, count(*) FROM {_t(table)} c"
-        f" ANTI JOIN {_t('orders')} o ON o.report_date = c.report_date"
-        f" AND o.location_id = c.location_id AND o.id = c.order_id GROUP BY ALL ORDER BY ALL",
-        ("report_date", "location_id", "rows_without_order"),
+        "orders", "o.id = t.order_id", "rows_without_order",
         "partitions have rows whose order is missing",
-        deps=("orders",),
     ) for table in ("orders_items", "orders_refunds")),
-    SqlCheck(
+    _unmatched(
         "orders", "items_exist",
         "Every order has its items in booker.orders_items, in the same partition (both are"
         " written in one transaction: an order without items is a torn or partial load).",
-        f"SELECT o.report_date, o.location_id, count(*) FROM {_t('orders')} o"
-        f" ANTI JOIN {_t('orders_items')} i ON i.report_date = o.report_date"
-        f" AND i.location_id = o.location_id AND i.order_id = o.id GROUP BY ALL ORDER BY ALL",
-        ("report_date", "location_id", "orders_without_items"),
+        "orders_items", "o.order_id = t.id", "orders_without_items",
         "partitions have orders without items",
-        deps=("orders_items",),
     ),
     SqlCheck(
         "orders_refunds", "refunds_within_order_total",
