@@ -65,7 +65,7 @@ BROKEN = [
     ("orders_refunds", "order_exists",
      "UPDATE booker.orders_refunds SET location_id = 1002 WHERE refund_index = 2",
      "ERROR", "1002"),
-    ("orders", "items_exist",  # a report torn between its tables (issue 21)
+    ("orders_items", "items_exist",  # a report torn between its tables (issue 21)
      "DELETE FROM booker.orders_items WHERE order_id = 3", "ERROR", "1002"),
     ("orders_refunds", "refunds_within_order_total",
      "UPDATE booker.orders_refunds SET amount_amount = 41.0 WHERE refund_index = 2",

@@ -217,15 +217,17 @@ def options_check(table: str, settings: Settings) -> SqlCheck:
 # ---------------------------------------------------------------- orders
 
 def _unmatched(table: str, name: str, description: str, other: str, on: str, counted: str,
-               what: str) -> SqlCheck:
+               what: str, asset: str = "") -> SqlCheck:
     """Rows of ``table`` with no row of ``other`` in their partition that matches ``on``
-    (``t``: the table, ``o``: the other)."""
+    (``t``: the table, ``o``: the other); a check of ``asset`` (default: ``table``)."""
+    asset = asset or table
     return SqlCheck(
-        table, name, description,
+        asset, name, description,
         f"SELECT t.report_date, t.location_id, count(*) FROM {_t(table)} t"
         f" ANTI JOIN {_t(other)} o ON o.report_date = t.report_date"
         f" AND o.location_id = t.location_id AND {on} GROUP BY ALL ORDER BY ALL",
-        ("report_date", "location_id", counted), what, deps=(other,),
+        ("report_date", "location_id", counted), what,
+        deps=tuple(t for t in (table, other) if t != asset),
     )
 
 
@@ -242,6 +244,7 @@ ORDER_CHECKS = (
         " written in one transaction: an order without items is a torn or partial load).",
         "orders_items", "o.order_id = t.id", "orders_without_items",
         "partitions have orders without items",
+        asset="orders_items",  # evaluated when the items are loaded, as orders' are with them
     ),
     SqlCheck(
         "orders_refunds", "refunds_within_order_total",
