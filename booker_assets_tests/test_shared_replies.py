@@ -146,8 +146,11 @@ def test_what_no_partition_day_shapes_is_shared_unless_private_or_now(call, priv
     assert shared_by_backfill(_slice(group, _today()), call, private) is today
     schedule = isinstance(call.days, DateRange)
     assert shared_by_backfill(_slice(group, FIRST), call, private=True) is schedule
-    weekdays = _slice(group, _today(), {DateRange.defaults_option: True})
-    assert shared_by_backfill(weekdays, call, private) is False  # weekday rows: undated, now
+    # weekday defaults: undated rows, a snapshot of now (their own calls since 6536ae7)
+    weekdays, _ = _per_parent("employees", "employee_schedule_defaults")
+    location_weekdays = next(g.root for g in GROUPS if g.name == "location_schedule_defaults")
+    for defaults in (weekdays, location_weekdays):
+        assert shared_by_backfill(_slice(group, _today()), defaults, private=False) is False
     customers = next(g.root for g in GROUPS if g.name == "customers")
     assert shared_by_backfill(_slice("customers", FIRST), customers, private=False) is False
     book = next(g.root for g in GROUPS if g.name == "appointment_book")  # the book seen now
