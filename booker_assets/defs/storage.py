@@ -40,7 +40,7 @@ import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, contextmanager, suppress
+from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from pathlib import Path
 from typing import Protocol, TypeVar
 
@@ -107,6 +107,10 @@ class Warehouse(ABC):
         with self.connect(log=log) as conn:
             return work(conn)
 
+    def exclusive(self, log: Log | None = None) -> AbstractContextManager[None]:
+        """The writers' turn without a connection, for a writer in another process (dbt)."""
+        return nullcontext()  # a DuckLake takes many writers at once
+
     @abstractmethod
     def publish(self, log: Log | None = None) -> None:
         """Bring the analysts' read path up to date (after a run's writes)."""
@@ -156,6 +160,14 @@ class DuckDBFile(Warehouse):
                 raise
             live = Path(self.database).expanduser().resolve()
             raise no_space(live, "the write", needs, exc.where or self.where) from exc
+
+    @contextmanager
+    def exclusive(self, log: Log | None = None) -> Iterator[None]:
+        """Our writers wait meanwhile; a process outside this code may still hold the file."""
+        path = prepare_path(self.database, read_only=False)
+        wait = _Wait(f"DuckDB {path}", self.lock_wait_seconds, log or _LOG)
+        with _thread_lock(path, wait), _file_lock(path, wait):
+            yield
 
     def publish(self, log: Log | None = None) -> None:
         publish_read_copy(self.database, self.lock_wait_seconds, log)
@@ -524,7 +536,7 @@ def _attach(lake: DuckLake, read_only: bool) -> duckdb.DuckDBPyConnection:
     if "://" not in lake.data_path:
         Path(lake.data_path).mkdir(parents=True, exist_ok=True)
     conn = duckdb.connect(":memory:", config={
-        "extension_directory": _extension_directory(),
+        "extension_directory": extension_directory(),
         "autoinstall_known_extensions": False,  # never download: the wheels' files only
         "autoload_known_extensions": True,  # ATTACH 'ducklake:postgres:' loads both
     })
@@ -560,7 +572,7 @@ def one_line(exc: Exception, limit: int = 400) -> str:
     return " ".join(str(exc).split())[:limit]
 
 
-def _extension_directory() -> str:
+def extension_directory() -> str:
     """The ``duckdb-ext-*`` wheels' folder, laid out as DuckDB's extension_directory."""
     spec = importlib.util.find_spec("duckdb_ext")
     for folder in (spec.submodule_search_locations or []) if spec else []:
