@@ -21,6 +21,7 @@ from booker_assets.defs.days_back import days_back_job
 from booker_assets.defs.io_manager import BookerDuckDBIOManager
 from booker_assets.defs.jobs import load_job
 from booker_assets.defs.locations import discovery_sensor, drift_check
+from booker_assets.defs.metrics import metrics_definitions
 from booker_assets.defs.partitions import Clock, build_partitions, utc_now
 from booker_assets.settings import Settings, load_settings
 
@@ -60,5 +61,7 @@ def deployed_settings() -> Settings:
 @dg.definitions
 def defs() -> dg.Definitions:
     """What ``dagster dev`` loads: the environment is read here, when Dagster asks, never at
-    import (tests import this module and build their own with ``build_definitions``)."""
-    return build_definitions(deployed_settings())
+    import (tests import this module and build their own with ``build_definitions``), then
+    the salon metrics over what the loads write (dbt, defs/metrics.py)."""
+    settings = deployed_settings()
+    return dg.Definitions.merge(build_definitions(settings), metrics_definitions(settings))

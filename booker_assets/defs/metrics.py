@@ -1,0 +1,153 @@
+"""The salon metrics: the dbt project ``dbt/booker_metrics`` as Dagster assets (dagster-dbt).
+
+Each dbt model is an asset of group ``metrics`` (key ``metrics/<model>``), drawn downstream of
+the ``booker/*`` assets whose tables it reads (the dbt sources name them in their meta), and
+each dbt test is an asset check of the model it tests. The models refresh by themselves after
+the loads (``REFRESH``, evaluated by the ``booker_metrics_refresh`` sensor): the marts that grow
+with history are incremental, so a refresh costs what the load changed.
+
+dbt runs in its own process against the warehouse the loads write: on a DuckDB file it holds
+the writers' turn meanwhile (storage.Warehouse.exclusive) and publishes the read copy after;
+on a DuckLake it writes beside the loads. The manifest is parsed once and kept (``dbt parse``
+again only when a file of the project is newer); nothing is fetched (the project has no
+packages).
+
+No ``from __future__ import annotations`` here: Dagster reads the ``context`` parameter's
+type, which must be the class itself, not a string.
+"""
+
+import fcntl
+import json
+import sys
+from collections.abc import Iterator, Mapping
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import dagster as dg
+from dagster_dbt import DagsterDbtTranslator, DbtCliResource, DbtProject, dbt_assets
+
+from booker_assets.defs.storage import extension_directory, warehouse_of
+from booker_assets.settings import Settings
+
+PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt" / "booker_metrics"
+GROUP_NAME = "metrics"
+SENSOR_NAME = "booker_metrics_refresh"
+# The project's own files: a manifest older than any of them is parsed again.
+_SOURCES = ("dbt_project.yml", "profiles.yml", "models", "macros", "tests")
+# On a DuckLake, loads commit beside a refresh: one that started before the newest load the
+# last refresh saw may have committed after it. Its slices are read again by the next refresh
+# if it started at most this long before (a slice's transaction lasts seconds).
+LAKE_OVERLAP_MINUTES = 60
+
+# After a load (or a backfill) of any table a model reads, once no load of it is running: a
+# backfill of two years refreshes the marts once at its end, not after each of its runs. Not
+# eager(): that also waits while any partition of an upstream is missing, and the daily
+# partitions of days never loaded (before a location opened) always are.
+REFRESH = (
+    dg.AutomationCondition.any_deps_updated().since_last_handled()
+    & ~dg.AutomationCondition.any_deps_in_progress()
+    & ~dg.AutomationCondition.in_progress()
+).with_label("after the loads it reads")
+
+
+class MetricsTranslator(DagsterDbtTranslator):
+    """Models are ``metrics/<model>`` (dagster-dbt's key: schema, name) in group ``metrics``,
+    refreshed after the loads, owned like the raw tables; sources keep the ``booker/*`` keys
+    their meta names."""
+
+    def __init__(self, owners: tuple[str, ...]) -> None:
+        super().__init__()
+        self.owners = owners
+
+    def get_asset_spec(self, manifest: Mapping[str, Any], unique_id: str,
+                       project: DbtProject | None) -> dg.AssetSpec:
+        spec = super().get_asset_spec(manifest, unique_id, project)
+        if not unique_id.startswith("model."):
+            return spec
+        return spec.replace_attributes(group_name=GROUP_NAME, automation_condition=REFRESH,
+                                       owners=list(self.owners))
+
+
+def metrics_project(settings: Settings) -> DbtProject:
+    """The dbt project, its manifest parsed if missing, older than a file of the project, or
+    parsed for another warehouse: by one process at a time (processes starting at once wait
+    for its manifest). Parsed with the vars the runs pass, so that their ``dbt build`` parses
+    only what changed (dbt parses everything again when the vars or the profile differ)."""
+    project = DbtProject(PROJECT_DIR, target_path=Path("target"))
+    target = PROJECT_DIR / project.target_path
+    target.mkdir(exist_ok=True)
+    parsed_for = target / ".parsed_vars.json"
+    wanted = json.dumps(dbt_vars(settings))
+    with open(target / ".parse.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if _stale(project.manifest_path) or _read(parsed_for) != wanted:
+            dbt_cli(project).cli(["parse", "--quiet", "--vars", wanted],
+                                 target_path=target).wait()
+            parsed_for.write_text(wanted)
+    return project
+
+
+def _read(path: Path) -> str | None:
+    return path.read_text() if path.exists() else None
+
+
+def dbt_cli(project: DbtProject) -> DbtCliResource:
+    # the venv's dbt, whatever PATH the process was started with
+    return DbtCliResource(project_dir=project,
+                          dbt_executable=str(Path(sys.executable).with_name("dbt")))
+
+
+def _stale(manifest: Path) -> bool:
+    if not manifest.exists():
+        return True
+    built = manifest.stat().st_mtime
+    files = [p for name in _SOURCES for p in [PROJECT_DIR / name]
+             for p in ([p] if p.is_file() else p.rglob("*"))]
+    return any(f.stat().st_mtime > built for f in files if f.is_file())
+
+
+def dbt_vars(settings: Settings) -> dict[str, str | int]:
+    """The warehouse of ``settings`` for profiles.yml (the code location's, not the shell's)."""
+    if settings.warehouse == "ducklake":
+        return {"booker_warehouse": "ducklake",
+                "booker_ducklake_catalog": settings.ducklake_catalog,
+                "booker_ducklake_data_path": settings.ducklake_data_path,
+                "booker_extension_directory": extension_directory(),
+                "incremental_overlap_minutes": LAKE_OVERLAP_MINUTES}
+    return {"booker_warehouse": "duckdb",
+            "booker_duckdb_path": str(Path(settings.duckdb_path).expanduser().resolve())}
+
+
+@cache
+def _project_once(settings: Settings) -> DbtProject:
+    # one look at the manifest per process and warehouse, however often Dagster builds these
+    return metrics_project(settings)
+
+
+def build_metrics_assets(settings: Settings) -> dg.AssetsDefinition:
+    project = _project_once(settings)
+    warehouse = warehouse_of(settings)
+
+    @dbt_assets(manifest=project.manifest_path, project=project, name="booker_metrics",
+                dagster_dbt_translator=MetricsTranslator(settings.owners))
+    def booker_metrics(context: dg.AssetExecutionContext, dbt: DbtCliResource) -> Iterator:
+        args = ["build", "--vars", json.dumps(dbt_vars(settings))]  # as parsed
+        with warehouse.exclusive(log=context.log):
+            yield from dbt.cli(args, context=context).stream()
+        warehouse.publish(context.log)
+
+    return booker_metrics
+
+
+def metrics_definitions(settings: Settings) -> dg.Definitions:
+    """The metrics' assets, their refresh sensor and the dbt resource."""
+    assets = build_metrics_assets(settings)
+    return dg.Definitions(
+        assets=[assets],
+        sensors=[dg.AutomationConditionSensorDefinition(
+            SENSOR_NAME, target=dg.AssetSelection.groups(GROUP_NAME),
+            default_status=dg.DefaultSensorStatus.RUNNING,
+            description="Refreshes the metrics after the loads they read (REFRESH)")],
+        resources={"dbt": dbt_cli(_project_once(settings))},
+    )

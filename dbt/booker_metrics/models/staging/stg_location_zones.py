@@ -1,0 +1,31 @@
+"""Each location's IANA time zone, read from Booker's Windows zone names by the loads' own
+reader (booker_assets/api/zones.py): a second copy of that table in SQL would drift from it.
+A location whose zone no reader knows gets NULL, and the not_null test on iana_zone says so."""
+
+from datetime import timedelta
+
+from booker_assets.api.dates import BookerDateError
+from booker_assets.api.zones import resolve_zone
+
+
+def _iana(row) -> str | None:
+    try:
+        zone = resolve_zone({"StandardName": row.time_zone_standard_name,
+                             "Name": row.time_zone_name, "ID": row.time_zone_id}).zone
+    except BookerDateError:
+        return None
+    key = getattr(zone, "key", None)  # a ZoneInfo
+    if key:
+        return key
+    offset = zone.utcoffset(None) or timedelta()
+    hours, rest = divmod(offset.total_seconds(), 3600)
+    # a fixed whole-hour offset: Etc/GMT names count west-positive
+    return None if rest else f"Etc/GMT{-int(hours):+d}"
+
+
+def model(dbt, session):
+    dbt.config(materialized="table")
+    locations = dbt.source("booker", "locations_current").df()
+    zones = locations[["location_id"]].copy()
+    zones["iana_zone"] = [_iana(row) for row in locations.itertuples()]
+    return zones.drop_duplicates("location_id")
