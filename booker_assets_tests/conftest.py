@@ -5,6 +5,7 @@ from __future__ import annotations
 import bisect
 import os
 from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from pathlib import Path
 
@@ -12,6 +13,7 @@ import dagster as dg
 import pytest
 
 from booker_assets.api.client import BookerResource
+from booker_assets.catalogue.options import OPTIONS
 from booker_assets.definitions import build_definitions
 from booker_assets.defs.backfill import materialize_range
 from booker_assets.defs.partitions import RANGE_END, RANGE_START, add_locations
@@ -42,6 +44,40 @@ def no_booker_environment() -> Iterator[None]:
 def sandbox() -> Iterator[BookerSandbox]:
     with BookerSandbox(SANDBOX_SETTINGS) as sb:
         yield sb
+
+
+# The loaded warehouse's days, shared by the grain tests and the metrics' reconciliation.
+LOADED_LOCATIONS = ("1001", "1004")  # Eastern and Pacific
+LOADED_DAYS = (date(2025, 3, 8), date(2025, 3, 9))  # 2025-03-09: the spring-forward 23-hour day
+# The sandbox's clock stands at 2025-06-30 12:00 UTC: in both zones the 29th has ended less
+# than a day ago and the 30th is today, so their snapshots can be observed.
+OBSERVED_DAYS = (date(2025, 6, 29), date(2025, 6, 30))
+
+
+@dataclass(frozen=True)
+class Loaded:
+    """A warehouse loaded once per session: its settings, the sandbox it came from and the
+    instance that recorded the loads (the metrics' refresh reads their events there)."""
+
+    settings: Settings
+    sandbox: BookerSandbox
+    instance: dg.DagsterInstance
+
+
+@pytest.fixture(scope="session")
+def loaded_warehouse(sandbox: BookerSandbox, tmp_path_factory) -> Iterator[Loaded]:
+    """Every asset for LOADED_DAYS × LOADED_LOCATIONS (a single run, a backfill of past days),
+    then OBSERVED_DAYS (the daily load's days). The deployment gets weekday defaults
+    (BOOKER_SCHEDULE_DEFAULTS), so that their tables are loaded too. Tests that write to it
+    must leave what it holds unchanged (re-loading a slice of the frozen sandbox does)."""
+    settings = make_settings(tmp_path_factory.mktemp("loaded"), LOADED_LOCATIONS,
+                             options=dict.fromkeys(OPTIONS, False) | {"schedule_defaults": True})
+    defs = make_defs(sandbox, settings, page_size=10)
+    with dg.DagsterInstance.ephemeral() as instance:
+        results = [load_range(defs, LOADED_LOCATIONS, *days, instance=instance)
+                   for days in (LOADED_DAYS, OBSERVED_DAYS)]
+        assert all(r.success for r in results)
+        yield Loaded(settings, sandbox, instance)
 
 
 def make_settings(tmp_path: Path, locations: tuple[str, ...], **overrides) -> Settings:

@@ -9,25 +9,24 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 import pytest
 
-from booker_assets.catalogue.options import OPTIONS
 from booker_assets.catalogue.reports import TABLES
 from booker_assets.definitions import build_definitions
 from booker_assets.defs.partitions import add_locations
 from booker_assets.defs.storage import connect_locked
 from booker_assets.sandbox import BookerSandbox, FaultProfile
 from booker_assets_tests.conftest import (
+    LOADED_DAYS,
+    LOADED_LOCATIONS,
+    OBSERVED_DAYS,
     SANDBOX_SETTINGS,
+    Loaded,
     load_range,
     make_defs,
     make_settings,
     planned_runs,
 )
 
-LOCS = ("1001", "1004")  # Eastern and Pacific
-DAYS = (date(2025, 3, 8), date(2025, 3, 9))  # 2025-03-09: the spring-forward 23-hour day
-# The sandbox's clock stands at 2025-06-30 12:00 UTC: in both zones the 29th has ended less
-# than a day ago and the 30th is today, so their snapshots can be observed.
-OBSERVED = (date(2025, 6, 29), date(2025, 6, 30))
+LOCS, DAYS, OBSERVED = LOADED_LOCATIONS, LOADED_DAYS, OBSERVED_DAYS
 SNAPSHOTS = sorted(name for name, table in TABLES.items() if table.history == "snapshot")
 
 
@@ -47,16 +46,9 @@ def _days(first: date, last: date) -> list[date]:
 
 
 @pytest.fixture(scope="module")
-def loaded(sandbox: BookerSandbox, tmp_path_factory) -> tuple[str, BookerSandbox]:
-    """Every asset for DAYS × LOCS (a single run, a backfill of past days), then OBSERVED ×
-    LOCS (the daily load's days), shared by the grain tests. The deployment gets weekday
-    defaults (BOOKER_SCHEDULE_DEFAULTS), so that their tables are loaded too."""
-    settings = make_settings(tmp_path_factory.mktemp("all"), LOCS,
-                             options=dict.fromkeys(OPTIONS, False) | {"schedule_defaults": True})
-    defs = make_defs(sandbox, settings, page_size=10)
-    results = [load_range(defs, LOCS, *DAYS), load_range(defs, LOCS, *OBSERVED)]
-    assert all(r.success for r in results)
-    return settings.duckdb_path, sandbox
+def loaded(loaded_warehouse: Loaded) -> tuple[str, BookerSandbox]:
+    """The session's loaded warehouse (conftest.py), shared by the grain tests."""
+    return loaded_warehouse.settings.duckdb_path, loaded_warehouse.sandbox
 
 
 def test_definitions_load_and_validate(tmp_path):

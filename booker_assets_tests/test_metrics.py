@@ -1,0 +1,274 @@
+"""The salon metrics (dbt, defs/metrics.py) over the session's loaded warehouse: built with
+Dagster's APIs, every mart recomputed here in Python from the raw tables and compared to the
+cent, the dbt tests as asset checks, and the refresh a load triggers (which days it rewrites).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import date, timedelta
+from decimal import ROUND_HALF_UP, Decimal
+from typing import Any
+from zoneinfo import ZoneInfo
+
+import dagster as dg
+import pytest
+
+from booker_assets.defs.metrics import GROUP_NAME, REFRESH, metrics_definitions
+from booker_assets.defs.storage import connect_locked
+from booker_assets_tests.conftest import LOADED_DAYS, Loaded, load_range, make_defs
+
+# The sandbox's zones of the loaded locations (written here, not read through the code under
+# test): 1001 is Eastern, 1004 Pacific.
+ZONES = {1001: ZoneInfo("America/New_York"), 1004: ZoneInfo("America/Los_Angeles")}
+CENT = Decimal("0.01")
+RETENTION_DAYS = 90
+SALES = dg.AssetKey([GROUP_NAME, "location_day_sales"])
+
+
+def rows(db: str, sql: str) -> list[dict[str, Any]]:
+    """Rows as dicts, DECIMAL as Decimal (a DataFrame would make them floats)."""
+    with connect_locked(db, read_only=True) as conn:
+        cursor = conn.execute(sql)
+        names = [d[0] for d in cursor.description]
+        return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
+
+
+def cents(amount: Decimal, count: int) -> Decimal:
+    return (amount / count).quantize(CENT, rounding=ROUND_HALF_UP)
+
+
+def local_day(location_id: int, instant) -> date | None:
+    return instant.astimezone(ZONES[location_id]).date() if instant else None
+
+
+def build(loaded: Loaded, **selection) -> dg.ExecuteInProcessResult:
+    metrics = metrics_definitions(loaded.settings)
+    return dg.materialize(metrics.assets, resources=metrics.resources,
+                          instance=loaded.instance, **selection)
+
+
+@pytest.fixture(scope="module")
+def built(loaded_warehouse: Loaded) -> dg.ExecuteInProcessResult:
+    result = build(loaded_warehouse)
+    assert result.success
+    return result
+
+
+# ---------------------------------------------------------------- the marts, recomputed
+
+
+def counted_orders(db: str) -> list[dict[str, Any]]:
+    return rows(db, "select * from booker.orders where status_name = 'Completed'"
+                    " and not coalesce(is_deleted, false)")
+
+
+def expected_sales(db: str) -> dict[tuple[int, date], dict[str, Any]]:
+    loaded = {(r["location_id"], r["report_date"]) for r in rows(
+        db, "select * from booker._loads where table_name = 'orders' and status = 'loaded'")}
+    orders = counted_orders(db)
+    day = defaultdict(lambda: defaultdict(Decimal))
+    clients = defaultdict(set)
+    for o in orders:
+        key = (o["location_id"], o["report_date"])
+        d = day[key]
+        d["orders"] += 1
+        d["discounts"] += o["discount_amount"]
+        d["tax"] += o["total_taxes_amount"]
+        d["tips"] += o["total_tip_amount"]
+        d["order_totals"] += o["final_total_amount"]
+        d["ticket"] += o["final_total_amount"] - o["total_taxes_amount"] - o["total_tip_amount"]
+        if o["customer_id"] is not None:
+            clients[key].add(o["customer_id"])
+    counted = {(o["location_id"], o["id"], o["report_date"]) for o in orders}
+    for i in rows(db, "select * from booker.orders_items"):
+        if (i["location_id"], i["order_id"], i["report_date"]) not in counted:
+            continue
+        category = ("service" if i["is_service"] else "retail" if i["is_retail"]
+                    else "gift_card" if i["is_gift_card"] else "other")
+        gross = (Decimal(repr(i["quantity"])) * i["unit_price_amount"]).quantize(
+            CENT, rounding=ROUND_HALF_UP)
+        day[(i["location_id"], i["report_date"])][f"gross_{category}_sales"] += gross
+    refunds = defaultdict(lambda: [0, Decimal(0)])
+    for r in rows(db, "select * from booker.orders_refunds"):
+        key = (r["location_id"], local_day(r["location_id"], r["date_created"]))
+        refunds[key][0] += 1
+        refunds[key][1] += r["amount_amount"]
+    expected = {}
+    for key in loaded | set(refunds):
+        d, is_loaded = day.get(key, {}), key in loaded
+        known = (lambda v: v) if is_loaded else (lambda v: None)
+        expected[key] = {
+            "orders_loaded": is_loaded, "orders": known(int(d.get("orders", 0))),
+            **{f: known(d.get(f, Decimal(0))) for f in (
+                "gross_service_sales", "gross_retail_sales", "gross_gift_card_sales",
+                "discounts", "tax", "tips", "order_totals")},
+            "refund_count": refunds[key][0] if key in refunds else 0,
+            "refunds": refunds[key][1] if key in refunds else Decimal(0),
+            "net_sales": known(d.get("order_totals", Decimal(0))
+                               - (refunds[key][1] if key in refunds else 0)),
+            "average_ticket": cents(d["ticket"], d["orders"]) if d.get("orders") else None,
+            "distinct_clients": known(len(clients.get(key, ()))),
+        }
+    return expected
+
+
+def test_location_day_sales_match_the_raw_tables_to_the_cent(built, loaded_warehouse):
+    db = loaded_warehouse.settings.duckdb_path
+    expected = expected_sales(db)
+    mart = {(r.pop("location_id"), r.pop("sales_date")): r
+            for r in rows(db, "select * exclude (loads_seen_until)"
+                              " from metrics.location_day_sales")}
+    assert mart == expected
+    # the sample is not empty: orders, items of each kind, a refund on a day not loaded
+    assert sum(r["orders"] or 0 for r in mart.values()) > 50
+    assert all(sum(r[f] or 0 for r in mart.values()) > 0 for f in (
+        "gross_service_sales", "gross_retail_sales", "refunds"))
+    assert any(not r["orders_loaded"] and r["refunds"] for r in mart.values())
+
+
+def expected_clients(db: str) -> dict[tuple[int, int], dict[str, Any]]:
+    visits = defaultdict(set)
+    for o in counted_orders(db):
+        if o["customer_id"] is not None:
+            visits[(o["location_id"], o["customer_id"])].add(o["report_date"])
+    loaded = defaultdict(list)
+    for r in rows(db, "select * from booker._loads where table_name = 'orders'"
+                      " and status = 'loaded'"):
+        loaded[r["location_id"]].append(r["report_date"])
+    expected = {}
+    for c in rows(db, "select * from booker.customers_current"):
+        key = (c["location_id"], c["id"])
+        first = local_day(c["location_id"], c["customer_stats_date_of_first_visit"])
+        seen = sorted(visits.get(key, ()))
+        back = [v for v in seen if first < v <= first + timedelta(days=RETENTION_DAYS)]
+        days = loaded[c["location_id"]]
+        observed = first >= min(days) and first + timedelta(days=RETENTION_DAYS) <= max(days)
+        expected[key] = {
+            "first_visit_date": first, "cohort_month": first.replace(day=1),
+            "first_loaded_visit": seen[0] if seen else None,
+            "last_visit": seen[-1] if seen else None, "visits_loaded": len(seen),
+            "returned_on": back[0] if back else None, "window_observed": observed,
+            "retained": True if back else (False if observed else None),
+        }
+    return expected
+
+
+def test_clients_and_client_months_match_the_raw_tables(built, loaded_warehouse):
+    db = loaded_warehouse.settings.duckdb_path
+    clients = expected_clients(db)
+    mart = {(r.pop("location_id"), r.pop("customer_id")): r
+            for r in rows(db, "select * from metrics.clients")}
+    assert mart == clients
+    assert any(c["visits_loaded"] for c in clients.values())
+    visiting, cohorts = defaultdict(set), defaultdict(lambda: [0, 0, 0])
+    for o in counted_orders(db):
+        if o["customer_id"] is not None:
+            visiting[(o["location_id"], o["report_date"].replace(day=1))].add(o["customer_id"])
+    for (location, _), c in clients.items():
+        cohort = cohorts[(location, c["cohort_month"])]
+        cohort[0] += 1
+        cohort[1] += c["retained"] is not None
+        cohort[2] += bool(c["retained"])
+    months = {(r.pop("location_id"), r.pop("month")): r
+              for r in rows(db, "select * exclude (cohort_return_rate) from metrics.client_months")}
+    expected = {}
+    for key in set(visiting) | set(cohorts):
+        who = visiting.get(key, set())
+        new = sum(clients[(key[0], c)]["cohort_month"] == key[1] for c in who
+                  if (key[0], c) in clients)
+        observed, retained = cohorts[key][1], cohorts[key][2]
+        expected[key] = {"visiting_clients": len(who), "new_clients": new,
+                         "returning_clients": len(who) - new, "cohort_clients": cohorts[key][0],
+                         "cohort_observed": observed, "cohort_retained": retained}
+    assert months == expected
+
+
+def test_membership_months_match_the_raw_tables(built, loaded_warehouse):
+    db = loaded_warehouse.settings.duckdb_path
+    memberships = [
+        {**m, "start": local_day(m["location_id"], m["start_date"]),
+         "end": local_day(m["location_id"], m["membership_expiration_date"])}
+        for m in rows(db, "select * from booker.customer_memberships_current")]
+    assert memberships, "the sandbox's customers should have memberships"
+    mart = rows(db, "select * from metrics.membership_months order by location_id, month")
+    today = date.today()
+    for location in {m["location_id"] for m in memberships}:
+        theirs = [m for m in memberships if m["location_id"] == location]
+        first = min(m["start"] for m in theirs).replace(day=1)
+        months = [r for r in mart if r["location_id"] == location]
+        assert months[0]["month"] == first and months[-1]["month"] == today.replace(day=1)
+        for row in months:
+            start = row["month"]
+            end = (start + timedelta(days=32)).replace(day=1)
+            active = [m for m in theirs
+                      if m["start"] < end and (m["end"] is None or m["end"] >= start)]
+            assert row["active"] == len(active), row
+            assert row["new"] == sum(start <= m["start"] < end for m in theirs), row
+            assert row["ended"] == sum(m["end"] is not None and start <= m["end"] < end
+                                       and m["end"] <= today for m in theirs), row
+            assert row["recurring_fees"] == sum(
+                (m["total_fee_amount"] for m in active if m["payment_frequency_type_name"]
+                 in ("Monthly", "Weekly", "Yearly")), Decimal(0)), row
+    assert any(r["active"] for r in mart)
+
+
+# ---------------------------------------------------------------- in Dagster
+
+
+def test_dbt_tests_are_asset_checks_and_pass(built):
+    checks = {(e.asset_key.to_user_string(), e.check_name): e.passed
+              for e in built.get_asset_check_evaluations()}
+    assert ("metrics/location_day_sales", "net_sales_reconciles_location_day_sales_") in checks
+    assert ("metrics/location_day_sales",
+            "unique_key_location_day_sales_location_id__sales_date") in checks
+    assert len(checks) >= 14 and all(checks.values()), checks
+
+
+def test_each_model_is_downstream_of_the_raw_assets_it_reads(loaded_warehouse):
+    metrics = metrics_definitions(loaded_warehouse.settings)
+    (assets,) = metrics.assets
+    deps = {key.to_user_string(): {d.asset_key.to_user_string() for d in spec.deps}
+            for key, spec in ((s.key, s) for s in assets.specs)}
+    assert deps["metrics/stg_orders"] == {"booker/orders"}
+    assert deps["metrics/stg_refunds"] == {"booker/orders_refunds", "metrics/stg_location_zones"}
+    assert "booker/orders" in deps["metrics/location_day_sales"]  # booker._loads
+    assert deps["metrics/stg_location_zones"] == {"booker/locations"}
+    assert {s.group_name for s in assets.specs} == {GROUP_NAME}
+    assert all(s.automation_condition == REFRESH for s in assets.specs)
+
+
+def test_a_load_refreshes_only_the_days_it_touched(built, loaded_warehouse):
+    """A load of one slice: the refresh condition requests the models that read it (not the
+    others), and the incremental sales mart rewrites only the slice's day and the days its
+    refunds were made; every row still matches the raw tables."""
+    loaded, db = loaded_warehouse, loaded_warehouse.settings.duckdb_path
+    defs = dg.Definitions.merge(make_defs(loaded.sandbox, loaded.settings, page_size=10),
+                                metrics_definitions(loaded.settings))
+    quiet = dg.evaluate_automation_conditions(defs=defs, instance=loaded.instance)
+    assert quiet.total_requested == 0  # the marts are as new as their loads
+    before = {(r["location_id"], r["sales_date"]): r["loads_seen_until"]
+              for r in rows(db, "select * from metrics.location_day_sales")}
+
+    day = LOADED_DAYS[0]
+    assert load_range(defs, ["1001"], day, day, instance=loaded.instance, selection=[
+        f"booker/{t}" for t in ("orders", "orders_items", "orders_refunds")]).success
+    after_load = dg.evaluate_automation_conditions(defs=defs, instance=loaded.instance,
+                                                   cursor=quiet.cursor)
+    requested = {key for key in defs.resolve_asset_graph().get_all_asset_keys()
+                 if after_load.get_num_requested(key)}
+    assert SALES in requested and dg.AssetKey([GROUP_NAME, "clients"]) in requested
+    assert dg.AssetKey([GROUP_NAME, "membership_months"]) not in requested
+    assert build(loaded, selection=list(requested)).success
+
+    touched = {(1001, day)} | {
+        (1001, local_day(1001, r["date_created"])) for r in rows(
+            db, f"select * from booker.orders_refunds where location_id = 1001"
+                f" and report_date = '{day}'")}
+    now = {(r["location_id"], r["sales_date"]): r["loads_seen_until"]
+           for r in rows(db, "select * from metrics.location_day_sales")}
+    assert set(now) == set(before)
+    assert {key for key in now if now[key] != before[key]} == touched
+    assert {(r.pop("location_id"), r.pop("sales_date")): r for r in rows(
+        db, "select * exclude (loads_seen_until) from metrics.location_day_sales")
+    } == expected_sales(db)
