@@ -17,9 +17,13 @@ type, which must be the class itself, not a string.
 """
 
 import fcntl
+import hashlib
 import json
+import shutil
 import sys
+import uuid
 from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -33,12 +37,11 @@ from booker_assets.settings import Settings
 PROJECT_DIR = Path(__file__).resolve().parents[2] / "dbt" / "booker_metrics"
 GROUP_NAME = "metrics"
 SENSOR_NAME = "booker_metrics_refresh"
-# The project's own files: a manifest older than any of them is parsed again.
-_SOURCES = ("dbt_project.yml", "profiles.yml", "models", "macros", "tests")
 # On a DuckLake, loads commit beside a refresh: one that started before the newest load the
 # last refresh saw may have committed after it. Its slices are read again by the next refresh
 # if it started at most this long before (a slice's transaction lasts seconds).
 LAKE_OVERLAP_MINUTES = 60
+PARTIAL_PARSE = "partial_parse.msgpack"  # dbt's parse state
 
 # After a load (or a backfill) of any table a model reads, once no load of it is running: a
 # backfill of two years refreshes the marts once at its end, not after each of its runs. Not
@@ -69,27 +72,23 @@ class MetricsTranslator(DagsterDbtTranslator):
                                        owners=list(self.owners))
 
 
-def metrics_project(settings: Settings) -> DbtProject:
-    """The dbt project, its manifest parsed if missing, older than a file of the project, or
-    parsed for another warehouse: by one process at a time (processes starting at once wait
-    for its manifest). Parsed with the vars the runs pass, so that their ``dbt build`` parses
-    only what changed (dbt parses everything again when the vars or the profile differ)."""
-    project = DbtProject(PROJECT_DIR, target_path=Path("target"))
+def prepared_project(settings: Settings) -> tuple[DbtProject, dict[str, Any]]:
+    """The dbt project and its manifest, parsed again if missing or older than a file of the
+    project; by one process at a time, and read under the same lock. Parsed with the vars the
+    runs pass, into a target folder of their own: dbt parses everything again when the vars or
+    the profile differ, so runs for one warehouse then parse only what changed, and processes
+    for another (a test, a benchmark) do not undo that."""
+    wanted = json.dumps(dbt_vars(settings), sort_keys=True)
+    digest = hashlib.sha256(wanted.encode()).hexdigest()[:12]
+    project = DbtProject(PROJECT_DIR, target_path=Path("target") / digest)
     target = PROJECT_DIR / project.target_path
-    target.mkdir(exist_ok=True)
-    parsed_for = target / ".parsed_vars.json"
-    wanted = json.dumps(dbt_vars(settings))
+    target.mkdir(parents=True, exist_ok=True)
     with open(target / ".parse.lock", "a") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if _stale(project.manifest_path) or _read(parsed_for) != wanted:
+        if _stale(project.manifest_path):
             dbt_cli(project).cli(["parse", "--quiet", "--vars", wanted],
                                  target_path=target).wait()
-            parsed_for.write_text(wanted)
-    return project
-
-
-def _read(path: Path) -> str | None:
-    return path.read_text() if path.exists() else None
+        return project, json.loads(project.manifest_path.read_text())
 
 
 def dbt_cli(project: DbtProject) -> DbtCliResource:
@@ -101,10 +100,26 @@ def dbt_cli(project: DbtProject) -> DbtCliResource:
 def _stale(manifest: Path) -> bool:
     if not manifest.exists():
         return True
+    files = [PROJECT_DIR / "dbt_project.yml", PROJECT_DIR / "profiles.yml",
+             *(f for folder in ("models", "macros", "tests")
+               for f in (PROJECT_DIR / folder).rglob("*") if f.is_file())]
     built = manifest.stat().st_mtime
-    files = [p for name in _SOURCES for p in [PROJECT_DIR / name]
-             for p in ([p] if p.is_file() else p.rglob("*"))]
-    return any(f.stat().st_mtime > built for f in files if f.is_file())
+    return any(f.stat().st_mtime > built for f in files)
+
+
+@contextmanager
+def _run_target(project: DbtProject) -> Iterator[Path]:
+    """A target folder for one dbt build, removed after it: seeded with the parse's state, so
+    dbt parses only what changed (dagster-dbt would seed it from ``target/`` alone), and not
+    left behind run after run."""
+    parsed = PROJECT_DIR / project.target_path
+    run = parsed / "runs" / uuid.uuid4().hex[:12]
+    run.mkdir(parents=True)
+    try:
+        shutil.copy(parsed / PARTIAL_PARSE, run / PARTIAL_PARSE)
+        yield run
+    finally:
+        shutil.rmtree(run, ignore_errors=True)
 
 
 def dbt_vars(settings: Settings) -> dict[str, str | int]:
@@ -120,21 +135,21 @@ def dbt_vars(settings: Settings) -> dict[str, str | int]:
 
 
 @cache
-def _project_once(settings: Settings) -> DbtProject:
+def _prepared_once(settings: Settings) -> tuple[DbtProject, dict[str, Any]]:
     # one look at the manifest per process and warehouse, however often Dagster builds these
-    return metrics_project(settings)
+    return prepared_project(settings)
 
 
 def build_metrics_assets(settings: Settings) -> dg.AssetsDefinition:
-    project = _project_once(settings)
+    project, manifest = _prepared_once(settings)
     warehouse = warehouse_of(settings)
 
-    @dbt_assets(manifest=project.manifest_path, project=project, name="booker_metrics",
+    @dbt_assets(manifest=manifest, project=project, name="booker_metrics",
                 dagster_dbt_translator=MetricsTranslator(settings.owners))
     def booker_metrics(context: dg.AssetExecutionContext, dbt: DbtCliResource) -> Iterator:
-        args = ["build", "--vars", json.dumps(dbt_vars(settings))]  # as parsed
-        with warehouse.exclusive(log=context.log):
-            yield from dbt.cli(args, context=context).stream()
+        args = ["build", "--vars", json.dumps(dbt_vars(settings), sort_keys=True)]  # as parsed
+        with warehouse.exclusive(log=context.log), _run_target(project) as target:
+            yield from dbt.cli(args, context=context, target_path=target).stream()
         warehouse.publish(context.log)
 
     return booker_metrics
@@ -149,5 +164,5 @@ def metrics_definitions(settings: Settings) -> dg.Definitions:
             SENSOR_NAME, target=dg.AssetSelection.groups(GROUP_NAME),
             default_status=dg.DefaultSensorStatus.RUNNING,
             description="Refreshes the metrics after the loads they read (REFRESH)")],
-        resources={"dbt": dbt_cli(_project_once(settings))},
+        resources={"dbt": dbt_cli(_prepared_once(settings)[0])},
     )
