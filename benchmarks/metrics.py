@@ -118,8 +118,9 @@ def synthesize(db: str, locations: int, days: int) -> dict[str, int]:
 
 
 def daily_load(db: str, lookback: int) -> int:
-    """The last ``lookback`` days written again and today's new day, slice by slice as the IO
-    manager writes them (the rows as they were; a new _loaded_at and _loads row); the slices."""
+    """The last ``lookback`` days written again and a new day (today, once), slice by slice as
+    the IO manager writes them (the rows as they were; a new _loaded_at and _loads row); the
+    slices."""
     with duckdb.connect(db) as conn:
         conn.execute(f"""
         create temp table slices as select distinct report_date, location_id
@@ -127,11 +128,13 @@ def daily_load(db: str, lookback: int) -> int:
         insert into booker.orders by name
             select * replace (report_date + 1 as report_date, id + 1000 as id,
                               date_created + interval 1 day as date_created)
-            from booker.orders where report_date = current_date - 1;
+            from booker.orders where report_date = current_date - 1
+              and not exists (from booker.orders where report_date = current_date);
         insert into booker.orders_items by name
             select i.* replace (i.report_date + 1 as report_date, i.order_id + 1000 as order_id,
                                 i.id + 10000 as id)
-            from booker.orders_items i where i.report_date = current_date - 1;
+            from booker.orders_items i where i.report_date = current_date - 1
+              and not exists (from booker.orders_items where report_date = current_date);
         insert into slices select distinct current_date, location_id from booker.orders;
         """)
         for table in ("orders", "orders_items", "orders_refunds"):
@@ -150,11 +153,18 @@ def daily_load(db: str, lookback: int) -> int:
         return conn.execute("select count(*) from slices").fetchone()[0]
 
 
-def timed(step: Callable[[], dg.ExecuteInProcessResult]) -> float:
+def timed(step: Callable[[], dg.ExecuteInProcessResult]) -> dict[str, float]:
+    """The step's wall time (dbt's process start and parse, Dagster's run), and the time dbt
+    spent in the models: all of them, and the sales mart."""
     started = time.perf_counter()
     result = step()
     assert result.success, "the dbt build failed: see its events above"
-    return round(time.perf_counter() - started, 1)
+    models = {event.asset_key.path[-1]: event.metadata["Execution Duration"].value
+              for event in result.get_asset_materialization_events()
+              for event in [event.event_specific_data.materialization]}
+    return {"wall_s": round(time.perf_counter() - started, 1),
+            "models_s": round(sum(models.values()), 1),
+            "sales_mart_s": round(models["location_day_sales"], 1)}
 
 
 def main() -> None:
@@ -178,14 +188,14 @@ def main() -> None:
                                       instance=instance, selection=list(selection) or None,
                                       run_config=QUIET, raise_on_error=False)
 
-        figures["full_build_s"] = timed(build)
+        figures["full_build"] = timed(build)
         figures["daily_slices"] = daily_load(db, args.lookback)
-        figures["refresh_after_daily_load_s"] = timed(build)
+        figures["refresh_after_daily_load"] = timed(build)
         daily_load(db, args.lookback)
-        figures["sales_mart_incremental_s"] = timed(lambda: build(sales))
+        figures["sales_mart_only_incremental"] = timed(lambda: build(sales))
         with duckdb.connect(db) as conn:  # the mart from nothing: dbt builds it whole
             conn.execute("drop table metrics.location_day_sales")
-        figures["sales_mart_from_nothing_s"] = timed(lambda: build(sales))
+        figures["sales_mart_only_from_nothing"] = timed(lambda: build(sales))
         figures["database_mb"] = round(Path(db).stat().st_size / 2**20)
     if args.json:
         print(json.dumps(figures))
