@@ -1,6 +1,7 @@
 """``make demo``: every report for the last N days and every location Booker returns (the
-embedded sandbox unless credentials are set), a run per location, then what the warehouse
-holds, read where analysts read (the DuckDB file's read copy, or the DuckLake).
+embedded sandbox unless credentials are set), a run per location, then the salon metrics over
+them (dbt, defs/metrics.py), then what the warehouse holds and each location's last days of
+sales, read where analysts read (the DuckDB file's read copy, or the DuckLake).
 
 The terminal shows a line per table as it is stored (its rows and requests) and a bar, then the
 summary; Dagster's event stream, DEBUG included, goes to a log file the summary names.
