@@ -72,13 +72,14 @@ class MetricsTranslator(DagsterDbtTranslator):
                                        owners=list(self.owners))
 
 
-def prepared_project(settings: Settings) -> tuple[DbtProject, dict[str, Any]]:
-    """The dbt project and its manifest, parsed again if missing or older than a file of the
-    project; by one process at a time, and read under the same lock. Parsed with the vars the
-    runs pass, into a target folder of their own: dbt parses everything again when the vars or
-    the profile differ, so runs for one warehouse then parse only what changed, and processes
-    for another (a test, a benchmark) do not undo that."""
-    wanted = json.dumps(dbt_vars(settings), sort_keys=True)
+@cache
+def prepared_project(wanted: str) -> tuple[DbtProject, dict[str, Any]]:
+    """The dbt project and its manifest for the vars ``wanted`` (JSON), parsed again if missing
+    or older than a file of the project; by one process at a time, read under the same lock,
+    and looked at once per process. Parsed with the vars the runs pass, into a target folder of
+    their own: dbt parses everything again when the vars or the profile differ, so runs for one
+    warehouse then parse only what changed, and processes for another (a test, a benchmark) do
+    not undo that."""
     digest = hashlib.sha256(wanted.encode()).hexdigest()[:12]
     project = DbtProject(PROJECT_DIR, target_path=Path("target") / digest)
     target = PROJECT_DIR / project.target_path
@@ -134,20 +135,18 @@ def dbt_vars(settings: Settings) -> dict[str, str | int]:
             "booker_duckdb_path": str(Path(settings.duckdb_path).expanduser().resolve())}
 
 
-@cache
-def _prepared_once(settings: Settings) -> tuple[DbtProject, dict[str, Any]]:
-    # one look at the manifest per process and warehouse, however often Dagster builds these
-    return prepared_project(settings)
+def vars_json(settings: Settings) -> str:
+    return json.dumps(dbt_vars(settings), sort_keys=True)
 
 
 def build_metrics_assets(settings: Settings) -> dg.AssetsDefinition:
-    project, manifest = _prepared_once(settings)
+    project, manifest = prepared_project(vars_json(settings))
     warehouse = warehouse_of(settings)
 
     @dbt_assets(manifest=manifest, project=project, name="booker_metrics",
                 dagster_dbt_translator=MetricsTranslator(settings.owners))
     def booker_metrics(context: dg.AssetExecutionContext, dbt: DbtCliResource) -> Iterator:
-        args = ["build", "--vars", json.dumps(dbt_vars(settings), sort_keys=True)]  # as parsed
+        args = ["build", "--vars", vars_json(settings)]  # as parsed
         with warehouse.exclusive(log=context.log), _run_target(project) as target:
             yield from dbt.cli(args, context=context, target_path=target).stream()
         warehouse.publish(context.log)
@@ -164,5 +163,5 @@ def metrics_definitions(settings: Settings) -> dg.Definitions:
             SENSOR_NAME, target=dg.AssetSelection.groups(GROUP_NAME),
             default_status=dg.DefaultSensorStatus.RUNNING,
             description="Refreshes the metrics after the loads they read (REFRESH)")],
-        resources={"dbt": dbt_cli(_prepared_once(settings)[0])},
+        resources={"dbt": dbt_cli(prepared_project(vars_json(settings))[0])},
     )
