@@ -18,7 +18,7 @@ import time
 import uuid
 from collections import Counter
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -33,6 +33,7 @@ from booker_assets.catalogue.reports import GROUPS, TABLES
 from booker_assets.cli import seed_locations
 from booker_assets.definitions import build_definitions, deployed_settings
 from booker_assets.defs.backfill import location_slices, run_slices
+from booker_assets.defs.metrics import metrics_definitions
 from booker_assets.defs.storage import (
     BookerStorageError,
     Warehouse,
@@ -40,6 +41,7 @@ from booker_assets.defs.storage import (
     warehouse_of,
 )
 from booker_assets.errors import BookerConfigError, BookerError
+from booker_assets.settings import Settings
 
 DEMO_TAG = "booker/demo"
 # The run's own console logger prints nothing (an error with its stack runs to hundreds of
@@ -47,6 +49,7 @@ DEMO_TAG = "booker/demo"
 # everything.
 QUIET = {"loggers": {"console": {"config": {"log_level": "CRITICAL"}}}}
 POLL_SECONDS = 0.3
+SUMMARY_DAYS = 7  # the last loaded days the per-location summary adds up
 _SKIPPED = "Dependencies for step "
 TABLES_REPORT = {table.name: group.name for group in GROUPS for table in group.tables}
 
@@ -86,6 +89,8 @@ class Tally:
         if event.event_type == dg.DagsterEventType.ASSET_MATERIALIZATION:
             materialization = event.event_specific_data.materialization
             table = materialization.asset_key.path[-1]
+            if table not in TABLES_REPORT:  # a metric: not a table the loads store
+                return None
             metadata = {k: v.value for k, v in materialization.metadata.items()}
             self.partitions[table] += 1
             self.rows[table] += int(metadata.get("dagster/row_count", 0))
@@ -227,6 +232,38 @@ def read_back(warehouse: Warehouse, tally: Tally, console: Console) -> None:
     console.print(summary(counts, tally))
 
 
+def build_metrics(settings: Settings, instance: dg.DagsterInstance, tags: dict[str, str]
+                  ) -> bool:
+    """The salon metrics over what was loaded (dbt, defs/metrics.py), as a run the Watcher
+    follows (its dbt tests are checks); whether it succeeded."""
+    metrics = metrics_definitions(settings)
+    return dg.materialize(metrics.assets, resources=metrics.resources, instance=instance,
+                          run_config=QUIET, tags=tags, raise_on_error=False).success
+
+
+def sales_summary(warehouse: Warehouse) -> Table:
+    """Each location's last SUMMARY_DAYS loaded days, one row, from metrics.location_day_sales
+    (the average ticket: the days' tickets weighted by their orders)."""
+    with warehouse.connect_reader() as conn:
+        rows = conn.execute(f"""
+            with last as (
+                select * from {qualified(conn, 'location_day_sales', 'metrics')}
+                where orders_loaded  -- not a day with only a refund of an older order
+                qualify row_number() over (partition by location_id order by sales_date desc)
+                        <= {SUMMARY_DAYS})
+            select location_id, count(*), sum(orders), sum(net_sales),
+                   sum(average_ticket * orders) / nullif(sum(orders), 0), sum(refunds)
+            from last group by all order by all""").fetchall()
+    table = Table(title=f"Sales, each location's last {SUMMARY_DAYS} loaded days at most "
+                  "(metrics.location_day_sales)", title_justify="left")
+    for name in ("location", "days", "orders", "net sales", "avg ticket", "refunds"):
+        table.add_column(name, justify="left" if name == "location" else "right")
+    for location, days, orders, net, ticket, refunds in rows:
+        table.add_row(str(location), str(days), f"{orders:,}", f"{net:,.2f}",
+                      "" if ticket is None else f"{ticket:,.2f}", f"{refunds:,.2f}")
+    return table
+
+
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(prog="python -m booker_assets.demo", description=__doc__)
     parser.add_argument("--days", type=int, default=7, help="days back from yesterday (7)")
@@ -249,7 +286,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def demo(args: argparse.Namespace) -> int:
     settings = deployed_settings()
-    console = Console(highlight=False, soft_wrap=True)  # a line stays one line in a log
+    # a line stays one line in a log; the terminal's stdout, even while dbt's goes to the log
+    console = Console(file=sys.stdout, highlight=False, soft_wrap=True)
     log_path = args.log or Path(settings.duckdb_path).parent / "demo.log"
     log_path.parent.mkdir(parents=True, exist_ok=True)
     last = date.today() - timedelta(days=1)
@@ -269,9 +307,14 @@ def demo(args: argparse.Namespace) -> int:
             runs = list(run_slices(build_definitions(settings), instance,
                                    location_slices(locations, first, last), run_config=QUIET,
                                    tags={DEMO_TAG: token}))
+            with redirect_stdout(log):  # dagster-dbt echoes dbt's own log lines on stdout
+                built = build_metrics(settings, instance, {DEMO_TAG: token})
     failed = [str(piece) for piece, result in runs if not result.success]
+    failed += [] if built else ["the metrics (dbt build)"]
     tally = watcher.tally
     read_back(warehouse_of(settings), tally, console)
+    if built:
+        console.print(sales_summary(warehouse_of(settings)))
     console.print(f"Checks: {tally.checks[True]} passed, {tally.checks[False]} failed"
                   + "".join(f"\n  failed: {name}" for name in tally.failed_checks))
     outcome = ("Done" if not failed else
