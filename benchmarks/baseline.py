@@ -4,11 +4,12 @@
 One thread, the standard library only, paced at ``rate`` requests a second (a token bucket of
 ``burst``, as the sandbox's). It asks what a run of booker-assets asks for the same days and
 locations, the fewest requests the contract allows: the brand token; per location its record,
-its token, a window per day of customers and of orders (paged), each changed customer's
-progress notes (and memberships when it has one) once, the employees and each one's schedule
-over the window's months, the location's schedule, and, when a day of the window can still be
-observed (today or yesterday, locally), the snapshot lists. It keeps every row in SQLite
-(as JSON): no typing, no checks, no Dagster. Its timeline is when each request was sent.
+its token, a window per day of customers, orders and appointments (paged), each changed
+customer's progress notes (and memberships when it has one) once, the employees and each one's
+schedule over the window's months, the location's schedule, and, when a day of the window can
+still be observed (today or yesterday, locally), the snapshot lists and the appointment book
+ahead. It keeps every row in SQLite (as JSON): no typing, no checks, no Dagster. Its timeline
+is when each request was sent.
 """
 
 from __future__ import annotations
@@ -25,6 +26,7 @@ from zoneinfo import ZoneInfo
 
 MERCHANT = "/v4.1/merchant"
 PAGE_SIZE = 100
+LOOKAHEAD_DAYS = 30  # the appointment book a daily load observes ahead of its day
 ZONES = {  # a location's TimeZone.StandardName (Windows) → IANA (§4)
     "Eastern Standard Time": "America/New_York",
     "Central Standard Time": "America/Chicago",
@@ -152,6 +154,7 @@ def _location(booker: Booker, brand: str, location: int, first: date, last: date
             **at, "FromDateCreatedOffset": since.isoformat(),
             "ToDateCreatedOffset": until.isoformat()})
         yield "orders", day.isoformat(), orders
+        yield "appointments", day.isoformat(), _appointments(booker, token, at, since, until)
     for customer_id, customer in changed.items():
         if customer.get("HasMembership") or customer.get("HasPastMembership"):
             yield "customer_memberships", None, _get(
@@ -168,11 +171,24 @@ def _location(booker: Booker, brand: str, location: int, first: date, last: date
     yield "location_schedules", None, _get(booker, f"/location/{location}/schedule", token,
                                            {**at, **months}, "LocationDaySchedules")
     today = now.astimezone(zone).date()
-    if any(timedelta(0) <= today - day <= timedelta(1) for day in days):
+    observed = [day for day in days if timedelta(0) <= today - day <= timedelta(1)]
+    for day in observed:  # the appointment book ahead of each observable day
+        start = datetime.combine(day + timedelta(1), datetime.min.time(), zone)
+        end = datetime.combine(day + timedelta(1 + LOOKAHEAD_DAYS), datetime.min.time(), zone)
+        yield "appointment_book", day.isoformat(), _appointments(booker, token, at, start, end)
+    if observed:
         yield "employees", today.isoformat(), employees
         for name, key, body in SNAPSHOTS:
             rows, _ = booker.find(f"/{name}", key, token, {**at, **body})
             yield name, today.isoformat(), rows
+
+
+def _appointments(booker: Booker, token: str, at: dict, since: datetime,
+                  until: datetime) -> list[dict]:
+    """The appointments starting in ``[since, until)`` (§5)."""
+    rows, _ = booker.find("/appointments", "Results", token, {
+        **at, "FromStartDateOffset": since.isoformat(), "ToStartDateOffset": until.isoformat()})
+    return rows
 
 
 def _get(booker: Booker, path: str, token: str, query: dict, key: str) -> list[dict]:
