@@ -108,13 +108,11 @@ def test_an_iso_value_without_offset_is_the_locations_wall_clock(tmp_path):
 
 @pytest.mark.parametrize(("fields", "column", "reason"), [
     ({"ID": "ORD-919500101"}, "id", '"ORD-919500101" is not a BIGINT'),
-    ({"FinalTotal": {"Amount": "1,234.50", "CurrencyCode": "USD"}}, "final_total_amount",
-     '"1,234.50" is not a DECIMAL(18,2)'),
     ({"DateCreatedOffset": "tomorrow"}, "date_created", "not a Booker date: 'tomorrow'"),
-    ({"Status": "Completed"}, "status", "expected an object, got str"),
-], ids=["non-numeric-id", "thousands-separator", "unreadable-date", "scalar-for-a-lookup"])
-def test_an_unreadable_order_is_a_reject_and_its_day_still_loads(tmp_path, fields, column,
-                                                                  reason):
+    ({"LocationID": [1001]}, "location_id", "[1001] is not a BIGINT"),
+], ids=["non-numeric-id", "unreadable-date", "list-for-its-location"])
+def test_an_order_whose_placing_field_is_unreadable_is_a_reject_and_its_day_still_loads(
+        tmp_path, fields, column, reason):
     with rewritten(on_path("/orders", first_row("Results", **fields))) as sb:
         result, db = load(sb, tmp_path, ORDERS)
         expected = len(sb.dataset.orders(1001, DAY))
@@ -129,6 +127,32 @@ def test_an_unreadable_order_is_a_reject_and_its_day_still_loads(tmp_path, field
               if e.asset_key.path[-1] == "orders"}
     assert not checks["no_rejects"].passed
     assert checks["rows_match_reported_total"].passed  # rows + rejects = TotalResultsCount
+
+
+@pytest.mark.parametrize(("fields", "column", "seen", "raw"), [
+    ({"FinalTotal": {"Amount": "1,234.50", "CurrencyCode": "USD"}}, "final_total_amount", "text",
+     '"1,234.50"'),
+    ({"Status": "Completed"}, "status", "text", '"Completed"'),
+    ({"OrderNumber": {"ID": 7, "Name": "A-7"}}, "order_number", "object {ID, Name}",
+     '{"ID": 7, "Name": "A-7"}'),
+], ids=["thousands-separator", "scalar-for-a-lookup", "lookup-for-text"])
+def test_a_value_of_an_unexpected_shape_keeps_its_record(tmp_path, fields, column, seen, raw):
+    """Not a placing field: the order loads, its column holds null, the value is kept as it
+    came in <column>__raw, and the schema_drift check (a warning) names the field."""
+    with rewritten(on_path("/orders", first_row("Results", **fields))) as sb:
+        result, db = load(sb, tmp_path, ORDERS)
+        expected = len(sb.dataset.orders(1001, DAY))
+    assert result.success
+    assert rows(db, "SELECT count(*) FROM booker.orders") == [(expected,)]
+    assert rows(db, f"SELECT {column}__raw, _drift->0->>'seen' FROM booker.orders"
+                    f" WHERE {column}__raw IS NOT NULL") == [(raw, seen)]
+    assert rows(db, "SELECT count(*) FROM booker._rejects") == [(0,)]
+    checks = {e.check_name: e for e in result.get_asset_check_evaluations()
+              if e.asset_key.path[-1] == "orders"}
+    drift = checks["schema_drift"]
+    assert not drift.passed and drift.severity == dg.AssetCheckSeverity.WARN
+    assert drift.description.startswith(f"1 field shape(s) drifted: {column}")
+    assert checks["no_rejects"].passed and checks["rows_match_reported_total"].passed
 
 
 def test_a_numeric_string_id_gives_the_same_type_on_a_fresh_and_an_existing_table(tmp_path):
@@ -206,15 +230,27 @@ def test_a_full_disk_names_the_cause_and_keeps_what_was_stored(tmp_path, monkeyp
 
 def test_an_unreadable_schedule_row_is_rejected_on_its_own_day(tmp_path):
     """Its employee is undated (a list), the row names its day: the reject goes there, once.
-    The same bad row on a day outside the run is left to that day's run."""
+    The same bad row on a day outside the run is left to that day's run. (``Weekday`` is in
+    the key: it places the row.)"""
     days = (DAY, DAY + date.resolution)
     bad_days = (DAY, DAY - date.resolution)
     with rewritten(on_path("/schedule", rows_of("EmployeeDaySchedules", bad_days,
-                                                StartTime="9 o'clock"))) as sb:
+                                                Weekday={"ID": 3}))) as sb:
         result, db = load(sb, tmp_path, ["booker/employee_schedules"], days=days)
         employees = len(sb.dataset.employees(1001, False, False))
     assert result.success
     assert rows(db, "SELECT report_date, count(*), any_value(reason) FROM booker._rejects"
-                    " GROUP BY 1") == [(DAY, employees, "not a time of day: \"9 o'clock\" "
-                                                       "(neither HH:MM[:SS] nor a date form)")]
+                    " GROUP BY 1") == [(DAY, employees, '{"ID": 3} is not a VARCHAR value')]
     assert rows(db, "SELECT count(*) FROM booker.employee_schedules") == [(employees,)]
+
+
+def test_an_unreadable_opening_time_keeps_its_schedule_row(tmp_path):
+    """``StartTime`` places nothing: the row stays on its day, the time kept as it came."""
+    with rewritten(on_path("/schedule", rows_of("EmployeeDaySchedules", (DAY,),
+                                                StartTime="9 o'clock"))) as sb:
+        result, db = load(sb, tmp_path, ["booker/employee_schedules"])
+        employees = len(sb.dataset.employees(1001, False, False))
+    assert result.success
+    assert rows(db, "SELECT count(*), count(start_time), any_value(start_time__raw)"
+                    " FROM booker.employee_schedules") == [(employees, 0, '"9 o\'clock"')]
+    assert rows(db, "SELECT count(*) FROM booker._rejects") == [(0,)]

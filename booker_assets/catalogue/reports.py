@@ -34,6 +34,16 @@ class IsoWindow:
     since: str
     until: str
 
+    def __post_init__(self) -> None:
+        if not (self.since.startswith("From") and self.since.endswith("Offset")):
+            raise ValueError(f"{self.since}: a window is From<Field>Offset, To<Field>Offset")
+
+    @property
+    def field(self) -> str:
+        """The record's date-time the window selects by (``FromDateCreatedOffset`` →
+        ``DateCreated``): what puts a row on its day (``load/placing.py``)."""
+        return self.since.removeprefix("From").removesuffix("Offset")
+
 
 @dataclass(frozen=True)
 class AheadWindow:

@@ -19,6 +19,8 @@ import pandas as pd
 
 from booker_assets.catalogue.options import OPTIONS, table_options
 from booker_assets.catalogue.reports import TABLES
+from booker_assets.defs.drift import COLUMNS as DRIFT_COLUMNS
+from booker_assets.defs.drift import drift
 from booker_assets.defs.partitions import known_locations
 from booker_assets.defs.storage import (
     BookerStorageError,
@@ -310,6 +312,34 @@ APPOINTMENT_CHECKS = (
 )
 
 
+def drift_check(table: str, warehouse: Warehouse) -> BookerCheck:
+    """WARN when Booker sent a field of this table in a shape it was not declared with: the
+    values are kept as they came (never a lost row), the check names each field."""
+    spec = dg.AssetCheckSpec(asset=_key(table), name="schema_drift", description=(
+        "Every field came in its declared shape. A warning names each field that did not, the "
+        "shape declared and seen, rows, since which partition and examples; the values are in "
+        "<column>__raw and _drift (nothing was lost). `booker-assets drift` lists them all."))
+    severity = dg.AssetCheckSeverity.WARN
+
+    def evaluate(_locations: Sequence[str]) -> dg.AssetCheckResult:
+        try:
+            with warehouse.connect(read_only=True) as conn:
+                found = drift(conn, [table], SCHEMA)
+        except (duckdb.CatalogException, BookerStorageError) as exc:
+            return _cannot_check(exc, severity)
+        if not found:
+            return dg.AssetCheckResult(passed=True, metadata={"drifted_fields": 0})
+        shown = [{c: str(getattr(f, c)) for c in DRIFT_COLUMNS[1:]} for f in found[:SHOWN]]
+        return dg.AssetCheckResult(
+            passed=False, severity=severity,
+            description=f"{len(found)} field shape(s) drifted: " + "; ".join(
+                f.line().removeprefix(f"{table}.") for f in found[:3]),
+            metadata={"drifted_fields": len(found),
+                      "drift": dg.MetadataValue.md(_markdown(DRIFT_COLUMNS[1:], shown))})
+
+    return BookerCheck(spec, evaluate)
+
+
 def freshness_check(warehouse: Warehouse) -> BookerCheck:
     # Not a SqlCheck: its date parameter and failure text follow the day it is evaluated on.
     spec = dg.AssetCheckSpec(asset=_key("orders"), name="fresh",
@@ -349,6 +379,7 @@ def check_evaluators(settings: Settings) -> dict[dg.AssetCheckKey, BookerCheck]:
     checks = [
         *(check.build(db) for check in sql_checks),
         freshness_check(db),
+        *(drift_check(name, db) for name in TABLES),
     ]
     return {check.spec.key: check for check in checks}
 

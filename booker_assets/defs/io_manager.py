@@ -13,8 +13,8 @@ Changed, because the stock ``DuckDBPandasIOManager`` ...
   and records the day in ``<schema>._loads`` with row_count 0 (or ``no_history``);
 - inserts by position and types columns by the first values it sees: here ``INSERT ... BY
   NAME`` into declared types; a column the data brings is added with the type it arrived in,
-  and a later value that does not fit a column's type makes its row a reject, not a failed
-  write;
+  and a later value that does not fit a column's type is kept as it came (``<column>__raw``),
+  never a reject nor a failed write;
 - derives the slice from ``partition_expr``: here the slice comes from the data
   (``ReportFrame.partitions``), so any set of (report_date, location_id) pairs works;
 - fails when two processes open the file: here, on a DuckDB file, writers queue under its
@@ -53,7 +53,8 @@ from booker_assets.defs.storage import (
     quote,
 )
 from booker_assets.errors import BookerError
-from booker_assets.load.flatten import Column
+from booker_assets.load.columns import KEPT_TYPE
+from booker_assets.load.flatten import DRIFT, RAW, Column
 from booker_assets.load.frames import BASE_COLUMNS, Partition, PartitionLoad, ReportFrame
 from booker_assets.settings import DEFAULT_LOCK_WAIT_SECONDS, WAREHOUSES, Settings
 
@@ -65,7 +66,7 @@ LOADS_COLUMNS = (
     "reported_total BIGINT, pages INTEGER, requests INTEGER, status VARCHAR, rejected BIGINT, "
     "loaded_at TIMESTAMPTZ, options JSON"
 )
-_STAGED = ("_frame", "_slice", "_rejects")  # the temp tables of one write
+_STAGED = ("_typed", "_frame", "_slice", "_rejects")  # the temp tables of one write
 REJECTS_COLUMNS = (
     "table_name VARCHAR, report_date DATE, location_id BIGINT, record_id VARCHAR, "
     "column_name VARCHAR, reason VARCHAR, raw JSON, loaded_at TIMESTAMPTZ"
@@ -128,6 +129,10 @@ class BookerDuckDBIOManager(dg.ConfigurableIOManager):
         added = part.write.added.get(part.table)
         if added:  # the asset reports each partition's figures; this, only news
             context.add_output_metadata({"booker/new_columns": ", ".join(added)})
+        columns = next(s.report.columns for s in part.write.slices if s.table == part.table)
+        if any(_kept(c.name) for c in columns):  # the UI shows where values were kept
+            context.add_output_metadata({"dagster/column_schema": dg.TableSchema(columns=[
+                dg.TableColumn(c.name, c.type, description=c.description) for c in columns])})
 
     def load_input(self, context: dg.InputContext) -> pd.DataFrame:
         wanted = _wanted_partitions(context) if context.has_asset_partitions else None
@@ -142,6 +147,10 @@ class BookerDuckDBIOManager(dg.ConfigurableIOManager):
                     where=store.where,
                     fix="materialize the upstream asset first",
                 ) from exc
+
+
+def _kept(name: str) -> bool:
+    return name.endswith(RAW) or name == DRIFT
 
 
 def _log_of(context: dg.OutputContext | dg.InputContext) -> Log | None:
@@ -262,9 +271,9 @@ def _write_table(conn: duckdb.DuckDBPyConnection, schema: str, part: TableSlice)
     table, target = part.table, qualified(conn, part.table, schema)
     _stage(conn, part.report)
     conn.execute(f"CREATE SCHEMA IF NOT EXISTS {qualified(conn, schema=schema)}")
+    _keep_misfits(conn, schema, table)
     added = _ensure_columns(conn, schema, table, part.report.columns)
     _check_frame_matches_slice(conn)
-    _reject_misfits(conn, schema, table)
     conn.execute(
         f"DELETE FROM {target} t USING _slice s WHERE t.report_date = s.report_date"
         " AND t.location_id IS NOT DISTINCT FROM s.location_id"
@@ -282,26 +291,23 @@ def _write_table(conn: duckdb.DuckDBPyConnection, schema: str, part: TableSlice)
     return added
 
 
+def insert_rows(conn: duckdb.DuckDBPyConnection, schema: str, table: str, frame: pd.DataFrame,
+                columns: Sequence[Column]) -> None:
+    """Add ``frame``'s rows to ``table`` as a write does (columns added, misfits kept), in the
+    caller's transaction, deleting nothing: the replay of ``defs/replay.py``."""
+    try:
+        _stage_rows(conn, frame, columns)
+        _keep_misfits(conn, schema, table)
+        _ensure_columns(conn, schema, table, columns)
+        conn.execute(f"INSERT INTO {qualified(conn, table, schema)} BY NAME SELECT * FROM _frame")
+    finally:
+        for temp in _STAGED:
+            conn.execute(f"DROP TABLE IF EXISTS temp.{temp}")
+
+
 def _stage(conn: duckdb.DuckDBPyConnection, report: ReportFrame) -> None:
-    """The slice's rows, rejects and loads as typed temp tables: one scan of the DataFrame,
-    cast to the declared types (the loader already read every value into its type)."""
-    frame = _with_loaded_at(report.frame)
-    missing = [c.name for c in BASE_COLUMNS if c.name not in frame.columns]
-    if missing:
-        raise ValueError(f"the frame lacks the required columns {missing}")
-    declared = {c.name: c.type for c in report.columns} | _BASE_TYPES
-    # An undeclared column that never held a value has no type yet (DuckDB would say INTEGER)
-    valueless = {name for name in frame.columns
-                 if frame[name].dtype == object and not frame[name].notna().any()}
-    conn.register("_frame_in", frame)
-    inferred = conn.execute("SELECT column_name FROM (DESCRIBE _frame_in)").fetchall()
-    select = ", ".join(
-        f"CAST({quote(name)} AS {declared[name]}) AS {quote(name)}" if name in declared
-        else quote(name)
-        for (name,) in inferred if name in declared or name not in valueless
-    )
-    conn.execute(f"CREATE TEMP TABLE _frame AS SELECT {select} FROM _frame_in")
-    conn.unregister("_frame_in")
+    """The slice's rows, rejects and loads as typed temp tables."""
+    _stage_rows(conn, report.frame, report.columns)
     _register_slice(conn, report)
     rejects = pd.DataFrame([asdict(r) for r in report.rejects],
                            columns=["report_date", "location_id", "record_id", "column", "reason",
@@ -314,6 +320,29 @@ def _stage(conn: duckdb.DuckDBPyConnection, report: ReportFrame) -> None:
         " FROM _rejects_in"
     )
     conn.unregister("_rejects_in")
+
+
+def _stage_rows(conn: duckdb.DuckDBPyConnection, frame: pd.DataFrame,
+                columns: Sequence[Column]) -> None:
+    """Rows as the typed temp table ``_typed``: one scan of the DataFrame, cast to the
+    declared types (the loader already read every value into its type)."""
+    frame = _with_loaded_at(frame)
+    missing = [c.name for c in BASE_COLUMNS if c.name not in frame.columns]
+    if missing:
+        raise ValueError(f"the frame lacks the required columns {missing}")
+    declared = {c.name: c.type for c in columns} | _BASE_TYPES
+    # An undeclared column that never held a value has no type yet (DuckDB would say INTEGER)
+    valueless = {name for name in frame.columns
+                 if frame[name].dtype == object and not frame[name].notna().any()}
+    conn.register("_frame_in", frame)
+    inferred = conn.execute("SELECT column_name FROM (DESCRIBE _frame_in)").fetchall()
+    select = ", ".join(
+        f"CAST({quote(name)} AS {declared[name]}) AS {quote(name)}" if name in declared
+        else quote(name)
+        for (name,) in inferred if name in declared or name not in valueless
+    )
+    conn.execute(f"CREATE TEMP TABLE _typed AS SELECT {select} FROM _frame_in")
+    conn.unregister("_frame_in")
 
 
 def _with_loaded_at(frame: pd.DataFrame) -> pd.DataFrame:
@@ -359,27 +388,42 @@ def _ensure_columns(conn: duckdb.DuckDBPyConnection, schema: str, table: str,
     return added
 
 
-def _reject_misfits(conn: duckdb.DuckDBPyConnection, schema: str, table: str) -> None:
-    """Rows with a value their column's type cannot hold (a field first seen as a number,
-    now text) move to the rejects instead of failing the write."""
+def _keep_misfits(conn: duckdb.DuckDBPyConnection, schema: str, table: str) -> None:
+    """A value its column's type cannot hold exactly (a field first seen as a number, now
+    text; ``"0042"`` where numbers are) is kept as it came, as the extractor keeps a declared
+    field's: null in the column, the value in ``<column>__raw``, a drift in the row's
+    ``_drift``. The row loads; nothing is rounded or cast by guess. ``_frame`` is made from
+    ``_typed`` (altering or replacing a temp table in a DuckLake transaction aborts DuckDB)."""
     types = {name.casefold(): dtype for name, dtype in table_columns(conn, schema, table)}
-    staged = conn.execute("SELECT column_name, column_type FROM (DESCRIBE _frame)").fetchall()
-    misfit = [(name, types[name.casefold()]) for name, dtype in staged
-              if types[name.casefold()] != dtype]
-    for name, dtype in misfit:
-        bad = f"{quote(name)} IS NOT NULL AND TRY_CAST({quote(name)} AS {dtype}) IS NULL"
-        conn.execute(
-            "INSERT INTO _rejects SELECT f.report_date, f.location_id, NULL, ?,"
-            f" 'not a {dtype} value: ' || CAST(f.{quote(name)} AS VARCHAR), to_json(f)"
-            f" FROM _frame f WHERE {bad}", [name])
-        conn.execute(f"DELETE FROM _frame WHERE {bad}")
-    if misfit:
-        conn.execute(
-            "UPDATE _slice s SET row_count = (SELECT count(*) FROM _frame f WHERE"
-            " f.report_date = s.report_date AND f.location_id IS NOT DISTINCT FROM s.location_id),"
-            " rejected = (SELECT count(*) FROM _rejects r WHERE r.report_date = s.report_date"
-            " AND r.location_id IS NOT DISTINCT FROM s.location_id)"
-        )
+    staged = conn.execute("SELECT column_name, column_type FROM (DESCRIBE _typed)").fetchall()
+    bad = {name: (f"({quote(name)} IS NOT NULL AND CAST(TRY_CAST({quote(name)} AS {wanted})"
+                  f" AS {dtype}) IS DISTINCT FROM {quote(name)})", wanted, dtype)
+           for name, dtype in staged
+           if (wanted := types.get(name.casefold(), dtype)) != dtype}
+    bad = {name: found for name, found in bad.items()
+           if conn.execute(f"SELECT count(*) FROM _typed WHERE {found[0]}").fetchall()[0][0]}
+    if not bad:
+        conn.execute("CREATE TEMP TABLE _frame AS SELECT * FROM _typed")
+        return
+    entries = ", ".join(
+        f"CASE WHEN {where} THEN json_object('field', '{name}', 'declared', '{wanted}',"
+        f" 'seen', '{_SEEN.get(dtype, dtype)}', 'value', to_json({quote(name)})) END"
+        for name, (where, wanted, dtype) in bad.items())
+    had = ("CAST(_drift::JSON AS JSON[])" if any(name == DRIFT for name, _ in staged)
+           else "[]::JSON[]")
+    drift = (f"nullif(list_filter(list_concat(coalesce({had}, []::JSON[]), [{entries}]),"
+             f" e -> e IS NOT NULL), []::JSON[])::JSON::{KEPT_TYPE}")
+    nulled = ", ".join(f"CASE WHEN {where} THEN NULL ELSE {quote(name)} END AS {quote(name)}"
+                       for name, (where, _, _) in bad.items())
+    raws = ", ".join(f"CASE WHEN {where} THEN to_json({quote(name)})::{KEPT_TYPE} END AS"
+                     f" {quote(name + RAW)}"
+                     for name, (where, _, _) in bad.items())
+    kept = [name for name, _ in staged if name != DRIFT and name not in bad]
+    conn.execute(f"CREATE TEMP TABLE _frame AS SELECT {', '.join(map(quote, kept))}, {nulled},"
+                 f" {raws}, {drift} AS {DRIFT} FROM _typed")
+
+
+_SEEN = {"VARCHAR": "text", "BIGINT": "number", "DOUBLE": "number", "BOOLEAN": "boolean"}
 
 
 def _check_frame_matches_slice(conn: duckdb.DuckDBPyConnection) -> None:

@@ -4,14 +4,14 @@ descriptions the Dagster UI shows."""
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import fields, is_dataclass
 from typing import Any
 
 from booker_assets.catalogue import schema as s
 from booker_assets.catalogue.reports import Explode, FromRoot, PerParent, ReportGroup, Table
 from booker_assets.catalogue.schema import Record
-from booker_assets.load.flatten import Column, columns_of
+from booker_assets.load.flatten import DRIFT, RAW, Column, columns_of
 from booker_assets.load.frames import BASE_COLUMNS
 from booker_assets.load.pii import PiiPolicy
 
@@ -32,6 +32,23 @@ def table_columns(group: ReportGroup, table: Table, pii: PiiPolicy | str = "keep
         return tuple(c for c in found.values() if c not in personal)
     return tuple(Column(c.name, s.TEXT, f"{c.description} (keyed hash: BOOKER_PII=hash)")
                  if c in personal else c for c in found.values())
+
+
+def kept_columns(rows: Iterable[Mapping[str, Any]]) -> tuple[Column, ...]:
+    """The columns of values kept as they came, in the rows' order: ``<column>__raw`` beside
+    each column that could not hold a value, and the rows' ``_drift`` (added when first met)."""
+    names = dict.fromkeys(k for row in rows for k in row if k.endswith(RAW) or k == DRIFT)
+    return tuple(Column(name, KEPT_TYPE, KEPT_DESCRIPTION if name == DRIFT else
+                        f"A {name.removesuffix(RAW)} value as Booker sent it, where it did not"
+                        " fit its column (which holds null); JSON text") for name in names)
+
+
+# JSON text, in a VARCHAR (DuckDB's JSON functions read it): DuckLake 0.3 cannot insert into
+# a JSON column added in the same transaction ("Unsupported type UNKNOWN"), and these are
+# added when first needed.
+KEPT_TYPE = s.TEXT
+KEPT_DESCRIPTION = ("What in this row did not fit its declared type and was kept as it came: "
+                    "[{field, declared, seen, value}] (JSON text; the schema_drift check sums it)")
 
 
 def code_version(group: ReportGroup, table: Table, pii: PiiPolicy | str = "keep") -> str:

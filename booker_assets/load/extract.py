@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from datetime import date, datetime, timedelta, timezone, tzinfo
 from typing import Any
 
@@ -44,10 +44,11 @@ from booker_assets.catalogue.reports import (
     ReportGroup,
     Table,
 )
-from booker_assets.load.columns import table_columns
-from booker_assets.load.flatten import BadValue, flatten, read_value
+from booker_assets.load.columns import kept_columns, table_columns
+from booker_assets.load.flatten import DRIFT, BadValue, flatten, read_value
 from booker_assets.load.frames import PartitionLoad, Reject, ReportFrame, build_frame
 from booker_assets.load.pii import PiiPolicy, protect_pii
+from booker_assets.load.placing import child_placing, root_placing
 from booker_assets.settings import DEFAULT_LOOKAHEAD_DAYS
 
 OBSERVABLE_DAYS_AFTER = 1  # a snapshot may be stored for day D until D+1 ends, locally
@@ -235,7 +236,8 @@ def _parent(job: Slice, day: date | None, raw: dict, record: s.Record) -> Parent
     """A root row, typed without the lists that are tables of their own (read as those)."""
     lists = job.group.exploded
     try:
-        return Parent(day, raw, flatten(_drop(raw, lists), _drop(record, lists), job.zone), None)
+        return Parent(day, raw, flatten(_drop(raw, lists), _drop(record, lists), job.zone,
+                                        root_placing(job.group)), None)
     except BadValue as problem:
         return Parent(day, raw, None, problem)
 
@@ -264,13 +266,13 @@ def _table_frame(job: Slice, table: Table, parents: list[Parent],
                  pii: PiiPolicy | str) -> ReportFrame:
     derived = Derived()
     for source in table.sources if job.asks(table) else ():
-        _derive(job, source, parents, derived, private=bool(table.pii))
+        _derive(job, table, source, parents, derived, private=bool(table.pii))
     dated = table.history == "dated"
     placed, rejects = _place(job, derived, dated)
-    rows = [protect_pii(row, table.pii, pii) | {"report_date": day, "location_id": job.location_id,
-                                                 "_loaded_at": loaded_at}
+    rows = [_protected(row, table.pii, pii) | {"report_date": day, "location_id": job.location_id,
+                                                "_loaded_at": loaded_at}
             for day, row in placed]
-    columns = table_columns(job.group, table, pii)
+    columns = table_columns(job.group, table, pii) + kept_columns(rows)
     return ReportFrame(
         frame=build_frame(rows, columns),
         partitions=[(d, job.location_id) for d in job.days],
@@ -280,12 +282,12 @@ def _table_frame(job: Slice, table: Table, parents: list[Parent],
     )
 
 
-def _derive(job: Slice, source: FromRoot | Explode | PerParent, parents: list[Parent],
-            out: Derived, private: bool) -> None:
+def _derive(job: Slice, table: Table, source: FromRoot | Explode | PerParent,
+            parents: list[Parent], out: Derived, private: bool) -> None:
     if isinstance(source, Explode):
-        _explode(job, source, parents, out)
+        _explode(job, table, source, parents, out)
     elif isinstance(source, PerParent):
-        _per_parent(job, source, parents, out, private)
+        _per_parent(job, table, source, parents, out, private)
     else:
         for parent in parents:
             if parent.row is None:
@@ -296,7 +298,8 @@ def _derive(job: Slice, source: FromRoot | Explode | PerParent, parents: list[Pa
                     for new, old in source.local_days.items()}))
 
 
-def _explode(job: Slice, source: Explode, parents: list[Parent], out: Derived) -> None:
+def _explode(job: Slice, table: Table, source: Explode, parents: list[Parent],
+             out: Derived) -> None:
     for parent in parents:
         children = parent.raw.get(source.list_field) or []
         if not isinstance(children, list):
@@ -306,20 +309,21 @@ def _explode(job: Slice, source: Explode, parents: list[Parent], out: Derived) -
                 out.reject(parent.day, child, _problem(parent, "its parent record"))
                 continue
             try:
-                row = flatten(_drop(child, source.drop), source.record, job.zone)
+                row = flatten(_drop(child, source.drop), source.record, job.zone,
+                              child_placing(table, source))
             except BadValue as problem:
                 out.reject(parent.day, child, problem)
                 continue
             row |= _carried(source.carry, source.constants, parent.row)
             if source.carry_prefix:
-                row |= {source.carry_prefix + k: v for k, v in parent.row.items()}
+                row = _with_parent(row, parent.row, source.carry_prefix)
             if source.index_column:
                 row[source.index_column] = index
             out.rows.append((parent.day, row))
 
 
-def _per_parent(job: Slice, source: PerParent, parents: list[Parent], out: Derived,
-                private: bool) -> None:
+def _per_parent(job: Slice, table: Table, source: PerParent, parents: list[Parent],
+                out: Derived, private: bool) -> None:
     """One call per distinct parent (a customer changed on two days is asked once, and once
     per backfill when its reply is shared)."""
     wanted = [p for p in parents
@@ -344,7 +348,7 @@ def _per_parent(job: Slice, source: PerParent, parents: list[Parent], out: Deriv
                 out.reject(parent.day, child, problem)
                 continue
             try:
-                row = flatten(child, source.call.record, job.zone)
+                row = flatten(child, source.call.record, job.zone, child_placing(table, source))
             except BadValue as problem:
                 out.reject(day, child, problem)
                 continue
@@ -411,6 +415,24 @@ def _load(job: Slice, table: Table, day: date, placed: list[tuple[date, dict]],
 
 
 # ---------------------------------------------------------------- small helpers
+
+
+def _protected(row: dict, personal: tuple[str, ...], pii: PiiPolicy | str) -> dict:
+    """The row under ``BOOKER_PII``, its drift as JSON: a personal field's value kept as it
+    came is hashed or dropped like its column."""
+    drift = [asdict(d) | {"value": protect_pii({d.field: d.value}, personal, pii).get(d.field)}
+             for d in row.get(DRIFT, [])]
+    out = protect_pii({k: v for k, v in row.items() if k != DRIFT}, personal, pii)
+    return out | ({DRIFT: json.dumps(drift, ensure_ascii=False, default=str)} if drift else {})
+
+
+def _with_parent(row: dict, parent: dict, prefix: str) -> dict:
+    """``row`` with every parent column under ``prefix``; the parent's drift joins the row's,
+    its fields named as their columns now are."""
+    drift = row.pop(DRIFT, []) + [replace(d, field=prefix + d.field)
+                                  for d in parent.get(DRIFT, [])]
+    carried = {prefix + k: v for k, v in parent.items() if k != DRIFT}
+    return row | carried | ({DRIFT: drift} if drift else {})
 
 
 def _carried(carry: Mapping[str, str], constants: Mapping[str, str], parent: dict) -> dict:

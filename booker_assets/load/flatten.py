@@ -1,11 +1,13 @@
 """Booker records → typed flat rows, following the declared schema (catalogue/schema.py).
 
 Names are snake_case, nested objects are joined with ``_`` (``final_total_amount``), lists are
-JSON. Every declared field is read into its declared type or the record is refused with
-``BadValue`` (the extractor makes it a reject): numbers may arrive as JSON numbers or numeric
-strings, dates in any form ``api.dates.read_date`` reads, with or without their ``...Offset``
-twin. A field the schema does not know is kept, typed by its JSON type, never by guessing
-from its text (``"0042"`` stays text).
+JSON. Every declared field is read into its declared type: numbers may arrive as JSON numbers or
+numeric strings, dates in any form ``api.dates.read_date`` reads, with or without their
+``...Offset`` twin. A value that does not fit refuses its record (``BadValue``: the extractor
+makes it a reject) only when it places the record (``load/placing.py``); any other is kept as
+it came, beside a null (docs/booker-api.md, "Shapes are only as certain as their tags").
+A field the schema does not know is kept, typed by its JSON type, never by guessing from its
+text (``"0042"`` stays text).
 """
 
 from __future__ import annotations
@@ -13,8 +15,8 @@ from __future__ import annotations
 import json
 import math
 import re
-from collections.abc import Mapping
-from dataclasses import dataclass
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass, field
 from datetime import tzinfo
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -32,6 +34,8 @@ _FLOAT_NOISE = Decimal("1e-9")  # 0.1 + 0.2 written by a server is still 30 cent
 _INT64 = 2**63
 OFFSET = "Offset"
 EMPTY_LIST = "[]"
+RAW = "__raw"  # <column>__raw: a value its column could not hold, as it came (JSON)
+DRIFT = "_drift"  # a row's values kept as they came: [{field, declared, seen, value}] (JSON)
 
 
 def snake(name: str) -> str:
@@ -69,29 +73,139 @@ def columns_of(record: Record, prefix: str = "") -> list[Column]:
     return columns
 
 
-def flatten(value: Any, record: Record, zone: tzinfo, prefix: str = "") -> dict[str, Any]:
-    """One typed flat row from a (possibly nested) Booker record; ``BadValue`` if it cannot be."""
-    if not isinstance(value, Mapping):
-        raise BadValue(prefix.rstrip("_") or "record",
-                       f"expected an object, got {type(value).__name__}")
-    row: dict[str, Any] = {}
-    for key, spec in record.items():
-        name = prefix + snake(key)
-        if isinstance(spec, Field):
-            raw = value.get(key + OFFSET) if spec.type in _DATED else None
-            raw = value.get(key) if raw is None else raw
-            row[name] = (_json_list(raw, spec.items, zone, name) if spec.items is not None
-                         else read_value(spec.type, raw, zone, name))
-        elif value.get(key) is None:
-            row |= dict.fromkeys((c.name for c in columns_of(spec, f"{name}_")), None)
-            row |= {c.name: EMPTY_LIST for c in columns_of(spec, f"{name}_") if c.type == s.JSON}
-        else:
-            row |= flatten(value[key], spec, zone, f"{name}_")
-    known = set(record) | {key + OFFSET for key in record}
-    for key, item in value.items():
-        if key not in known:
-            row |= _unknown(key, item, value, zone, prefix)
+def flatten(value: Any, record: Record, zone: tzinfo, placing: Collection[str] = ()
+            ) -> dict[str, Any]:
+    """One typed flat row from a (possibly nested) Booker record.
+
+    Only a ``placing`` column (its key, ``location_id``, its day: ``load/placing.py``) that
+    cannot be read refuses the record (``BadValue``). Any other value that does not fit is
+    kept as it came: its column holds null, ``<column>__raw`` the value (JSON), and the row's
+    ``_drift`` a ``Drift`` naming the field, the shape declared and the shape seen."""
+    reader = _Reader(zone, frozenset(placing))
+    row = reader.record(value, record, "")
+    if reader.drift:
+        row[DRIFT] = reader.drift
     return row
+
+
+@dataclass
+class _Reader:
+    """One record's reading: the zone its dates are in, the columns that place it, and the
+    drift met on the way."""
+
+    zone: tzinfo
+    placing: frozenset[str]
+    drift: list[Drift] = field(default_factory=list)
+
+    def record(self, value: Any, record: Record, prefix: str) -> dict[str, Any]:
+        if not isinstance(value, Mapping):
+            raise BadValue(prefix.rstrip("_") or "record",
+                           f"expected an object, got {type(value).__name__}")
+        row: dict[str, Any] = {}
+        for key, spec in record.items():
+            name = prefix + snake(key)
+            if isinstance(spec, Field):
+                raw = value.get(key + OFFSET) if spec.type in _DATED else None
+                raw = value.get(key) if raw is None else raw
+                row |= self.read_field(name, spec, raw)
+            elif value.get(key) is None:
+                row |= dict.fromkeys((c.name for c in columns_of(spec, f"{name}_")), None)
+                row |= {c.name: EMPTY_LIST for c in columns_of(spec, f"{name}_")
+                        if c.type == s.JSON}
+            elif isinstance(value[key], Mapping):
+                row |= self.record(value[key], spec, f"{name}_")
+            else:  # a scalar or a list where an object was declared
+                inner = [c.name for c in columns_of(spec, f"{name}_")]
+                self._refuse_if_placing(inner, BadValue(
+                    name, f"expected an object, got {type(value[key]).__name__}"))
+                row |= dict.fromkeys(inner, None) | self._kept(name, _shape_of(spec), value[key])
+        known = set(record) | {key + OFFSET for key in record}
+        for key, item in value.items():
+            if key not in known:
+                row |= _unknown(key, item, value, self.zone, prefix)
+        return row
+
+    def read_field(self, name: str, spec: Field, raw: Any) -> dict[str, Any]:
+        """``{name: value}``, or ``{name: None, name__raw: raw}`` when it does not fit."""
+        try:
+            if spec.items is not None:
+                return {name: self._list(raw, spec.items, name)}
+            return {name: read_value(spec.type, raw, self.zone, name)}
+        except BadValue as problem:
+            self._refuse_if_placing([name], problem)
+            return {name: None} | self._kept(name, _shape_of(spec), raw)
+
+    def _kept(self, name: str, declared: str, raw: Any) -> dict[str, Any]:
+        self.drift.append(Drift(name, declared, shape(raw), raw))
+        return {name + RAW: _dumps(raw)}
+
+    def _refuse_if_placing(self, columns: Iterable[str], problem: BadValue) -> None:
+        if self.placing.intersection(columns):
+            raise problem
+
+    def _list(self, value: Any, items: Field | Record, column: str) -> str:
+        """A declared list as JSON, each element read like a column: ``"7"`` and ``7`` are one
+        id, a date in any form one instant. An element, or a field of one, that does not fit
+        stays as it came (a drift of ``column[].Field``); fields it brings undeclared stay."""
+        if value is None:
+            return EMPTY_LIST
+        if not isinstance(value, list):
+            raise BadValue(column, f"{_shown(value)} is not a list")
+        read = [self._element(item, items, f"{column}[]") for item in value]
+        return json.dumps(read, ensure_ascii=False, sort_keys=True, default=_plain)
+
+    def _element(self, item: Any, spec: Field | Record, path: str) -> Any:
+        if isinstance(spec, Field):
+            try:
+                return read_value(spec.type, item, self.zone, path)
+            except BadValue:
+                self.drift.append(Drift(path, _shape_of(spec), shape(item), item))
+                return item
+        if item is None:
+            return None
+        if not isinstance(item, Mapping):
+            self.drift.append(Drift(path, _shape_of(spec), shape(item), item))
+            return item
+        known = {key: self._element(item.get(key), sub, f"{path}.{key}")
+                 for key, sub in spec.items()}
+        return {**{k: v for k, v in item.items() if k not in spec}, **known}
+
+
+@dataclass(frozen=True)
+class Drift:
+    """A value kept as it came: ``field`` (a column, or ``levels[].Fee`` inside a list), the
+    shape declared, the shape seen (``shape``) and the value."""
+
+    field: str
+    declared: str
+    seen: str
+    value: Any
+
+
+def shape(value: Any) -> str:
+    """A JSON value's shape, in the words the drift check uses."""
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "boolean"
+    if isinstance(value, int | float):
+        return "number"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, Mapping):
+        return "object {" + ", ".join(sorted(map(str, value)))[:60] + "}"
+    return "list"
+
+
+def _shape_of(spec: Field | Record) -> str:
+    """The shape a field is declared with: its column type, ``list``, or the object's keys."""
+    if isinstance(spec, Field):
+        return "list" if spec.items is not None else spec.type
+    return "object {" + ", ".join(spec) + "}"
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, ensure_ascii=False, sort_keys=True, default=str)
 
 
 def read_value(type_: str, value: Any, zone: tzinfo, column: str) -> Any:
@@ -168,29 +282,6 @@ def _json(value: Any, zone: tzinfo) -> str:
     return json.dumps(value, ensure_ascii=False, sort_keys=True)
 
 
-def _json_list(value: Any, items: Field | Record, zone: tzinfo, column: str) -> str:
-    """A declared list as JSON, each element read like a column: ``"7"`` and ``7`` are one
-    id, a date in any form one instant. Fields an element brings undeclared are kept."""
-    if value is None:
-        return EMPTY_LIST
-    if not isinstance(value, list):
-        raise BadValue(column, f"{_shown(value)} is not a list")
-    read = [_element(item, items, zone, f"{column}[{n}]") for n, item in enumerate(value)]
-    return json.dumps(read, ensure_ascii=False, sort_keys=True, default=_plain)
-
-
-def _element(item: Any, spec: Field | Record, zone: tzinfo, column: str) -> Any:
-    if isinstance(spec, Field):
-        return read_value(spec.type, item, zone, column)
-    if item is None:
-        return None
-    if not isinstance(item, Mapping):
-        raise BadValue(column, f"expected an object, got {type(item).__name__}")
-    known = {key: _element(item.get(key), sub, zone, f"{column}.{key}")
-             for key, sub in spec.items()}
-    return {**{k: v for k, v in item.items() if k not in spec}, **known}
-
-
 def _plain(value: Any) -> Any:
     """JSON for what a reader returns: instants and days as ISO text."""
     return value.isoformat()
@@ -226,7 +317,7 @@ def _unknown(key: str, value: Any, record: Mapping, zone: tzinfo, prefix: str) -
         except BookerDateError:  # not a date after all (e.g. UtcOffset: "-05:00")
             return {prefix + snake(key): value}
     if isinstance(value, Mapping):
-        return flatten(value, {}, zone, f"{name}_")
+        return _Reader(zone, frozenset()).record(value, {}, f"{name}_")
     if isinstance(value, list):
         return {name: _json(value, zone)}
     return {name: value}
