@@ -11,6 +11,7 @@ import argparse
 import os
 import sys
 from collections.abc import Mapping, Sequence
+from contextlib import suppress
 from datetime import date
 from pathlib import Path
 
@@ -24,6 +25,7 @@ from booker_assets.definitions import build_definitions, deployed_settings
 from booker_assets.defs.assets import STEP_NAME
 from booker_assets.defs.backfill import instance_from_env, location_slices, run_slices
 from booker_assets.defs.connection import booker_resource_from_env
+from booker_assets.defs.drift import drift as find_drift
 from booker_assets.defs.locations import (
     SENSOR_NAME,
     LocationDrift,
@@ -37,7 +39,8 @@ from booker_assets.defs.partitions import (
     newest_day,
     utc_now,
 )
-from booker_assets.defs.storage import drop_location, warehouse_of
+from booker_assets.defs.replay import replay
+from booker_assets.defs.storage import SCHEMA, drop_location, warehouse_of
 from booker_assets.errors import BookerConfigError, BookerError
 from booker_assets.settings import Settings
 
@@ -199,6 +202,40 @@ def sql(query: str) -> int:
     return 0
 
 
+def drift() -> int:
+    """Every field of every table Booker sent in a shape it was not declared with."""
+    with warehouse_of(deployed_settings()).connect_reader() as conn:
+        found = find_drift(conn, TABLES, SCHEMA)
+    for line in found:
+        print(line.line())
+    print(f"{len(found)} drifted field shape(s) in {len({f.table for f in found})} table(s); "
+          "the values are kept as they came in <column>__raw and _drift", file=sys.stderr)
+    return 0
+
+
+def replay_rejects() -> int:
+    """Move the records of booker._rejects that the current catalogue reads into their
+    tables, without asking Booker (``defs/replay.py``), then publish the read copy."""
+    settings = deployed_settings()
+    store = warehouse_of(settings)
+
+    def work(conn: duckdb.DuckDBPyConnection) -> list[str]:
+        conn.begin()
+        try:
+            lines = replay(conn, SCHEMA, settings.pii)
+            conn.commit()
+        except Exception:
+            with suppress(duckdb.Error):
+                conn.rollback()
+            raise
+        return lines
+
+    lines = store.write(work)
+    store.publish()
+    print("\n".join(lines) or "booker._rejects holds nothing to replay")
+    return 0
+
+
 def _day(text: str) -> date:
     try:
         return date.fromisoformat(text)
@@ -249,6 +286,10 @@ def parser() -> argparse.ArgumentParser:
                                 "of the DuckDB file, or the DuckLake")
     query.add_argument("query", help="e.g. 'select location_id, count(*) from booker.orders "
                        "group by 1'")
+    commands.add_parser("drift", help="list every field Booker sent in a shape it was not "
+                        "declared with: table, field, shapes, rows, since when, examples")
+    commands.add_parser("replay", help="move the records of booker._rejects that now load "
+                        "into their tables and partitions (without asking Booker)")
     return parser
 
 
@@ -263,6 +304,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             return sql(args.query)
         if args.command == "remove-location":
             return remove_location(args.location, args.drop_rows)
+        if args.command == "drift":
+            return drift()
+        if args.command == "replay":
+            return replay_rejects()
         overrides = {name: getattr(args, name) for name in OPTIONS
                      if getattr(args, name) is not None}
         return backfill(args.first, args.last, args.locations, args.assets, overrides)

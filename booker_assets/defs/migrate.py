@@ -19,11 +19,17 @@ Version 3 (Domo's options became settings, and weekday defaults tables of their 
   without a date, from a load with schedule_defaults on) move to ``location_schedule_defaults``
   / ``employee_schedule_defaults``, with their loads; those days' dated schedules were never
   loaded, and the upgrade says which backfill loads them.
+
+Version 4 (only the fields that place a record reject it): the records older versions set
+aside in ``_rejects`` for a value of an unexpected shape are replayed into their tables
+(``defs/replay.py``), once. Tables with personal columns are left to ``booker-assets replay``,
+which knows BOOKER_PII (this upgrade runs in the IO manager, which does not).
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable
 from contextlib import suppress
 
 import duckdb
@@ -32,7 +38,7 @@ from booker_assets.catalogue.reports import GROUP_OF, TABLES
 from booker_assets.defs.storage import qualified, quote
 from booker_assets.load.columns import table_columns as declared_columns
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 BACKDATED_SCHEMA = "booker_backdated"
 # Version 1 split a plural "IDs" into "I_Ds": EmployeeIDs was employee_i_ds.
 RENAMED = {"employee_i_ds": "employee_ids", "room_i_ds": "room_ids"}
@@ -46,20 +52,34 @@ def migrate(conn: duckdb.DuckDBPyConnection, schema: str) -> list[str]:
     version = _version(conn, schema)
     if version is None or version >= SCHEMA_VERSION:
         if version is None:
-            _set_version(conn, schema)
+            _set_version(conn, schema, SCHEMA_VERSION)
         return []
     started = time.perf_counter()
+    lines = []
+    if version < 3:
+        lines += _step(conn, schema, 3, lambda: _upgrade(conn, schema, version))
+    # Version 4: only placing fields reject a record; what older versions set aside comes back
+    # (a late import: the replay writes through the IO manager, which runs this upgrade)
+    from booker_assets.defs.replay import replay
+    lines += _step(conn, schema, 4, lambda: replay(conn, schema, None))
+    return [*lines, f"upgraded the database to version {SCHEMA_VERSION} in "
+                    f"{time.perf_counter() - started:.2f} s"]
+
+
+def _step(conn: duckdb.DuckDBPyConnection, schema: str, version: int,
+          work: Callable[[], list[str]]) -> list[str]:
+    """One upgrade in its own transaction (DuckDB refuses to commit an ALTER of a table after
+    a DELETE of it, so version 3's deletes and version 4's added columns commit apart)."""
     conn.begin()
     try:
-        lines = _upgrade(conn, schema, version)
-        _set_version(conn, schema)
+        lines = work()
+        _set_version(conn, schema, version)
         conn.commit()
     except Exception:
         with suppress(duckdb.Error):  # a failed COMMIT has ended the transaction already
             conn.rollback()
         raise
-    return [*lines, f"upgraded the database to version {SCHEMA_VERSION} in "
-                    f"{time.perf_counter() - started:.2f} s"]
+    return lines
 
 
 def _version(conn: duckdb.DuckDBPyConnection, schema: str) -> int | None:
@@ -72,11 +92,11 @@ def _version(conn: duckdb.DuckDBPyConnection, schema: str) -> int | None:
     return 1 if tables else None
 
 
-def _set_version(conn: duckdb.DuckDBPyConnection, schema: str) -> None:
+def _set_version(conn: duckdb.DuckDBPyConnection, schema: str, version: int) -> None:
     conn.execute(f"CREATE SCHEMA IF NOT EXISTS {qualified(conn, schema=schema)}")
     table = qualified(conn, "_schema_version", schema)
     conn.execute(f"CREATE TABLE IF NOT EXISTS {table} (version INTEGER, migrated_at TIMESTAMPTZ)")
-    conn.execute(f"INSERT INTO {table} VALUES (?, now())", [SCHEMA_VERSION])
+    conn.execute(f"INSERT INTO {table} VALUES (?, now())", [version])
 
 
 def _stored(conn: duckdb.DuckDBPyConnection, schema: str) -> set[str]:

@@ -112,8 +112,13 @@ class Derived:
             report_date=None, location_id=None,
             record_id=None if record_id is None else str(record_id),
             column=problem.column, reason=problem.reason,
-            raw=json.dumps(raw, ensure_ascii=False, sort_keys=True, default=str),
+            raw=raw_json(raw),
         )))
+
+
+def raw_json(raw: Any) -> str:
+    """A record as ``booker._rejects`` keeps it (and as the replay finds it again)."""
+    return json.dumps(raw, ensure_ascii=False, sort_keys=True, default=str)
 
 
 def observable_days(days: Iterable[date], zone: tzinfo, now: datetime) -> list[date]:
@@ -201,7 +206,7 @@ def _call(job: Slice, call: Call, fields: dict[str, Any], parent_id: Any = None,
 def _fetch_root(job: Slice, location: dict) -> tuple[list[Parent], dict[date | None, FindResult]]:
     root = job.group.root
     if isinstance(root, LocationRecord):
-        return [_parent(job, None, location, root.record)], {}
+        return [parent_of(job.group, None, location, job.zone)], {}
     fields = _api_fields(job, root)
     if isinstance(root.days, IsoWindow | AheadWindow):
         window = root.days
@@ -214,11 +219,12 @@ def _fetch_root(job: Slice, location: dict) -> tuple[list[Parent], dict[date | N
 
         days = job.observable if ahead else job.days  # the book: only as seen now
         per_day = dict(zip(days, job.client.map(one_day, days), strict=True))
-        parents = [_parent(job, day, _unwrap(row, root.unwrap), root.record)
+        parents = [parent_of(job.group, day, _unwrap(row, root.unwrap), job.zone)
                    for day, (rows, _) in per_day.items() for row in rows]
         return parents, {day: result for day, (_, result) in per_day.items() if result}
     rows, result = _call(job, root, fields, private=any(t.pii for t in job.group.tables))
-    parents = [_parent(job, _own_day(job, root, row), _unwrap(row, root.unwrap), root.record)
+    parents = [parent_of(job.group, _own_day(job, root, row), _unwrap(row, root.unwrap),
+                         job.zone)
                for row in rows]
     return parents, ({None: result} if result else {})
 
@@ -232,14 +238,38 @@ def _window(job: Slice, day: date, ahead: bool) -> tuple[datetime, datetime]:
                                                       job.zone)[0]
 
 
-def _parent(job: Slice, day: date | None, raw: dict, record: s.Record) -> Parent:
+def parent_of(group: ReportGroup, day: date | None, raw: dict, zone: tzinfo) -> Parent:
     """A root row, typed without the lists that are tables of their own (read as those)."""
-    lists = job.group.exploded
+    lists = group.exploded
     try:
-        return Parent(day, raw, flatten(_drop(raw, lists), _drop(record, lists), job.zone,
-                                        root_placing(job.group)), None)
+        return Parent(day, raw, flatten(_drop(raw, lists), _drop(group.root.record, lists), zone,
+                                        root_placing(group)), None)
     except BadValue as problem:
         return Parent(day, raw, None, problem)
+
+
+def rederive(group: ReportGroup, table: Table, parent: Parent, zone: tzinfo) -> Derived:
+    """The rows and rejects ``table`` derives from one root record, asking Booker nothing:
+    ``table``'s root rows and list elements; a per-parent call's rows are not in it."""
+    derived = Derived()
+    for source in table.sources:
+        if isinstance(source, FromRoot):
+            _from_root(source, [parent], derived, zone)
+        elif isinstance(source, Explode):
+            _explode(zone, table, source, [parent], derived)
+    return derived
+
+
+def reread(table: Table, source: PerParent, raw: Any, day: date | None, zone: tzinfo
+           ) -> Derived:
+    """A per-parent call's row read again (``source`` carries nothing from its parent)."""
+    derived = Derived()
+    try:
+        derived.rows.append((day, flatten(raw, source.call.record, zone,
+                                          child_placing(table, source))))
+    except BadValue as problem:
+        derived.reject(day, raw, problem)
+    return derived
 
 
 def _own_day(job: Slice, call: Call, row: dict) -> date | None:
@@ -269,7 +299,7 @@ def _table_frame(job: Slice, table: Table, parents: list[Parent],
         _derive(job, table, source, parents, derived, private=bool(table.pii))
     dated = table.history == "dated"
     placed, rejects = _place(job, derived, dated)
-    rows = [_protected(row, table.pii, pii) | {"report_date": day, "location_id": job.location_id,
+    rows = [stored_row(row, table, pii) | {"report_date": day, "location_id": job.location_id,
                                                 "_loaded_at": loaded_at}
             for day, row in placed]
     columns = table_columns(job.group, table, pii) + kept_columns(rows)
@@ -285,20 +315,23 @@ def _table_frame(job: Slice, table: Table, parents: list[Parent],
 def _derive(job: Slice, table: Table, source: FromRoot | Explode | PerParent,
             parents: list[Parent], out: Derived, private: bool) -> None:
     if isinstance(source, Explode):
-        _explode(job, table, source, parents, out)
+        _explode(job.zone, table, source, parents, out)
     elif isinstance(source, PerParent):
         _per_parent(job, table, source, parents, out, private)
     else:
-        for parent in parents:
-            if parent.row is None:
-                out.reject(parent.day, parent.raw, _problem(parent))
-            else:
-                out.rows.append((parent.day, parent.row | {
-                    new: _local(parent.row.get(old), job.zone)
-                    for new, old in source.local_days.items()}))
+        _from_root(source, parents, out, job.zone)
 
 
-def _explode(job: Slice, table: Table, source: Explode, parents: list[Parent],
+def _from_root(source: FromRoot, parents: list[Parent], out: Derived, zone: tzinfo) -> None:
+    for parent in parents:
+        if parent.row is None:
+            out.reject(parent.day, parent.raw, _problem(parent))
+        else:
+            out.rows.append((parent.day, parent.row | {
+                new: _local(parent.row.get(old), zone) for new, old in source.local_days.items()}))
+
+
+def _explode(zone: tzinfo, table: Table, source: Explode, parents: list[Parent],
              out: Derived) -> None:
     for parent in parents:
         children = parent.raw.get(source.list_field) or []
@@ -309,7 +342,7 @@ def _explode(job: Slice, table: Table, source: Explode, parents: list[Parent],
                 out.reject(parent.day, child, _problem(parent, "its parent record"))
                 continue
             try:
-                row = flatten(_drop(child, source.drop), source.record, job.zone,
+                row = flatten(_drop(child, source.drop), source.record, zone,
                               child_placing(table, source))
             except BadValue as problem:
                 out.reject(parent.day, child, problem)
@@ -417,9 +450,10 @@ def _load(job: Slice, table: Table, day: date, placed: list[tuple[date, dict]],
 # ---------------------------------------------------------------- small helpers
 
 
-def _protected(row: dict, personal: tuple[str, ...], pii: PiiPolicy | str) -> dict:
-    """The row under ``BOOKER_PII``, its drift as JSON: a personal field's value kept as it
-    came is hashed or dropped like its column."""
+def stored_row(row: dict, table: Table, pii: PiiPolicy | str) -> dict:
+    """The row as stored: under ``BOOKER_PII``, its drift as JSON (a personal field's value
+    kept as it came is hashed or dropped like its column)."""
+    personal = table.pii
     drift = [asdict(d) | {"value": protect_pii({d.field: d.value}, personal, pii).get(d.field)}
              for d in row.get(DRIFT, [])]
     out = protect_pii({k: v for k, v in row.items() if k != DRIFT}, personal, pii)
