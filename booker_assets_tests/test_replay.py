@@ -124,3 +124,8 @@ def test_the_upgrade_replays_the_rejects_of_an_older_version(warehouses, monkeyp
     assert cli.main(["replay"]) == 0  # once is all: nothing is left to move
     assert "nothing to replay" in capsys.readouterr().out
     assert _tables(old) == _tables(new)
+    assert cli.main(["drift"]) == 0  # the documented way to see what drifted
+    listed = capsys.readouterr().out
+    assert "rooms.type: declared VARCHAR, seen object {ID, Name}" in listed
+    assert "memberships.levels[].PaymentFrequencyType: declared object {ID, Name}, seen text" in (
+        listed)

@@ -31,9 +31,11 @@ from booker_assets.api.client import BookerClient, BookerResource
 from booker_assets.catalogue.options import OPTIONS
 from booker_assets.catalogue.reports import GROUPS, TABLES, ReportGroup
 from booker_assets.catalogue.schema import JSON
+from booker_assets.defs.drift import drift
 from booker_assets.defs.io_manager import write_slice
 from booker_assets.defs.storage import connect_locked, qualified
 from booker_assets.load.extract import extract
+from booker_assets.load.flatten import DRIFT, RAW
 from booker_assets.sandbox import BookerSandbox
 from booker_assets.sandbox.variants import VARIANT_KINDS
 from booker_assets_tests.conftest import (
@@ -45,6 +47,7 @@ from booker_assets_tests.conftest import (
 )
 
 EXAMPLES = 200 if os.environ.get("HYPOTHESIS_PROFILE") == "thorough" else 12
+SHAPE_EXAMPLES = 100 if os.environ.get("HYPOTHESIS_PROFILE") == "thorough" else 3
 LOCATION = "1002"  # Central: its clocks change, so day windows are 23 and 25 hours
 # Dated reports: the spring-forward week; snapshots: days the sandbox's clock can observe.
 DATED_DAYS = [date(2025, 3, 8), date(2025, 3, 9)]
@@ -66,9 +69,10 @@ def served() -> Iterator[tuple[BookerSandbox, BookerClient]]:
 
 
 def _load(sb: BookerSandbox, client: BookerClient, group: ReportGroup, options: dict,
-          seed: int | None) -> dict[str, dict]:
-    """Each table of ``group`` as DuckDB stores it, served under the variants of ``seed``."""
-    sb.settings = replace(sb.settings, variants=seed)
+          seed: int | None, shapes: bool = False) -> dict[str, dict]:
+    """Each table of ``group`` as DuckDB stores it, served under the variants of ``seed`` (and
+    ``shapes``: every field that places nothing in a drawn shape), with its schema drift."""
+    sb.settings = replace(sb.settings, variants=seed, shapes=shapes)
     # weekday defaults are undated, like snapshots: only observable days get them
     dated = any(t.history == "dated" for t in group.tables) and not options.get(
         "schedule_defaults")
@@ -80,7 +84,8 @@ def _load(sb: BookerSandbox, client: BookerClient, group: ReportGroup, options: 
     with duckdb.connect() as conn:
         for name, frame in frames.items():
             write_slice(conn, "booker", name, frame, ())
-            stored[name] = _table(conn, name) | {"rejects": frame.rejects}
+            stored[name] = _table(conn, name) | {"rejects": frame.rejects,
+                                                 "drift": drift(conn, [name], "booker")}
     return stored
 
 
@@ -152,6 +157,64 @@ def test_every_variant_of_a_report_loads_like_the_canonical(served, group, optio
     canonical = _load(sb, client, group, options, None)
     assert any(t["rows"] for t in canonical.values()), f"{group.name} serves nothing"
     assert_same_load(canonical, _load(sb, client, group, options, seed))
+
+
+# ----- values of another shape than declared (sandbox/shapes.py) ---------------------------
+
+
+@pytest.mark.parametrize(("group", "options"), CASES,
+                         ids=[f"{g.name}{'-options' if o else ''}" for g, o in CASES])
+@settings(max_examples=SHAPE_EXAMPLES, deadline=None, derandomize=False,
+          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
+@given(seed=st.integers(min_value=1, max_value=2**32))
+def test_a_field_in_any_shape_keeps_its_record_and_its_value(served, group, options, seed):
+    """Every field that places nothing, drawn in another shape (from the catalogue): the same
+    rows and keys per partition, each drifted value kept exactly, the drift listed by field."""
+    sb, client = served
+    case = repr((group.name, options))
+    if case not in _CANONICAL:
+        _CANONICAL[case] = _load(sb, client, group, options, None)
+    canonical = _CANONICAL[case]
+    shaped = _load(sb, client, group, options, seed, shapes=True)
+    for name, want in canonical.items():
+        got = shaped[name]
+        assert not got["rejects"], f"{name}: a reshaped value cost its record: {got['rejects'][:2]}"
+        assert _keys(got, name) == _keys(want, name), name
+        kept = _kept_values(got)
+        for column, value, row in kept:
+            if column + RAW in row:  # beside its column, which holds null
+                assert json.loads(row[column + RAW]) == value, column
+                assert column not in row or column in _carried(name) or row[column] is None
+            elif "[]" in column:  # an element of a JSON list: it stays in the list as it came
+                listed = row[column.split("[]")[0]]
+                assert json.dumps(value, sort_keys=True) in json.dumps(json.loads(listed),
+                                                                       sort_keys=True), column
+        assert {c for c, _, _ in kept} == {d.field for d in got["drift"]}, name
+
+
+_CANONICAL: dict[str, dict] = {}  # each case's canonical load, read once
+
+
+def _carried(name: str) -> set[str]:
+    """Columns a table's rows take from their parent: the record's own value is only kept."""
+    return {column for source in TABLES[name].sources
+            for column in getattr(source, "carry", {})}
+
+
+def _keys(table: dict, name: str) -> list[tuple]:
+    """Each row's partition and key, sorted: what may not change with a value's shape."""
+    wanted = ["report_date", "location_id", *TABLES[name].key]
+    index = [table["columns"].index(c) for c in dict.fromkeys(wanted)]
+    return sorted((tuple(row[i] for i in index) for row in table["rows"]), key=repr)
+
+
+def _kept_values(table: dict) -> list[tuple[str, Any, dict]]:
+    """(field, value as it came, the row) for each value a row's _drift lists."""
+    if DRIFT not in table["columns"]:
+        return []
+    rows = [dict(zip(table["columns"], row, strict=True)) for row in table["rows"]]
+    return [(entry["field"], entry["value"], row) for row in rows if row[DRIFT]
+            for entry in json.loads(row[DRIFT])]
 
 
 # ----- a full backfill of every report under variants --------------------------------------

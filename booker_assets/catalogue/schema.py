@@ -14,6 +14,7 @@ amount is exact cents, and sums over years of orders must not drift as DOUBLE su
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Union
@@ -28,6 +29,14 @@ DATE = "DATE"
 TIME = "TIME"
 JSON = "JSON"
 TYPES = (BIGINT, MONEY, DOUBLE, TEXT, BOOLEAN, TIMESTAMP, DATE, TIME, JSON)
+_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
+_PLURAL_ID = re.compile(r"IDs(?=[A-Z]|$)")  # a plural of ID is one word, not "I_Ds"
+
+
+def snake(name: str) -> str:
+    """A field's column name: ``DateCreated`` → ``date_created``, ``CustomerID`` →
+    ``customer_id``, ``SKU`` → ``sku``, ``EmployeeIDs`` → ``employee_ids``."""
+    return _CAMEL.sub("_", _PLURAL_ID.sub("Ids", name)).lower()
 
 
 @dataclass(frozen=True)

@@ -32,6 +32,7 @@ from booker_assets.api.view import ReportView
 from booker_assets.api.zones import zone_for
 from booker_assets.catalogue import schema as s
 from booker_assets.catalogue.options import table_options
+from booker_assets.catalogue.placing import child_placing, root_placing
 from booker_assets.catalogue.reports import (
     AheadWindow,
     Call,
@@ -48,7 +49,6 @@ from booker_assets.load.columns import kept_columns, table_columns
 from booker_assets.load.flatten import DRIFT, BadValue, flatten, read_value
 from booker_assets.load.frames import PartitionLoad, Reject, ReportFrame, build_frame
 from booker_assets.load.pii import PiiPolicy, protect_pii
-from booker_assets.load.placing import child_placing, root_placing
 from booker_assets.settings import DEFAULT_LOOKAHEAD_DAYS
 
 OBSERVABLE_DAYS_AFTER = 1  # a snapshot may be stored for day D until D+1 ends, locally
@@ -486,10 +486,13 @@ def _local(moment: datetime | None, zone: tzinfo) -> date | None:
 
 
 def _true(value: Any) -> bool:
+    """A flag that decides whether a per-parent call is made: only a readable ``false`` skips
+    it; null or a flag that cannot be read (``1``, a lookup) asks: a call too many costs a
+    request, a call not made loses its rows."""
     try:
-        return bool(read_value(s.BOOLEAN, value, timezone.utc, "flag"))
+        return read_value(s.BOOLEAN, value, timezone.utc, "flag") is not False
     except BadValue:
-        return False
+        return True
 
 
 def _drop(record: Any, fields: Iterable[str]) -> Any:

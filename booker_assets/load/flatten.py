@@ -4,7 +4,7 @@ Names are snake_case, nested objects are joined with ``_`` (``final_total_amount
 JSON. Every declared field is read into its declared type: numbers may arrive as JSON numbers or
 numeric strings, dates in any form ``api.dates.read_date`` reads, with or without their
 ``...Offset`` twin. A value that does not fit refuses its record (``BadValue``: the extractor
-makes it a reject) only when it places the record (``load/placing.py``); any other is kept as
+makes it a reject) only when it places the record (``catalogue/placing.py``); any other is kept as
 it came, beside a null (docs/booker-api.md, "Shapes are only as certain as their tags").
 A field the schema does not know is kept, typed by its JSON type, never by guessing from its
 text (``"0042"`` stays text).
@@ -23,10 +23,8 @@ from typing import Any
 
 from booker_assets.api.dates import BookerDateError, read_date, read_time
 from booker_assets.catalogue import schema as s
-from booker_assets.catalogue.schema import Field, Record
+from booker_assets.catalogue.schema import Field, Record, snake
 
-_CAMEL = re.compile(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])")
-_PLURAL_ID = re.compile(r"IDs(?=[A-Z]|$)")  # a plural of ID is one word, not "I_Ds"
 _INTEGER = re.compile(r"[+-]?\d+(?:\.0*)?")
 _NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")
 _CENT = Decimal("0.01")
@@ -36,12 +34,6 @@ OFFSET = "Offset"
 EMPTY_LIST = "[]"
 RAW = "__raw"  # <column>__raw: a value its column could not hold, as it came (JSON)
 DRIFT = "_drift"  # a row's values kept as they came: [{field, declared, seen, value}] (JSON)
-
-
-def snake(name: str) -> str:
-    """``DateCreated`` → ``date_created``, ``CustomerID`` → ``customer_id``, ``SKU`` → ``sku``,
-    ``EmployeeIDs`` → ``employee_ids``."""
-    return _CAMEL.sub("_", _PLURAL_ID.sub("Ids", name)).lower()
 
 
 class BadValue(ValueError):
@@ -77,11 +69,11 @@ def flatten(value: Any, record: Record, zone: tzinfo, placing: Collection[str] =
             ) -> dict[str, Any]:
     """One typed flat row from a (possibly nested) Booker record.
 
-    Only a ``placing`` column (its key, ``location_id``, its day: ``load/placing.py``) that
+    Only a ``placing`` column (its key, ``location_id``, its day: ``catalogue/placing.py``) that
     cannot be read refuses the record (``BadValue``). Any other value that does not fit is
     kept as it came: its column holds null, ``<column>__raw`` the value (JSON), and the row's
     ``_drift`` a ``Drift`` naming the field, the shape declared and the shape seen."""
-    reader = _Reader(zone, frozenset(placing))
+    reader = _Reader(zone, frozenset(placing), frozenset(c.name for c in columns_of(record)))
     row = reader.record(value, record, "")
     if reader.drift:
         row[DRIFT] = reader.drift
@@ -95,6 +87,7 @@ class _Reader:
 
     zone: tzinfo
     placing: frozenset[str]
+    declared: frozenset[str] = frozenset()
     drift: list[Drift] = field(default_factory=list)
 
     def record(self, value: Any, record: Record, prefix: str) -> dict[str, Any]:
@@ -122,8 +115,17 @@ class _Reader:
         known = set(record) | {key + OFFSET for key in record}
         for key, item in value.items():
             if key not in known:
-                row |= _unknown(key, item, value, self.zone, prefix)
+                row |= self._undeclared(_unknown(key, item, value, self.zone, prefix), key)
         return row
+
+    def _undeclared(self, found: dict[str, Any], key: str) -> dict[str, Any]:
+        """Columns of an undeclared field, less those a declared field owns (a lookup's ``ID``
+        inside ``BillableItem`` is ``billable_item_id``, as ``BillableItemID`` is): those are
+        kept in the drift, never over the declared value."""
+        for name in found.keys() & self.declared:
+            self.drift.append(Drift(f"{key}: {name}", "undeclared (the column is another "
+                                    "field's)", shape(found[name]), found[name]))
+        return {name: v for name, v in found.items() if name not in self.declared}
 
     def read_field(self, name: str, spec: Field, raw: Any) -> dict[str, Any]:
         """``{name: value}``, or ``{name: None, name__raw: raw}`` when it does not fit."""

@@ -28,6 +28,9 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--variants", type=int, default=None, metavar="SEED",
                         help="serve contract-legal variant forms of every record (legacy-only "
                              "dates, quoted numbers, short pages...), drawn from SEED")
+    parser.add_argument("--shapes", action="store_true",
+                        help="with --variants: also serve every field that places nothing in "
+                             "another shape (a lookup as text, text as a lookup, a list, null...)")
     return parser.parse_args(argv)
 
 
@@ -53,7 +56,7 @@ def settings_from(args: argparse.Namespace) -> SandboxSettings:
         seed=args.seed, location_count=args.locations, start_date=args.start,
         latency_ms=args.latency_ms, rate_per_second=args.rate, burst=args.burst,
         faults=FaultProfile.hostile() if args.faults == "hostile" else FaultProfile(),
-        variants=args.variants,
+        variants=args.variants, shapes=args.shapes,
     )
 
 

@@ -33,6 +33,7 @@ from booker_assets.sandbox.api import (
 from booker_assets.sandbox.data import SandboxDataset
 from booker_assets.sandbox.faults import REPLACING, FaultInjector
 from booker_assets.sandbox.settings import SandboxSettings
+from booker_assets.sandbox.shapes import plan_for, reshape_rows
 from booker_assets.sandbox.tokens import RateLimiter
 from booker_assets.sandbox.variants import draw_page_cap, recording, seeded_chooser, vary_reply
 
@@ -212,6 +213,10 @@ class BookerSandbox:
         """Rewrite a good data reply's records into variants drawn for this request."""
         tally: Counter[str] = Counter(replies=1)
         choose = recording(seeded_chooser(self._variant_seed(request, _REPLY_IGNORES)), tally)
+        plan = plan_for(request.path) if self.settings.shapes else None
+        rows = reply.body.get(reply.rows_key) if reply.rows_key else None
+        if plan is not None and isinstance(rows, list):
+            reply.body = {**reply.body, reply.rows_key: reshape_rows(rows, plan, choose)}
         reply.body = vary_reply(reply.body, reply.rows_key, reply.record_body,
                                 self._zone_of(request, route, params), choose)
         self.stats.variants_drawn(tally)

@@ -77,6 +77,10 @@ class SandboxSettings:
     # Seed of contract-legal variants of every good data reply (sandbox/variants.py), drawn
     # per request and a short page size per query; None: the canonical replies.
     variants: int | None = None
+    # With ``variants``: also serve every field that places nothing in another shape than the
+    # catalogue declares (sandbox/shapes.py): not contract-legal forms, what another Booker
+    # may send all the same.
+    shapes: bool = False
 
     def __post_init__(self) -> None:
         if self.now is not None and self.now.tzinfo is None:

@@ -2,14 +2,16 @@
 
 docs/booker-api.md ("Shapes are only as certain as their tags"): a record must be readable
 where it is placed (its key, its ``LocationID``, the date-time that puts it on a day, a
-child's parent id); any other value that does not fit is kept as it came (``flatten.py``).
-Derived from the catalogue, never listed by hand, so a report added later is covered:
+child's parent id); any other value that does not fit is kept as it came (``load/flatten.py``).
+Derived from the catalogue, never listed by hand, so a report added later is covered (by
+the loader, and by the sandbox's ``shape`` variants, which reshape every other field):
 - a table's key, less ``location_id`` (the partition's) and the columns its source sets
   (carried from the parent, constants, the list index);
 - ``location_id`` where the record declares ``LocationID``;
 - the day field: an ``IsoWindow``'s field (``FromDateCreatedOffset`` → ``DateCreated``), a
   ``DateRange``'s ``day_field`` (a schedule's ``Date``);
-- on a root record, the parent id its children carry or are asked by (``ID``).
+- on a root record, the parent id its children carry or are asked by (``ID``), and the row
+  id its paged call is checked by (``Call.key_field``).
 """
 
 from __future__ import annotations
@@ -29,8 +31,7 @@ from booker_assets.catalogue.reports import (
     Source,
     Table,
 )
-from booker_assets.catalogue.schema import Record
-from booker_assets.load.flatten import columns_of, snake
+from booker_assets.catalogue.schema import Field, Record, snake
 
 PARENT_ID = "id"  # a root record's ``ID``: what its children carry and are asked by
 
@@ -46,6 +47,8 @@ def root_placing(group: ReportGroup) -> frozenset[str]:
             elif isinstance(source, PerParent) or source.carry_prefix or any(
                     old == PARENT_ID for old in source.carry.values()):
                 found.add(PARENT_ID)
+    if isinstance(group.root, Call) and group.root.paged:
+        found.add(snake(group.root.key_field))  # how a shifted page is caught (api/paging.py)
     return frozenset(found & record)
 
 
@@ -69,7 +72,7 @@ def placing_fields() -> list[tuple[str, str, str]]:
                 found += [(table.name, column, _why(table, source, column, group))
                           for column in sorted(child_placing(table, source))]
                 if PARENT_ID in root_placing(group):
-                    found.append((f"{table.name} (its parent, a {group.name} record)", PARENT_ID,
+                    found.append((f"{table.name} (its parent {group.name} record)", PARENT_ID,
                                   "the parent id its child rows carry or are asked by"))
     return list(dict.fromkeys(found))
 
@@ -109,11 +112,20 @@ def _why(table: Table, source: Source, column: str, group: ReportGroup) -> str:
         return "the date-time that puts the record on its day"
     if column in table.key:
         return "part of the table's key"
+    if isinstance(group.root, Call) and column == snake(group.root.key_field):
+        return "the row id of its paged call: how a page that shifted is caught"
     return "the parent id its child rows carry or are asked by"
 
 
 def _columns(record: Record) -> set[str]:
-    return {c.name for c in columns_of(record)}
+    """The columns of a record's own fields (a placing field is never nested)."""
+    return {snake(key) for key, spec in record.items() if isinstance(spec, Field)}
+
+
+def booker_names(record: Record, columns: Iterable[str]) -> frozenset[str]:
+    """The Booker field names of a record's ``columns``."""
+    columns = set(columns)
+    return frozenset(key for key in record if snake(key) in columns)
 
 
 def _without(record: Record, fields: Iterable[str]) -> Record:
