@@ -223,9 +223,7 @@ def _fetch_root(job: Slice, location: dict) -> tuple[list[Parent], dict[date | N
                    for day, (rows, _) in per_day.items() for row in rows]
         return parents, {day: result for day, (_, result) in per_day.items() if result}
     rows, result = _call(job, root, fields, private=any(t.pii for t in job.group.tables))
-    parents = [parent_of(job.group, _own_day(job, root, row), _unwrap(row, root.unwrap),
-                         job.zone)
-               for row in rows]
+    parents = [_dated_parent(job, root, row) for row in rows]
     return parents, ({None: result} if result else {})
 
 
@@ -236,6 +234,17 @@ def _window(job: Slice, day: date, ahead: bool) -> tuple[datetime, datetime]:
     after = day + timedelta(days=1)
     return day_window(after, job.zone)[0], day_window(after + timedelta(days=job.lookahead),
                                                       job.zone)[0]
+
+
+def _dated_parent(job: Slice, root: Call, row: dict) -> Parent:
+    """A root row of a call without a day window: on its own day (a schedule's ``Date``); a
+    day that cannot be read rejects the row (on every day of the slice), not the report."""
+    raw = _unwrap(row, root.unwrap)
+    try:
+        day = _own_day(job, root, row)
+    except BadValue as problem:
+        return Parent(None, raw, None, problem)
+    return parent_of(job.group, day, raw, job.zone)
 
 
 def parent_of(group: ReportGroup, day: date | None, raw: dict, zone: tzinfo) -> Parent:
