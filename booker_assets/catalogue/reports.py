@@ -33,16 +33,19 @@ class IsoWindow:
 
     since: str
     until: str
+    selects: str = ""  # the record's date-time it selects by; default: ``since``'s <Field>
 
     def __post_init__(self) -> None:
-        if not (self.since.startswith("From") and self.since.endswith("Offset")):
-            raise ValueError(f"{self.since}: a window is From<Field>Offset, To<Field>Offset")
+        if not self.selects and not (self.since.startswith("From")
+                                     and self.since.endswith("Offset")):
+            raise ValueError(f"{self.since}: a window is From<Field>Offset, To<Field>Offset, "
+                             "or names the field it selects by")
 
     @property
     def field(self) -> str:
         """The record's date-time the window selects by (``FromDateCreatedOffset`` →
-        ``DateCreated``): what puts a row on its day (``load/placing.py``)."""
-        return self.since.removeprefix("From").removesuffix("Offset")
+        ``DateCreated``): what puts a row on its day (``catalogue/placing.py``)."""
+        return self.selects or self.since.removeprefix("From").removesuffix("Offset")
 
 
 @dataclass(frozen=True)
@@ -403,8 +406,8 @@ GROUPS: tuple[ReportGroup, ...] = (
     ),
     ReportGroup(
         name="appointments",
-        root=_find("appointments", s.APPOINTMENT, days=IsoWindow("FromStartDateOffset",
-                                                                  "ToStartDateOffset")),
+        root=_find("appointments", s.APPOINTMENT, days=IsoWindow(
+            "FromStartDateOffset", "ToStartDateOffset", selects="StartDateTime")),
         tables=(
             Table("appointments", "Appointments that start on the partition day (local time), "
                   "cancelled and no-show ones included and flagged, without their service "
