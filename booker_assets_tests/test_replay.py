@@ -72,10 +72,13 @@ def reshaped(path: str, body: dict) -> dict:
 
 
 def _tables(database: str) -> dict[str, list[tuple]]:
+    """Every report table the warehouse holds (the older version had fewer reports)."""
     with connect_locked(database, read_only=True) as conn:
+        stored = {name for (name,) in conn.execute(
+            "SELECT table_name FROM duckdb_tables() WHERE schema_name = 'booker'").fetchall()}
         return {name: sorted(conn.execute(
             f"SELECT * EXCLUDE (_loaded_at) FROM {qualified(conn, name)}").fetchall(), key=repr)
-            for name in TABLES}
+            for name in TABLES if name in stored}
 
 
 def _one(database: str, sql: str) -> list[tuple]:
@@ -114,16 +117,19 @@ def test_the_upgrade_replays_the_rejects_of_an_older_version(warehouses, monkeyp
     manager.setup_for_execution(dg.build_init_resource_context())  # what the first load does
 
     assert _one(old, "SELECT count(*) FROM booker._rejects") == [(0,)]
-    assert _tables(old) == _tables(new)
+    replayed = _tables(old)
+    assert replayed == {name: rows for name, rows in _tables(new).items() if name in replayed}
     assert _one(old, "SELECT type__raw->>'Name' IS NOT NULL, count(*) FROM booker.rooms"
                      " GROUP BY 1") == [(True, set_aside["rooms"])]
-    loads = "SELECT table_name, sum(row_count), sum(rejected) FROM booker._loads GROUP BY 1"
+    loads = ("SELECT table_name, sum(row_count), sum(rejected) FROM booker._loads"
+             " WHERE table_name IN ('rooms', 'memberships', 'customer_memberships', 'orders',"
+             " 'orders_items') GROUP BY 1")
     assert sorted(_one(old, loads)) == sorted(_one(new, loads))
 
     monkeypatch.setenv("BOOKER_DUCKDB_PATH", old)
     assert cli.main(["replay"]) == 0  # once is all: nothing is left to move
     assert "nothing to replay" in capsys.readouterr().out
-    assert _tables(old) == _tables(new)
+    assert _tables(old) == replayed
     assert cli.main(["drift"]) == 0  # the documented way to see what drifted
     listed = capsys.readouterr().out
     assert "rooms.type: declared VARCHAR, seen object {ID, Name}" in listed
