@@ -305,20 +305,6 @@ def insert_rows(conn: duckdb.DuckDBPyConnection, schema: str, table: str, frame:
             conn.execute(f"DROP TABLE IF EXISTS temp.{temp}")
 
 
-def insert_rows(conn: duckdb.DuckDBPyConnection, schema: str, table: str, frame: pd.DataFrame,
-                columns: Sequence[Column]) -> None:
-    """Add ``frame``'s rows to ``table`` as a write does (columns added, misfits kept), in the
-    caller's transaction, deleting nothing: the replay of ``defs/replay.py``."""
-    try:
-        _stage_rows(conn, frame, columns)
-        _keep_misfits(conn, schema, table)
-        _ensure_columns(conn, schema, table, columns)
-        conn.execute(f"INSERT INTO {qualified(conn, table, schema)} BY NAME SELECT * FROM _frame")
-    finally:
-        for temp in _STAGED:
-            conn.execute(f"DROP TABLE IF EXISTS temp.{temp}")
-
-
 def _stage(conn: duckdb.DuckDBPyConnection, report: ReportFrame) -> None:
     """The slice's rows, rejects and loads as typed temp tables."""
     _stage_rows(conn, report.frame, report.columns)
