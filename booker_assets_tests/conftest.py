@@ -52,6 +52,9 @@ LOADED_DAYS = (date(2025, 3, 8), date(2025, 3, 9))  # 2025-03-09: the spring-for
 # The sandbox's clock stands at 2025-06-30 12:00 UTC: in both zones the 29th has ended less
 # than a day ago and the 30th is today, so their snapshots can be observed.
 OBSERVED_DAYS = (date(2025, 6, 29), date(2025, 6, 30))
+# Every option off but schedule_defaults: the weekday defaults' tables are asked only with it
+# on (else their partitions are option_off, empty), so a load with these fills every table.
+EVERY_TABLE_OPTIONS = dict.fromkeys(OPTIONS, False) | {"schedule_defaults": True}
 
 
 @dataclass(frozen=True)
@@ -71,7 +74,7 @@ def loaded_warehouse(sandbox: BookerSandbox, tmp_path_factory) -> Iterator[Loade
     (BOOKER_SCHEDULE_DEFAULTS), so that their tables are loaded too. Tests that write to it
     must leave what it holds unchanged (re-loading a slice of the frozen sandbox does)."""
     settings = make_settings(tmp_path_factory.mktemp("loaded"), LOADED_LOCATIONS,
-                             options=dict.fromkeys(OPTIONS, False) | {"schedule_defaults": True})
+                             options=EVERY_TABLE_OPTIONS)
     defs = make_defs(sandbox, settings, page_size=10)
     with dg.DagsterInstance.ephemeral() as instance:
         results = [load_range(defs, LOADED_LOCATIONS, *days, instance=instance)

@@ -19,6 +19,7 @@ from booker_assets.catalogue.reports import TABLES
 from booker_assets.defs.storage import connect_locked
 from booker_assets.sandbox import BookerSandbox
 from booker_assets_tests.conftest import (
+    EVERY_TABLE_OPTIONS,
     SANDBOX_SETTINGS,
     assert_within_rate,
     load_range,
@@ -33,7 +34,8 @@ RATE, BURST = 20, 5
 
 
 def _load(sandbox: BookerSandbox, tmp_path, in_flight: int) -> str:
-    settings = make_settings(tmp_path / f"in_flight_{in_flight}", LOCS)
+    # with the weekday defaults too, so that the comparison covers every table
+    settings = make_settings(tmp_path / f"in_flight_{in_flight}", LOCS, options=EVERY_TABLE_OPTIONS)
     # page_size 10: orders and customers span several pages, fetched concurrently
     defs = make_defs(sandbox, settings, page_size=10, max_in_flight=in_flight,
                      requests_per_second=1000, burst=100)
