@@ -7,7 +7,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import replace
-from datetime import date, timedelta
+from datetime import date, datetime, time, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from pathlib import Path
 from typing import Any
@@ -215,6 +215,58 @@ def test_membership_months_match_the_raw_tables(built, loaded_warehouse):
     assert any(r["active"] for r in mart)
 
 
+def test_appointment_marts_match_the_raw_tables(built, loaded_warehouse):
+    db = loaded_warehouse.settings.duckdb_path
+    appointments = rows(db, "select * from booker.appointments")
+    held = {(a["location_id"], a["id"], a["report_date"]) for a in appointments
+            if not a["is_cancelled"] and not a["is_no_show"]}
+    lines = [line for line in rows(db, "select * from booker.appointment_treatments")
+             if (line["location_id"], line["appointment_id"], line["report_date"]) in held]
+    requested = {(line["location_id"], line["appointment_id"]) for line in lines
+                 if line["employee_was_requested"]}
+    days = defaultdict(list)
+    for a in appointments:
+        days[(a["location_id"], a["report_date"])].append(a)
+    expected = {}
+    for key, day in days.items():
+        took_place = [a for a in day if not a["is_cancelled"] and not a["is_no_show"]]
+        expected[key] = {
+            "booked": len(day), "completed": sum(a["status_name"] == "Completed" for a in day),
+            "cancelled": sum(bool(a["is_cancelled"]) for a in day),
+            "no_shows": sum(bool(a["is_no_show"]) for a in day),
+            "booked_online": sum(bool(a["is_web_booking"]) for a in day),
+            "prebooked_at_checkout": sum(bool(a["is_pre_booked_at_past_checkout"]) for a in day),
+            "requested_employee_share": pytest.approx(
+                sum((key[0], a["id"]) in requested for a in took_place) / len(took_place),
+                abs=1e-4) if took_place else None}
+    mart = {(r.pop("location_id"), r.pop("appointment_date")): r
+            for r in rows(db, "select * from metrics.location_day_appointments")}
+    assert mart == expected
+    assert sum(r["no_shows"] for r in mart.values()) and sum(r["completed"] for r in mart.values())
+
+    def minutes(start, end) -> int:
+        return int((datetime.combine(date.min, end) - datetime.combine(date.min, start))
+                   .total_seconds() // 60) if isinstance(start, time) else int(
+            (end - start).total_seconds() // 60)
+
+    scheduled, booked = defaultdict(int), defaultdict(int)
+    for s in rows(db, "select * from booker.employee_schedules"):
+        if not s["is_off"] and s["date"] is not None and s["start_time"] is not None:
+            scheduled[(s["location_id"], s["employee_id"], s["date"])] += minutes(
+                s["start_time"], s["end_time"])
+    for line in lines:
+        if line["employee_id"] is not None:
+            booked[(line["location_id"], line["employee_id"], line["report_date"])] += minutes(
+                line["start_date_time"], line["end_date_time"])
+    utilization = {(r.pop("location_id"), r.pop("employee_id"), r.pop("work_date")): r
+                   for r in rows(db, "select * from metrics.employee_day_utilization")}
+    assert utilization == {key: {
+        "scheduled_minutes": scheduled.get(key, 0), "booked_minutes": booked.get(key, 0),
+        "utilization": pytest.approx(booked[key] / scheduled[key], abs=1e-4)
+        if scheduled.get(key) and key in booked else None} for key in set(scheduled) | set(booked)}
+    assert any(r["booked_minutes"] and r["scheduled_minutes"] for r in utilization.values())
+
+
 # ---------------------------------------------------------------- in Dagster
 
 
@@ -278,10 +330,12 @@ def test_a_load_refreshes_only_the_days_it_touched(built, loaded_warehouse):
 
 # The marts, their rows compared whole; loads_seen_until is the time of each warehouse's loads.
 MARTS = {"location_day_sales": "* exclude (loads_seen_until)", "clients": "*",
-         "client_months": "*", "membership_months": "*"}
+         "client_months": "*", "membership_months": "*", "location_day_appointments": "*",
+         "employee_day_utilization": "*"}
 # What the models read, copied into the lake as the loads would write it there.
 READ = ("orders", "orders_items", "orders_refunds", "_loads", "locations_current",
-        "customers_current", "customer_memberships_current")
+        "customers_current", "customer_memberships_current", "appointments",
+        "appointment_treatments", "employee_schedules")
 
 
 def test_the_marts_build_the_same_on_a_ducklake(built, loaded_warehouse, postgres_dsn,
