@@ -40,15 +40,22 @@ class _RetryCounter(logging.Handler):
 
     def __init__(self) -> None:
         super().__init__(logging.INFO)
-        self.causes: Counter[str] = Counter()
+        self.causes: Counter[str] = Counter()  # retries of the reports' calls
+        self.unreported = 0  # retries of the locations list, a call of no report
 
     def emit(self, record: logging.LogRecord) -> None:
         message = record.getMessage()
+        if "; retry " not in message:
+            return
         where = message.split(": ", 1)[0]
         if where.startswith("locations") and ", location " not in where:
-            return  # the drift check's list of locations: a call of no report, reported by none
-        if "; retry " in message:
-            self.causes[message.rsplit(": ", 1)[-1].split("; retry ")[0]] += 1
+            # the drift check's list (asked early by the step, locations_soon): retried and
+            # logged like any call, but no report's materialization reports it
+            self.unreported += 1
+            return
+        cause = message.rsplit(": ", 1)[-1].split("; retry ")[0]
+        # one kind, two texts: the host is named when the request is known, else "Booker"
+        self.causes[re.sub(r"^cannot connect to \S+ ", "cannot connect ", cause)] += 1
 
 
 def _backfill(sandbox: BookerSandbox, directory: Path, **resource) -> tuple[str, Counter]:
@@ -90,7 +97,8 @@ def backfills(tmp_path_factory) -> dict:
     finally:
         client_log.removeHandler(counter)
     return {"clean": clean_db, "hostile": hostile_db, "faults": faults,
-            "retries": counter.causes, "reported": reported, "dataset": dataset}
+            "retries": counter.causes, "unreported": counter.unreported, "reported": reported,
+            "dataset": dataset}
 
 
 def _columns(db: str, table: str) -> list[str]:
@@ -136,11 +144,16 @@ def test_hostile_backfill_gives_the_clean_tables_row_for_row(backfills):
 def test_hostile_backfill_met_every_fault_and_retried(backfills):
     faults, retries = backfills["faults"], backfills["retries"]
     print(f"\nfaults injected: {dict(sorted(faults.items()))}")
-    print(f"retries made: {sum(retries.values())} {dict(sorted(retries.items()))}")
+    print(f"retries made: {sum(retries.values())} {dict(sorted(retries.items()))}, "
+          f"locations list: {backfills['unreported']}")
     assert set(TRANSIENT_KINDS) <= set(faults)
     assert {"extra_fields", "missing_optional", "shuffle_keys"} <= set(faults)
     renewals = faults["expired_token"]  # renewed and replayed, not retried
-    assert sum(retries.values()) >= sum(faults[k] for k in TRANSIENT_KINDS) - renewals
+    # the sandbox also faults the drift check's locations list: its retries count here,
+    # though no report's metadata has them (left out, only the extra timeouts of a loaded
+    # box made up for a fault served on the list)
+    made = sum(retries.values()) + backfills["unreported"]
+    assert made >= sum(faults[k] for k in TRANSIENT_KINDS) - renewals
     # what the UI shows per materialization: the same retries, total and by cause
     reported = backfills["reported"]
     assert reported.pop("total") == sum(retries.values())
