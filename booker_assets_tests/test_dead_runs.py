@@ -34,6 +34,7 @@ import dagster as dg
 import pytest
 from dagster_graphql import DagsterGraphQLClient
 
+from booker_assets.catalogue.reports import TABLES
 from booker_assets.defs.partitions import RANGE_END, RANGE_START, add_locations
 from booker_assets.sandbox import BookerSandbox, SandboxSettings
 from booker_assets_tests.e2e import (
@@ -50,7 +51,7 @@ from booker_assets_tests.e2e import (
 LOCS = ("1001", "1002")
 # 0.5 s per request: a month of every report takes minutes, a day of orders seconds.
 LATENCY_MS = 500
-ALL_TABLES = None  # every asset of the implicit job
+ALL_TABLES = [dg.AssetKey(["booker", name]) for name in TABLES]  # every Booker table
 ORDERS = [dg.AssetKey(["booker", "orders"])]
 STARTUP_S = 240  # webserver, code server and daemon on a loaded host
 STEP_S = 120  # until a run's step has started (a run worker's start-up)

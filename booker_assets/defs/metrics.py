@@ -161,7 +161,10 @@ def metrics_definitions(settings: Settings) -> dg.Definitions:
         assets=[assets],
         sensors=[dg.AutomationConditionSensorDefinition(
             SENSOR_NAME, target=dg.AssetSelection.groups(GROUP_NAME),
-            default_status=dg.DefaultSensorStatus.RUNNING,
-            description="Refreshes the metrics after the loads they read (REFRESH)")],
+            # off until turned on: the marts read zones from the locations snapshot, which a
+            # backfill of past days alone does not store (README, "Fresh without a manual step")
+            default_status=dg.DefaultSensorStatus.STOPPED,
+            description="Refreshes the metrics after the loads they read (REFRESH); turn it "
+                        "on in Automation, or `dagster sensor start booker_metrics_refresh`")],
         resources={"dbt": dbt_cli(prepared_project(vars_json(settings))[0])},
     )

@@ -28,4 +28,7 @@ def model(dbt, session):
     locations = dbt.source("booker", "locations_current").df()
     zones = locations[["location_id"]].copy()
     zones["iana_zone"] = [_iana(row) for row in locations.itertuples()]
+    # typed even when empty (a backfill of past days stores no location snapshot): an untyped
+    # empty column fails the marts' timezone() calls instead of joining nothing
+    zones["iana_zone"] = zones["iana_zone"].astype("string")
     return zones.drop_duplicates("location_id")
