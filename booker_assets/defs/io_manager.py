@@ -1,12 +1,14 @@
 """DuckDB IO manager for Booker reports: one transaction per report, declared columns, rejects.
 
-Taken from dagster-duckdb / dagster-duckdb-pandas: DuckDB scans the DataFrame in place, the
-table is the last part of the asset key. The connection is the warehouse's (``storage``), not
-``DuckDBResource.get_connection``: that one retries a held file ten times in silence (~100 s),
-then fails without saying who holds it, and knows no DuckLake.
+Written for this project, not on dagster-duckdb (README, "Why not dagster-duckdb's IO
+manager"; ``booker_assets_tests/test_stock_duckdb.py`` measures each point). Kept from its
+design: DuckDB scans the DataFrame in place, the table is the last part of the asset key. The
+connection is the warehouse's (``storage``), not ``DuckDBResource.get_connection``: that one
+retries a held file 10 times over 102 s in silence, then fails without saying who holds it.
 
 Changed, because the stock ``DuckDBPandasIOManager`` ...
-- runs DELETE and INSERT as separate autocommits, so a failed INSERT loses the partition:
+- runs DELETE and INSERT as separate autocommits, one output after the other, so a failed
+  INSERT loses the partition and a kill between two tables leaves orders new and items old:
   here schema, DDL, delete, insert, rejects, ``_loads`` and the view of every table of a
   report (orders, items, refunds) are ONE transaction (``ReportWrite``);
 - skips empty frames: here an empty frame still creates the table (with every declared column)
@@ -15,8 +17,9 @@ Changed, because the stock ``DuckDBPandasIOManager`` ...
   NAME`` into declared types; a column the data brings is added with the type it arrived in,
   and a later value that does not fit a column's type is kept as it came (``<column>__raw``),
   never a reject nor a failed write;
-- derives the slice from ``partition_expr``: here the slice comes from the data
-  (``ReportFrame.partitions``), so any set of (report_date, location_id) pairs works;
+- derives the slice from ``partition_expr``, which fails on every write for days × dynamic
+  locations: here the slice comes from the data (``ReportFrame.partitions``), so any set of
+  (report_date, location_id) pairs works;
 - fails when two processes open the file: here, on a DuckDB file, writers queue under its
   lock and wait, saying who holds it, for a process outside this code; on a DuckLake, a write
   that meets another writer's commit is retried whole. At the end of the step, the analysts'
