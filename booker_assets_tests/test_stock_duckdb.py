@@ -11,6 +11,7 @@ test_io_manager.py and test_bad_input.py.
 
 from __future__ import annotations
 
+import logging
 import subprocess
 import sys
 import time
@@ -191,8 +192,8 @@ def test_types_come_from_the_first_frame(stock: Stock) -> None:
     assert "Could not convert string 'VIP' to INT32" in first_error(again)  # it never heals
 
 
-def test_the_resource_waits_for_a_held_file_in_silence(tmp_path: Path,
-                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+def test_the_resource_waits_for_a_held_file_in_silence(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture) -> None:
     """Another process holds the file: ``DuckDBResource.get_connection`` tries 11 times over
     102.3 s, logging nothing, then raises DuckDB's lock error (ours: says at once who holds
     it and what to do, every 30 s, for BOOKER_LOCK_WAIT_SECONDS). The sleeps are recorded,
@@ -205,6 +206,7 @@ def test_the_resource_waits_for_a_held_file_in_silence(tmp_path: Path,
     try:
         assert holder.stdout and holder.stdout.readline().strip() == "held"
         slept: list[float] = []
+        caplog.set_level(logging.INFO)
         monkeypatch.setattr(time, "sleep", slept.append)
         with pytest.raises(duckdb.IOException, match="Conflicting lock is held"), \
                 DuckDBResource(database=str(database)).get_connection():
@@ -213,3 +215,4 @@ def test_the_resource_waits_for_a_held_file_in_silence(tmp_path: Path,
         holder.communicate("")
     assert len(slept) == 10
     assert round(sum(slept), 1) == 102.3
+    assert not caplog.records  # nothing said the file was held, nor by whom
