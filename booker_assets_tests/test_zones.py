@@ -5,16 +5,17 @@ from __future__ import annotations
 import logging
 import re
 from datetime import date, datetime, timedelta, timezone
-from zoneinfo import ZoneInfo
+from zoneinfo import ZoneInfo, available_timezones
 
 import pytest
+from babel.core import get_global
 
 from booker_assets.api import zones
 from booker_assets.api.dates import BookerDateError, day_window, local_day
 from booker_assets.api.zones import ResolvedZone, resolve_zone, zone_for
 
 UTC = timezone.utc
-TABLE = "booker_assets.api.zones._WINDOWS_ZONES"
+LABELS, LOCAL = "booker_assets.api.zones._WINDOWS_LABELS", "booker_assets.api.zones._LOCAL_ZONES"
 
 # Written out here rather than read from the module, so a wrong table entry fails a test:
 # (Windows standard name, its standard offset, display labels Windows used, IANA zone).
@@ -174,8 +175,49 @@ def test_spacing_case_and_prefix_do_not_change_the_meaning(text):
     assert zone_for(text) is ZoneInfo("America/New_York")
 
 
-def test_every_table_entry_is_tested_here():
-    assert {z[0] for z in ZONES} == set(zones._WINDOWS_ZONES)
+def test_every_label_entry_is_tested_here():
+    assert {z[0] for z in ZONES} == set(zones._WINDOWS_LABELS)
+
+
+# -- CLDR's mapping, and where the project answers otherwise -----------------------------------
+
+def test_local_entries_are_only_where_cldr_lacks_the_name_or_answers_elsewhere():
+    # When a babel upgrade brings CLDR's answer for one of these, this fails: drop the entry.
+    cldr = get_global("windows_zone_mapping")
+    assert {name: cldr.get(name) for name in zones._LOCAL_ZONES} == {
+        "Mexico Standard Time": None, "Mexico Standard Time 2": None,
+        "SA Western Standard Time": "America/La_Paz",
+    }
+
+
+@pytest.mark.parametrize(("standard_name", "iana"), [
+    # Names with no local entry at all: CLDR's table alone, its old IANA names made current.
+    ("India Standard Time", "Asia/Kolkata"),
+    ("Tokyo Standard Time", "Asia/Tokyo"),
+    ("Nepal Standard Time", "Asia/Kathmandu"),
+    ("FLE Standard Time", "Europe/Kyiv"),
+    ("Argentina Standard Time", "America/Argentina/Buenos_Aires"),
+    ("Cen. Australia Standard Time", "Australia/Adelaide"),
+])
+def test_a_name_only_cldr_knows_resolves(standard_name, iana):
+    assert standard_name not in zones._WINDOWS_LABELS
+    assert resolve_zone({"ID": 7, "StandardName": standard_name, "Name": "(UTC+01:00) x"}) == (
+        ResolvedZone(ZoneInfo(iana), "standard_name", standard_name))
+
+
+def test_every_windows_name_cldr_maps_loads_as_a_current_iana_zone():
+    names = get_global("windows_zone_mapping")
+    assert len(names) > 100  # babel's data is there, not an empty table
+    for name in names:
+        zone = zone_for(name)
+        assert zone.key not in get_global("zone_aliases"), name  # current, not an old link
+
+
+def test_every_old_iana_name_cldr_lists_loads():
+    # CLDR maps Factory to Etc/Unknown, which no host can load: it stays the host's Factory.
+    loadable = available_timezones()
+    for alias in get_global("zone_aliases"):
+        assert resolve_zone(alias).zone.key in loadable, alias
 
 
 # -- DST days ----------------------------------------------------------------------------------
@@ -258,7 +300,7 @@ def test_unknown_label_falls_back_to_its_offset_with_a_warning(text, offset, cap
     assert (resolved.zone, resolved.source, resolved.text) == (
         timezone(offset), "fixed_offset", text)
     assert "daylight saving time is ignored" in resolved.warning
-    assert TABLE in resolved.warning
+    assert LABELS in resolved.warning and LOCAL in resolved.warning
     with caplog.at_level(logging.WARNING, logger="booker_assets.api.zones"):
         assert zone_for(text) == timezone(offset)
     assert [r.getMessage() for r in caplog.records] == [resolved.warning]
@@ -278,7 +320,7 @@ def test_a_resolved_name_logs_nothing(caplog):
 def test_garbage_is_an_error_naming_the_value_and_the_fix(time_zone):
     with pytest.raises(BookerDateError, match=re.escape(repr(time_zone))) as raised:
         resolve_zone(time_zone)
-    assert TABLE in str(raised.value)
+    assert LABELS in str(raised.value) and LOCAL in str(raised.value)
     with pytest.raises(BookerDateError):
         zone_for(time_zone)
 

@@ -16,93 +16,75 @@ from datetime import timedelta, timezone, tzinfo
 from functools import lru_cache
 from zoneinfo import ZoneInfo, available_timezones
 
+from babel.core import get_global
+
 from booker_assets.api.dates import BookerDateError
 
 log = logging.getLogger(__name__)
 
-# One entry per Windows zone: standard name → (IANA zone per CLDR windowsZones.xml, then the
-# display labels Windows wrote after "(UTC±hh:mm) " over the years). Labels match ignoring
-# case, spacing, "&" vs "and" and the order of comma-separated places: list each wording once.
-_WINDOWS_ZONES: dict[str, tuple[str, ...]] = {
+# Windows standard name → IANA zone: CLDR's windowsZones.xml (its world-wide "001" entries) as
+# babel ships it, with CLDR's old IANA names (America/Indianapolis, Asia/Calcutta) made current
+# by CLDR's own alias table, so a zone has one name whichever spelling Booker sent.
+_ALIASES: dict[str, str] = dict(get_global("zone_aliases"))
+_CLDR_ZONES: dict[str, str] = {
+    name: _ALIASES.get(iana, iana) for name, iana in get_global("windows_zone_mapping").items()
+}
+# Where the project answers otherwise than CLDR, and why. Each is tested in test_zones.py.
+_LOCAL_ZONES: dict[str, str] = {
+    # Older Windows names, replaced by the "(Mexico)" ones and gone from CLDR: a location set
+    # up under them still resolves.
+    "Mexico Standard Time": "America/Mexico_City",
+    "Mexico Standard Time 2": "America/Mazatlan",
+    # CLDR's 001 entry is America/La_Paz; its territory PR entry is the same clock and the
+    # place Booker serves.
+    "SA Western Standard Time": "America/Puerto_Rico",
+}
+_WINDOWS_ZONES: dict[str, str] = _CLDR_ZONES | _LOCAL_ZONES
+# The display labels Windows wrote after "(UTC±hh:mm) " over the years, by standard name: CLDR
+# has none of them. Labels match ignoring case, spacing, "&" vs "and" and the order of
+# comma-separated places: list each wording once. (Chihuahua left the Mountain label when it
+# dropped DST in 2022.)
+_WINDOWS_LABELS: dict[str, tuple[str, ...]] = {
     # United States and Canada.
-    "Eastern Standard Time": ("America/New_York", "Eastern Time (US & Canada)"),
-    "US Eastern Standard Time": ("America/Indiana/Indianapolis", "Indiana (East)"),
-    "Central Standard Time": ("America/Chicago", "Central Time (US & Canada)"),
-    "Canada Central Standard Time": ("America/Regina", "Saskatchewan"),
-    "Mountain Standard Time": ("America/Denver", "Mountain Time (US & Canada)"),
-    "US Mountain Standard Time": ("America/Phoenix", "Arizona"),
-    "Yukon Standard Time": ("America/Whitehorse", "Yukon"),
-    "Pacific Standard Time": (
-        "America/Los_Angeles", "Pacific Time (US & Canada)", "Pacific Time (US & Canada); Tijuana"
-    ),
-    "Alaskan Standard Time": ("America/Anchorage", "Alaska"),
-    "Aleutian Standard Time": ("America/Adak", "Aleutian Islands"),
-    "Hawaiian Standard Time": ("Pacific/Honolulu", "Hawaii"),
-    "Atlantic Standard Time": ("America/Halifax", "Atlantic Time (Canada)"),
-    "Newfoundland Standard Time": ("America/St_Johns", "Newfoundland", "Newfoundland and Labrador"),
-    # Mexico (Chihuahua left the Mountain label when it dropped DST in 2022).
+    "Eastern Standard Time": ("Eastern Time (US & Canada)",),
+    "US Eastern Standard Time": ("Indiana (East)",),
+    "Central Standard Time": ("Central Time (US & Canada)",),
+    "Canada Central Standard Time": ("Saskatchewan",),
+    "Mountain Standard Time": ("Mountain Time (US & Canada)",),
+    "US Mountain Standard Time": ("Arizona",),
+    "Yukon Standard Time": ("Yukon",),
+    "Pacific Standard Time": ("Pacific Time (US & Canada)", "Pacific Time (US & Canada); Tijuana"),
+    "Alaskan Standard Time": ("Alaska",),
+    "Aleutian Standard Time": ("Aleutian Islands",),
+    "Hawaiian Standard Time": ("Hawaii",),
+    "Atlantic Standard Time": ("Atlantic Time (Canada)",),
+    "Newfoundland Standard Time": ("Newfoundland", "Newfoundland and Labrador"),
+    # Mexico.
     "Central Standard Time (Mexico)": (
-        "America/Mexico_City",
-        "Guadalajara, Mexico City, Monterrey",
-        "Guadalajara, Mexico City, Monterrey - New",
+        "Guadalajara, Mexico City, Monterrey", "Guadalajara, Mexico City, Monterrey - New"
     ),
-    "Mexico Standard Time": ("America/Mexico_City", "Guadalajara, Mexico City, Monterrey - Old"),
+    "Mexico Standard Time": ("Guadalajara, Mexico City, Monterrey - Old",),
     "Mountain Standard Time (Mexico)": (
-        "America/Mazatlan", "La Paz, Mazatlan", "Chihuahua, La Paz, Mazatlan",
-        "Chihuahua, La Paz, Mazatlan - New",
+        "La Paz, Mazatlan", "Chihuahua, La Paz, Mazatlan", "Chihuahua, La Paz, Mazatlan - New"
     ),
-    "Mexico Standard Time 2": ("America/Mazatlan", "Chihuahua, La Paz, Mazatlan - Old"),
-    "Pacific Standard Time (Mexico)": (
-        "America/Tijuana", "Baja California", "Tijuana, Baja California"
-    ),
-    "Eastern Standard Time (Mexico)": ("America/Cancun", "Chetumal"),
-    # CLDR's territory PR entry, not its 001 La Paz: the same clock, and the place Booker serves.
-    "SA Western Standard Time": (
-        "America/Puerto_Rico", "Puerto Rico", "Georgetown, La Paz, Manaus, San Juan"
-    ),
+    "Mexico Standard Time 2": ("Chihuahua, La Paz, Mazatlan - Old",),
+    "Pacific Standard Time (Mexico)": ("Baja California", "Tijuana, Baja California"),
+    "Eastern Standard Time (Mexico)": ("Chetumal",),
+    "SA Western Standard Time": ("Puerto Rico", "Georgetown, La Paz, Manaus, San Juan"),
     # Europe.
     "GMT Standard Time": (
-        "Europe/London",
         "Dublin, Edinburgh, Lisbon, London",
         "Greenwich Mean Time : Dublin, Edinburgh, Lisbon, London",
     ),
-    "W. Europe Standard Time": (
-        "Europe/Berlin", "Amsterdam, Berlin, Bern, Rome, Stockholm, Vienna"
-    ),
-    "Romance Standard Time": ("Europe/Paris", "Brussels, Copenhagen, Madrid, Paris"),
+    "W. Europe Standard Time": ("Amsterdam, Berlin, Bern, Rome, Stockholm, Vienna",),
+    "Romance Standard Time": ("Brussels, Copenhagen, Madrid, Paris",),
     # Asia and the Pacific.
-    "Arabian Standard Time": ("Asia/Dubai", "Abu Dhabi, Muscat", "Dubai, Abu Dhabi"),
-    "Singapore Standard Time": ("Asia/Singapore", "Kuala Lumpur, Singapore"),
-    "AUS Eastern Standard Time": ("Australia/Sydney", "Canberra, Melbourne, Sydney"),
-    "E. Australia Standard Time": ("Australia/Brisbane", "Brisbane"),
-    "New Zealand Standard Time": ("Pacific/Auckland", "Auckland, Wellington"),
-    "UTC": ("Etc/UTC", "Coordinated Universal Time"),
-}
-# Old IANA links resolved here, not by the host: Debian, for one, moved them to tzdata-legacy.
-_IANA_ALIASES: dict[str, str] = {
-    "US/Eastern": "America/New_York",
-    "US/East-Indiana": "America/Indiana/Indianapolis",
-    "America/Indianapolis": "America/Indiana/Indianapolis",
-    "US/Central": "America/Chicago",
-    "US/Mountain": "America/Denver",
-    "US/Arizona": "America/Phoenix",
-    "US/Pacific": "America/Los_Angeles",
-    "US/Alaska": "America/Anchorage",
-    "US/Aleutian": "America/Adak",
-    "US/Hawaii": "Pacific/Honolulu",
-    "Canada/Eastern": "America/Toronto",
-    "Canada/Central": "America/Winnipeg",
-    "Canada/Saskatchewan": "America/Regina",
-    "Canada/Mountain": "America/Edmonton",
-    "Canada/Pacific": "America/Vancouver",
-    "Canada/Yukon": "America/Whitehorse",
-    "Canada/Atlantic": "America/Halifax",
-    "Canada/Newfoundland": "America/St_Johns",
-    "Mexico/General": "America/Mexico_City",
-    "Mexico/BajaSur": "America/Mazatlan",
-    "Mexico/BajaNorte": "America/Tijuana",
-    "GB": "Europe/London",
-    "NZ": "Pacific/Auckland",
+    "Arabian Standard Time": ("Abu Dhabi, Muscat", "Dubai, Abu Dhabi"),
+    "Singapore Standard Time": ("Kuala Lumpur, Singapore",),
+    "AUS Eastern Standard Time": ("Canberra, Melbourne, Sydney",),
+    "E. Australia Standard Time": ("Brisbane",),
+    "New Zealand Standard Time": ("Auckland, Wellington",),
+    "UTC": ("Coordinated Universal Time",),
 }
 # "(UTC-05:00) label", "(GMT) label", "GMT+1 label"; U+2212 is the minus some tools write.
 _DISPLAY = re.compile(
@@ -112,7 +94,10 @@ _DISPLAY = re.compile(
     re.IGNORECASE | re.DOTALL,
 )
 _MAX_OFFSET = timedelta(hours=14)  # the widest offset any zone uses (Kiribati)
-_TABLE = f"{__name__}._WINDOWS_ZONES"
+_FIX = (
+    f"add its display label under its Windows standard name in {__name__}._WINDOWS_LABELS, "
+    f"and the name with its IANA zone to {__name__}._LOCAL_ZONES if CLDR (babel) lacks it"
+)
 
 
 @dataclass(frozen=True)
@@ -140,7 +125,7 @@ def resolve_zone(time_zone: dict | str | None) -> ResolvedZone:
                 return found
     raise BookerDateError(
         f"unknown Booker time zone {time_zone!r}: no known Windows standard name, IANA name or "
-        f"display label, and no (UTC±hh:mm) offset; add it to {_TABLE}"
+        f"display label, and no (UTC±hh:mm) offset; {_FIX}"
     )
 
 
@@ -178,17 +163,23 @@ def _index(pairs: Iterable[tuple[str, str]]) -> dict[str, str]:
     return index
 
 
-_BY_STANDARD_NAME = _index((name, iana) for name, (iana, *_) in _WINDOWS_ZONES.items())
+_BY_STANDARD_NAME = _index(_WINDOWS_ZONES.items())
 _BY_LABEL = _index(
-    (label, iana) for iana, *labels in _WINDOWS_ZONES.values() for label in labels
+    (label, _WINDOWS_ZONES[name]) for name, labels in _WINDOWS_LABELS.items() for label in labels
 )
 
 
 @lru_cache(maxsize=1)
 def _iana_names() -> dict[str, str]:
     """Case-folded IANA name → the key to load; built once (it walks the zone files)."""
-    names = {name.casefold(): name for name in available_timezones()}
-    names.update((alias.casefold(), target) for alias, target in _IANA_ALIASES.items())
+    zones = available_timezones()
+    names = {name.casefold(): name for name in zones}
+    # Old links resolved by CLDR's table, not by the host: Debian, for one, moved them to
+    # tzdata-legacy.
+    # (An alias to a zone the host cannot load, Factory → Etc/Unknown, is no zone.)
+    names.update(
+        (alias.casefold(), target) for alias, target in _ALIASES.items() if target in zones
+    )
     return names
 
 
@@ -223,7 +214,6 @@ def _by_fixed_offset(text: str) -> ResolvedZone | None:
     warning = (
         f"Booker time zone {text!r} names no known zone, so its fixed offset {zone} is used: "
         f"daylight saving time is ignored, and if the location observes it its day windows "
-        f"are an hour off in summer. Fix: add its Windows standard name and display label "
-        f"to {_TABLE}."
+        f"are an hour off in summer. Fix: {_FIX}."
     )
     return ResolvedZone(zone, "fixed_offset", text, warning)
