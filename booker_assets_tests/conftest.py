@@ -106,6 +106,11 @@ def make_defs(sandbox: BookerSandbox, settings: Settings, **resource_fields) -> 
     return build_definitions(settings, booker, clock=lambda: frozen or datetime.now(timezone.utc))
 
 
+def table_rows(value: dg.TableMetadataValue) -> list[dict]:
+    """The records of a table in metadata, as the UI lists them."""
+    return [record.data for record in value.records]
+
+
 def assert_within_rate(granted: list[float], rate: float, burst: int) -> None:
     """No window of a bucket's schedule holds more than burst + rate × its length.
 

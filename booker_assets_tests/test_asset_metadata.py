@@ -16,6 +16,7 @@ from booker_assets.defs.assets import STEP_NAME
 from booker_assets.errors import BookerConfigError
 from booker_assets.load.columns import code_version, table_columns
 from booker_assets.settings import DEFAULT_OWNERS, load_settings
+from booker_assets_tests.conftest import table_rows
 
 
 def _defs(tmp_path: Path, **env: str) -> dg.Definitions:
@@ -52,12 +53,13 @@ def test_each_asset_names_the_options_it_reads_and_only_those(tmp_path):
     specs = _specs(tmp_path)
     for name, spec in specs.items():
         reads = [o for o in OPTIONS.values() if name in o.tables]
-        shown = spec.metadata["booker/options"].value
+        shown = table_rows(spec.metadata["booker/options"])
+        assert [(r["option"], r["setting"]) for r in shown] == [
+            (o.name, o.setting) for o in reads], name
         for option in OPTIONS.values():
-            assert (f"`{option.name}`" in shown) == (option in reads), (name, option.name)
             assert (option.name in spec.description) == (option in reads), (name, option.name)
-        if reads:
-            assert "ops:\n  booker_reports:\n    config:" in shown
+        override = spec.metadata["booker/options_override"].value
+        assert ("ops:\n  booker_reports:\n    config:" in override) == bool(reads), name
     # the launchpad's own help: every option's description names the tables it changes
     fields = _options_field(_defs(tmp_path)).config_type.fields
     for name, option in OPTIONS.items():
@@ -71,8 +73,8 @@ def test_the_launchpad_defaults_are_the_deployments_settings(tmp_path):
                                  BOOKER_SCHEDULE_DEFAULTS="False"))
     assert field.default_value == dict.fromkeys(OPTIONS, False) | {"include_expired": True}
     specs = _specs(tmp_path, BOOKER_INCLUDE_EXPIRED="true")
-    assert "| `BOOKER_INCLUDE_EXPIRED` | true |" in specs["memberships"].metadata[
-        "booker/options"].value
+    assert {r["setting"]: r["this_deployment"] for r in table_rows(
+        specs["memberships"].metadata["booker/options"])} == {"BOOKER_INCLUDE_EXPIRED": True}
 
 
 @pytest.mark.parametrize("value", ["yes", "1", "on", "tru"])

@@ -26,7 +26,7 @@ from booker_assets.defs.partitions import RANGE_END, RANGE_START, add_locations
 from booker_assets.defs.storage import connect_locked
 from booker_assets.sandbox import BookerSandbox
 from booker_assets.settings import Settings, load_settings
-from booker_assets_tests.conftest import make_settings
+from booker_assets_tests.conftest import make_settings, table_rows
 
 UTC = timezone.utc
 ALL = ("1001", "1002", "1003", "1004")
@@ -285,7 +285,10 @@ def test_the_daily_load_uses_the_options_set_in_the_environment(sandbox, tmp_pat
     warned = check_evaluators(load_settings())[dg.AssetCheckKey(
         dg.AssetKey(["booker", "memberships"]), "options_match_deployment")].evaluate(["1001"])
     shown = warned.metadata["backfill"].value
-    print(f"{warned.description}\n{warned.metadata['offending_partitions'].value}\n{shown}")
+    rows = table_rows(warned.metadata["offending_partitions"])
+    print(f"{warned.description}\n{rows}\n{shown}")
+    assert [(r["location_id"], r["first_day"], r["last_day"]) for r in rows] == [
+        (1001, "2025-06-29", "2025-06-29")]
     assert (warned.passed, warned.severity) == (False, dg.AssetCheckSeverity.WARN)
     assert "BOOKER_INCLUDE_EXPIRED=false" in warned.description
     assert ("booker-assets backfill --from 2025-06-29 --to 2025-06-29 --locations 1001 "

@@ -6,6 +6,7 @@ become rejects while the rest of the day loads, and a failure no retry can fix f
 from __future__ import annotations
 
 import copy
+import json
 import time as clock
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -19,7 +20,13 @@ from booker_assets.api.dates import EASTERN, to_iso, to_legacy
 from booker_assets.defs.storage import connect_locked, qualified
 from booker_assets.sandbox import BookerSandbox
 from booker_assets.sandbox.api import Reply
-from booker_assets_tests.conftest import SANDBOX_SETTINGS, load_range, make_defs, make_settings
+from booker_assets_tests.conftest import (
+    SANDBOX_SETTINGS,
+    load_range,
+    make_defs,
+    make_settings,
+    table_rows,
+)
 
 DAY = date(2025, 3, 5)
 ORDERS = ["booker/orders", "booker/orders_items", "booker/orders_refunds"]
@@ -152,6 +159,9 @@ def test_a_value_of_an_unexpected_shape_keeps_its_record(tmp_path, fields, colum
     drift = checks["schema_drift"]
     assert not drift.passed and drift.severity == dg.AssetCheckSeverity.WARN
     assert drift.description.startswith(f"1 field shape(s) drifted: {column}")
+    (field,) = table_rows(drift.metadata["drift"])
+    assert (field["field"], field["seen"], json.loads(field["examples"])) == (
+        column, seen, [json.loads(raw)])
     assert checks["no_rejects"].passed and checks["rows_match_reported_total"].passed
 
 

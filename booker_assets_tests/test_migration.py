@@ -23,7 +23,7 @@ from booker_assets.catalogue.reports import TABLES
 from booker_assets.defs.checks import check_evaluators
 from booker_assets.defs.migrate import BACKDATED_SCHEMA, DEFAULTS_MOVED, SCHEMA_VERSION
 from booker_assets.defs.storage import connect_locked, qualified
-from booker_assets_tests.conftest import load_range, make_defs, make_settings
+from booker_assets_tests.conftest import load_range, make_defs, make_settings, table_rows
 
 ROOT = Path(__file__).resolve().parents[1]
 PREVIOUS = "05b9a303aceac4d531657d0844cf4f1912ec3737"  # the last version before declared schemas
@@ -190,4 +190,5 @@ def test_version_2s_weekday_defaults_move_to_their_own_table(sandbox, tmp_path):
     warned = check_evaluators(settings)[dg.AssetCheckKey(
         dg.AssetKey(["booker", "memberships"]), "options_match_deployment")].evaluate(())
     assert warned.severity == dg.AssetCheckSeverity.WARN and not warned.passed
-    assert "not recorded" in warned.metadata["offending_partitions"].value
+    (row,) = table_rows(warned.metadata["offending_partitions"])
+    assert row["loaded_with"] == "not recorded (loaded before options were)"

@@ -34,6 +34,7 @@ from booker_assets.defs.locations import (
     drift_result_or_warning,
     refuse_unreturned,
 )
+from booker_assets.defs.metadata_tables import metadata_table
 from booker_assets.defs.partitions import BookerPartitions, days_by_location
 from booker_assets.errors import BookerError
 from booker_assets.load.columns import code_version, table_columns
@@ -132,7 +133,8 @@ def _out(group: ReportGroup, table: Table, settings: Settings) -> dg.AssetOut:
         code_version=code_version(group, table, settings.pii),
         metadata={
             "booker/day": LOCAL_DAY,
-            "booker/options": dg.MetadataValue.md(_options_markdown(options, settings)),
+            "booker/options": _options_table(options, settings),
+            "booker/options_override": dg.MetadataValue.md(_options_override(options, settings)),
             "booker/report": group.name,
             "booker/key": list(table.key),
             "booker/entity_key": list(table.entity_key),
@@ -144,17 +146,24 @@ def _out(group: ReportGroup, table: Table, settings: Settings) -> dg.AssetOut:
     )
 
 
-def _options_markdown(options: Sequence[str], settings: Settings) -> str:
+def _options_table(options: Sequence[str], settings: Settings) -> dg.TableMetadataValue:
+    """The options this table reads: each one's setting, this deployment's value, its effect."""
+    return metadata_table(
+        [{"option": name, "setting": OPTIONS[name].setting,
+          "this_deployment": settings.options[name], "what_it_does": option_description(name)}
+         for name in options],
+        {"option": "string", "setting": "string", "this_deployment": "bool",
+         "what_it_does": "string"}, cell=None)
+
+
+def _options_override(options: Sequence[str], settings: Settings) -> str:
+    """How to load this table under other options for one run (prose and YAML, so markdown)."""
     if not options:
         return ("None: Domo's options (`BOOKER_INCLUDE_EXPIRED`…, or "
                 "`ops.booker_reports.config` for one run) change other tables, not this one.")
-    rows = [f"| `{name}` | `{OPTIONS[name].setting}` | {str(settings.options[name]).lower()} | "
-            f"{option_description(name)} |" for name in options]
     example = "\n".join(f"        {name}: {str(not settings.options[name]).lower()}"
                         for name in options)
-    return "\n".join(["| option | setting | this deployment | what it does |",
-                      "| --- | --- | --- | --- |", *rows, "",
-                      "Every load uses the deployment's settings (set in the environment of "
+    return "\n".join(["Every load uses the deployment's settings (set in the environment of "
                       "the code location, e.g. before `make dev`). To override one for one "
                       "run, in *Materialize… → Config → Add config* or the launchpad:", "",
                       "```yaml", "ops:", "  booker_reports:", "    config:", example, "```"])
@@ -347,33 +356,14 @@ def _outputs(context: dg.AssetExecutionContext, tables: list[Table],
         yield dg.Output(TablePart(write, part.table), output_name=part.table)
 
 
-def table_preview(frame: pd.DataFrame, types: Mapping[str, str], rows: int = 5,
-                  cell: int = 200) -> dg.TableMetadataValue:
+def table_preview(frame: pd.DataFrame, types: Mapping[str, str], rows: int = 5
+                  ) -> dg.TableMetadataValue:
     """The first ``rows`` of ``frame`` as Dagster's table, typed by the declared column
     ``types`` (a column found in the data: its pandas type): a DATE reads 2026-12-05, not
-    2026-12-05 00:00:00; a text is cut at ``cell`` characters (Dagster keeps it in the event)."""
+    2026-12-05 00:00:00."""
     head = frame.head(rows)
     kinds = {name: types.get(name) or str(head[name].dtype) for name in head.columns}
-    schema = dg.TableSchema(columns=[dg.TableColumn(name, kind) for name, kind in kinds.items()])
-    return dg.MetadataValue.table(
-        [dg.TableRecord({name: _preview_cell(value, kinds[name], cell)
-                         for name, value in record.items()})
-         for record in head.to_dict("records")], schema)
-
-
-def _preview_cell(value: object, kind: str, cell: int) -> str | int | float | bool | None:
-    if value is None or (pd.api.types.is_scalar(value) and pd.isna(value)):
-        return None
-    if kind == "DATE":
-        return pd.Timestamp(value).date().isoformat()
-    if isinstance(value, bool | int | float | str):
-        return value if not isinstance(value, str) or len(value) <= cell else (
-            value[: cell - 1] + "…")
-    if hasattr(value, "item"):  # a numpy scalar
-        return _preview_cell(value.item(), kind, cell)
-    if isinstance(value, pd.Timestamp | datetime):
-        return value.isoformat()
-    return _preview_cell(str(value), kind, cell)
+    return metadata_table(head.to_dict("records"), kinds)
 
 
 def _partition_key(load: PartitionLoad) -> str:

@@ -10,22 +10,20 @@ tables are written ``{name}`` and named by ``storage.render``, like every reader
 
 
 from collections.abc import Callable, Iterator, Mapping, Sequence, Set
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass, fields
 from datetime import date, timedelta
 
 import dagster as dg
 import duckdb
-import pandas as pd
 
 from booker_assets.catalogue.options import OPTIONS, table_options
 from booker_assets.catalogue.reports import TABLES
-from booker_assets.defs.drift import COLUMNS as DRIFT_COLUMNS
-from booker_assets.defs.drift import drift
+from booker_assets.defs.drift import FieldDrift, drift
+from booker_assets.defs.metadata_tables import metadata_table
 from booker_assets.defs.partitions import known_locations
 from booker_assets.defs.storage import (
     BookerStorageError,
     Warehouse,
-    markdown_table,
     render,
     warehouse_of,
 )
@@ -34,6 +32,8 @@ from booker_assets.settings import Settings
 SCHEMA = "booker"
 FRESH_DAYS = 2  # the newest loaded day of a location may be this many days old, no more
 SHOWN = 20  # offending rows listed in a check's metadata
+# A drifted field's columns as FieldDrift declares them (its table is the check's own).
+DRIFT_TYPES = {f.name: f.type for f in fields(FieldDrift) if f.name != "table"}
 
 
 @dataclass(frozen=True)
@@ -52,9 +52,11 @@ def _t(table: str) -> str:
     return "{" + table + "}"
 
 
-def _query(warehouse: Warehouse, sql: str, params: Sequence = ()) -> list[tuple]:
+def _query(warehouse: Warehouse, sql: str, params: Sequence = ()) -> tuple[list[tuple], list[str]]:
+    """The rows of ``sql`` and DuckDB's type of each of its columns."""
     with warehouse.connect(read_only=True) as conn:
-        return conn.execute(render(conn, sql), list(params)).fetchall()
+        result = conn.execute(render(conn, sql), list(params))
+        return result.fetchall(), [str(column[1]) for column in result.description]
 
 
 def _result(
@@ -69,19 +71,19 @@ def _result(
     """Pass when ``sql`` returns no rows; otherwise list the first of them, and the whole of
     each one's ``commands`` column (the table cuts long cells) as a block to copy."""
     try:
-        rows = _query(warehouse, sql, params)
+        rows, types = _query(warehouse, sql, params)
     except (duckdb.CatalogException, BookerStorageError) as exc:
         return _cannot_check(exc, severity)
     if not rows:
         return dg.AssetCheckResult(passed=True, metadata={"offending": 0})
-    shown = [dict(zip(columns, map(str, row), strict=True)) for row in rows[:SHOWN]]
+    shown = [dict(zip(columns, row, strict=True)) for row in rows[:SHOWN]]
     return dg.AssetCheckResult(
         passed=False,
         severity=severity,
         description=f"{len(rows)} {what}",
         metadata={
             "offending": len(rows),
-            "offending_partitions": dg.MetadataValue.md(_markdown(columns, shown)),
+            "offending_partitions": metadata_table(shown, dict(zip(columns, types, strict=True))),
             **({commands: dg.MetadataValue.md("\n".join(
                 ["```bash", *(row[commands] for row in shown), "```"]))} if commands else {}),
         },
@@ -97,10 +99,6 @@ def _cannot_check(exc: Exception, severity: dg.AssetCheckSeverity) -> dg.AssetCh
     return dg.AssetCheckResult(
         passed=False, severity=severity, description=f"{CANNOT_CHECK}{first_line}"
     )
-
-
-def _markdown(columns: Sequence[str], rows: list[dict]) -> str:
-    return markdown_table(pd.DataFrame(rows, columns=list(columns)))
 
 
 @dataclass(frozen=True)
@@ -329,13 +327,13 @@ def drift_check(table: str, warehouse: Warehouse) -> BookerCheck:
             return _cannot_check(exc, severity)
         if not found:
             return dg.AssetCheckResult(passed=True, metadata={"drifted_fields": 0})
-        shown = [{c: str(getattr(f, c)) for c in DRIFT_COLUMNS[1:]} for f in found[:SHOWN]]
+        shown = [asdict(f) for f in found[:SHOWN]]
         return dg.AssetCheckResult(
             passed=False, severity=severity,
             description=f"{len(found)} field shape(s) drifted: " + "; ".join(
                 f.line().removeprefix(f"{table}.") for f in found[:3]),
             metadata={"drifted_fields": len(found),
-                      "drift": dg.MetadataValue.md(_markdown(DRIFT_COLUMNS[1:], shown))})
+                      "drift": metadata_table(shown, DRIFT_TYPES)})
 
     return BookerCheck(spec, evaluate)
 

@@ -17,7 +17,6 @@ from booker_assets.defs.storage import qualified
 from booker_assets.load.flatten import DRIFT
 
 EXAMPLES = 3  # distinct values shown per drifted field
-COLUMNS = ("table", "field", "declared", "seen", "rows", "values", "since", "examples")
 
 
 @dataclass(frozen=True)

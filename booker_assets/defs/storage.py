@@ -39,13 +39,12 @@ import shutil
 import threading
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
 from pathlib import Path
 from typing import Protocol, TypeVar
 
 import duckdb
-import pandas as pd
 
 from booker_assets.errors import BookerError
 from booker_assets.settings import DEFAULT_LOCK_WAIT_SECONDS, Settings
@@ -638,22 +637,3 @@ def drop_location(warehouse: Warehouse, location_id: int) -> dict[str, int]:
     dropped = warehouse.write(work)
     warehouse.publish()
     return dropped
-
-
-def markdown_table(frame: pd.DataFrame, cell: int = 40, limit: int = 2000) -> str:
-    """A GitHub-style markdown table of ``frame`` (``tabulate`` is not installed), bounded:
-    cells cut at ``cell`` characters and the whole at ``limit`` bytes, since Dagster keeps it in
-    every event that carries it (a 2 MB note must not become a 2 MB event)."""
-
-    def text(value: object) -> str:
-        shown = str(value).replace("|", "\\|").replace("\n", " ")
-        return shown if len(shown) <= cell else shown[: cell - 1] + "…"
-
-    def line(cells: Sequence[object]) -> str:
-        return "| " + " | ".join(map(text, cells)) + " |"
-
-    header = [line(frame.columns), line(["---"] * len(frame.columns))]
-    table = "\n".join(header + [line(row) for row in frame.itertuples(index=False)])
-    if len(table.encode()) <= limit:
-        return table
-    return table.encode()[:limit].decode(errors="ignore") + " …"
