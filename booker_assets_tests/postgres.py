@@ -9,6 +9,12 @@ package provides the binaries (``make postgres-bin`` installs it; ``make test`` 
 PostgreSQL refuses to run as root, and no flag lifts that: as root the server runs as the
 ``postgres`` system user the package creates (or ``nobody``), in a directory under ``/tmp``
 it owns. Not pytest's ``tmp_path``: ``/tmp/pytest-of-root`` is 0700, closed to that user.
+
+Not ``pytest-postgresql`` (10.0 tried): its ``postgresql_proc`` runs ``pg_ctl`` as the test
+process's user, which as root (CI, the developers' machines) stops at "pg_ctl: cannot be run as
+root"; a ``runuser -u postgres`` wrapper as its executable then fails in ``initdb``, whose data
+directory is under that 0700 ``tmp_path``; and its server, started detached by ``pg_ctl``,
+outlives a killed pytest, which the parent-death signal below prevents.
 """
 
 from __future__ import annotations
