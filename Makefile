@@ -65,7 +65,7 @@ bench: install postgres-bin  ## benchmarks/: one run, backfills, --adaptive, the
 	$(BIN)/python benchmarks/metrics.py
 
 sandbox: install  ## the Booker sandbox in the foreground
-	$(BIN)/python -m booker_assets.sandbox --port $(SANDBOX_PORT)
+	$(BIN)/python -m booker_sandbox --port $(SANDBOX_PORT)
 
 lint: install
 	$(BIN)/ruff check .

@@ -29,7 +29,7 @@ from typing import Any
 from backfill import RemoteSandbox, Target
 
 from booker_assets.api.client import BookerResource
-from booker_assets.sandbox import SandboxSettings
+from booker_sandbox import SandboxSettings
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the throwaway Postgres
 from booker_assets_tests.postgres import start_server  # noqa: E402

@@ -51,8 +51,8 @@ from booker_assets.defs.backfill import location_slices
 from booker_assets.defs.partitions import add_locations
 from booker_assets.defs.storage import connect_locked
 from booker_assets.load import extract as extract_module
-from booker_assets.sandbox import BookerSandbox, SandboxSettings
 from booker_assets.settings import Settings
+from booker_sandbox import BookerSandbox, SandboxSettings
 
 FIRST_DAY = date(2025, 1, 1)
 RUN_SLOTS = 2  # dagster.yaml: backfill runs at once, and booker_api pool slots

@@ -30,7 +30,7 @@ from typing import Any
 import baseline
 from backfill import QUIET, RemoteSandbox, Target, case_arguments
 
-from booker_assets.sandbox import SandboxSettings
+from booker_sandbox import SandboxSettings
 
 FIRST_DAY = date(2025, 1, 1)
 

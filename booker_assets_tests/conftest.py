@@ -17,9 +17,9 @@ from booker_assets.catalogue.options import OPTIONS
 from booker_assets.definitions import build_definitions
 from booker_assets.defs.backfill import materialize_range
 from booker_assets.defs.partitions import RANGE_END, RANGE_START, add_locations
-from booker_assets.sandbox import BookerSandbox, SandboxSettings
 from booker_assets.settings import Settings
 from booker_assets_tests.postgres import postgres_dsn, postgres_server  # noqa: F401 (fixtures)
+from booker_sandbox import BookerSandbox, SandboxSettings
 
 # The sandbox's clock is frozen so that refunds "not made yet" are the same on every run.
 SANDBOX_NOW = datetime(2025, 6, 30, 12, tzinfo=timezone.utc)

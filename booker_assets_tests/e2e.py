@@ -19,7 +19,7 @@ import dagster as dg
 import pytest
 from dagster_graphql import DagsterGraphQLClient
 
-from booker_assets.sandbox import BookerSandbox
+from booker_sandbox import BookerSandbox
 
 REPO = Path(__file__).resolve().parents[1]
 BIN = Path(sys.executable).parent

@@ -12,8 +12,8 @@ from booker_assets.api.adaptive import BETA, MIN_RATE, SCALE, AdaptiveRate
 from booker_assets.api.client import BookerResource
 from booker_assets.api.ratelimit import BucketState, MemoryStore, RateBudget, TokenBucket
 from booker_assets.errors import BookerConfigError
-from booker_assets.sandbox import BookerSandbox
 from booker_assets_tests.conftest import SANDBOX_SETTINGS
+from booker_sandbox import BookerSandbox
 
 RULE = AdaptiveRate(start=10, ceiling=40)
 

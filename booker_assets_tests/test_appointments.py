@@ -18,10 +18,10 @@ import pytest
 from booker_assets.api.dates import day_window, local_day
 from booker_assets.defs.partitions import add_locations
 from booker_assets.defs.storage import connect_locked
-from booker_assets.sandbox import BookerSandbox, SandboxSettings
-from booker_assets.sandbox.data import SandboxDataset
 from booker_assets_tests.conftest import make_settings
 from booker_assets_tests.test_automation import Ticker
+from booker_sandbox import BookerSandbox, SandboxSettings
+from booker_sandbox.data import SandboxDataset
 
 UTC = timezone.utc
 LOCATION = 1002

@@ -13,7 +13,6 @@ from booker_assets.catalogue.reports import TABLES
 from booker_assets.definitions import build_definitions
 from booker_assets.defs.partitions import add_locations
 from booker_assets.defs.storage import connect_locked
-from booker_assets.sandbox import BookerSandbox, FaultProfile
 from booker_assets_tests.conftest import (
     LOADED_DAYS,
     LOADED_LOCATIONS,
@@ -25,6 +24,7 @@ from booker_assets_tests.conftest import (
     make_settings,
     planned_runs,
 )
+from booker_sandbox import BookerSandbox, FaultProfile
 
 LOCS, DAYS, OBSERVED = LOADED_LOCATIONS, LOADED_DAYS, OBSERVED_DAYS
 SNAPSHOTS = sorted(name for name, table in TABLES.items() if table.history == "snapshot")

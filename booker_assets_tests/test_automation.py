@@ -24,9 +24,9 @@ from booker_assets.defs.checks import check_evaluators
 from booker_assets.defs.daily import Launch, LoadKeys, Work, plan_loads
 from booker_assets.defs.partitions import RANGE_END, RANGE_START, add_locations
 from booker_assets.defs.storage import connect_locked
-from booker_assets.sandbox import BookerSandbox
 from booker_assets.settings import Settings, load_settings
 from booker_assets_tests.conftest import make_settings, table_rows
+from booker_sandbox import BookerSandbox
 
 UTC = timezone.utc
 ALL = ("1001", "1002", "1003", "1004")

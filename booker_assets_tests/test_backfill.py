@@ -29,8 +29,8 @@ from booker_assets.defs.partitions import (
     add_locations,
 )
 from booker_assets.defs.storage import connect_locked
-from booker_assets.sandbox import BookerSandbox, SandboxSettings
 from booker_assets_tests.conftest import SANDBOX_SETTINGS, make_settings, planned_runs
+from booker_sandbox import BookerSandbox, SandboxSettings
 
 REPO = Path(__file__).resolve().parents[1]
 CHAIN = tuple(str(1001 + n) for n in range(50))

@@ -7,8 +7,8 @@ from dataclasses import replace
 from booker_assets.api.client import BookerResource
 from booker_assets.api.dates import day_window, to_iso
 from booker_assets.api.zones import zone_for
-from booker_assets.sandbox import BookerSandbox, FaultProfile
 from booker_assets_tests.conftest import SANDBOX_SETTINGS
+from booker_sandbox import BookerSandbox, FaultProfile
 
 LOCATION = 1002  # Central time
 DAY = SANDBOX_SETTINGS.start_date.replace(month=2, day=11)

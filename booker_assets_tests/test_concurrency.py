@@ -17,7 +17,6 @@ from booker_assets.api.client import BookerResource
 from booker_assets.api.ratelimit import _STATE, BucketState, TokenBucket
 from booker_assets.catalogue.reports import TABLES
 from booker_assets.defs.storage import connect_locked
-from booker_assets.sandbox import BookerSandbox
 from booker_assets_tests.conftest import (
     EVERY_TABLE_OPTIONS,
     SANDBOX_SETTINGS,
@@ -26,6 +25,7 @@ from booker_assets_tests.conftest import (
     make_defs,
     make_settings,
 )
+from booker_sandbox import BookerSandbox
 
 LOCS = ("1001", "1003")
 # Ending on the sandbox clock's day: the snapshots of the last two days can be observed.

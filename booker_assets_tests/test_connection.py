@@ -15,8 +15,8 @@ from booker_assets.defs.connection import (
     booker_resource_from_env,
 )
 from booker_assets.errors import BookerTransientError
-from booker_assets.sandbox import DEMO_CREDENTIALS, BookerSandbox
 from booker_assets.settings import load_settings
+from booker_sandbox import DEMO_CREDENTIALS, BookerSandbox
 
 
 def _run(sandbox: BookerSandbox, **wrong: str):

@@ -22,8 +22,8 @@ from booker_assets.api.client import BookerResource
 from booker_assets.definitions import build_definitions
 from booker_assets.defs.days_back import DaysBackConfig, days_back_days
 from booker_assets.defs.partitions import add_locations
-from booker_assets.sandbox import BookerSandbox
 from booker_assets_tests.conftest import make_settings
+from booker_sandbox import BookerSandbox
 
 if TYPE_CHECKING:
     from dagster._core.definitions.assets.graph.asset_graph_subset import AssetGraphSubset

@@ -36,7 +36,6 @@ from dagster_graphql import DagsterGraphQLClient
 
 from booker_assets.catalogue.reports import TABLES
 from booker_assets.defs.partitions import RANGE_END, RANGE_START, add_locations
-from booker_assets.sandbox import BookerSandbox, SandboxSettings
 from booker_assets_tests.e2e import (
     HAS_DAEMON,
     REPO,
@@ -47,6 +46,7 @@ from booker_assets_tests.e2e import (
     wait_for,
     webserver_and_daemon,
 )
+from booker_sandbox import BookerSandbox, SandboxSettings
 
 LOCS = ("1001", "1002")
 # 0.5 s per request: a month of every report takes minutes, a day of orders seconds.

@@ -28,9 +28,9 @@ from booker_assets.defs.checks import check_evaluators
 from booker_assets.defs.locations import drift_check
 from booker_assets.defs.storage import connect_locked
 from booker_assets.demo import DEMO_TAG, Watcher
-from booker_assets.sandbox import BookerSandbox, SandboxSettings
 from booker_assets.settings import load_settings
 from booker_assets_tests.e2e import in_progress, instance_environment, start, step_started, wait_for
+from booker_sandbox import BookerSandbox, SandboxSettings
 
 REPO = Path(__file__).resolve().parents[1]
 DEMO = [sys.executable, "-m", "booker_assets.demo"]

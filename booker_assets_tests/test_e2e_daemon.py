@@ -24,7 +24,6 @@ import psycopg
 import pytest
 
 from booker_assets.defs.storage import connect_locked
-from booker_assets.sandbox import BookerSandbox
 from booker_assets_tests.e2e import (
     HAS_DAEMON,
     REPO,
@@ -32,6 +31,7 @@ from booker_assets_tests.e2e import (
     wait_for,
     webserver_and_daemon,
 )
+from booker_sandbox import BookerSandbox
 
 LOCS = ("1001", "1002")
 DAYS = (date(2025, 3, 1), date(2025, 3, 2))

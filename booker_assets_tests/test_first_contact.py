@@ -18,8 +18,6 @@ import pytest
 
 from booker_assets.api.dates import EASTERN, to_iso, to_legacy
 from booker_assets.defs.storage import connect_locked, qualified
-from booker_assets.sandbox import BookerSandbox
-from booker_assets.sandbox.api import Reply
 from booker_assets_tests.conftest import (
     SANDBOX_SETTINGS,
     load_range,
@@ -27,6 +25,8 @@ from booker_assets_tests.conftest import (
     make_settings,
     table_rows,
 )
+from booker_sandbox import BookerSandbox
+from booker_sandbox.api import Reply
 
 DAY = date(2025, 3, 5)
 ORDERS = ["booker/orders", "booker/orders_items", "booker/orders_refunds"]

@@ -25,8 +25,8 @@ from booker_assets.defs.partitions import (
     add_locations,
 )
 from booker_assets.defs.storage import connect_locked
-from booker_assets.sandbox import BookerSandbox
 from booker_assets_tests.conftest import SANDBOX_NOW, SANDBOX_SETTINGS, make_settings
+from booker_sandbox import BookerSandbox
 
 SANDBOX_FOUR = ("1001", "1002", "1003", "1004")
 CHECK = dg.AssetCheckKey(LOCATIONS_KEY, CHECK_NAME)

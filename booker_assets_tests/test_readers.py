@@ -43,9 +43,9 @@ from booker_assets.defs.storage import (
 )
 from booker_assets.errors import BookerConfigError
 from booker_assets.load.frames import PartitionLoad, ReportFrame
-from booker_assets.sandbox import BookerSandbox
 from booker_assets.settings import load_settings
 from booker_assets_tests.conftest import SANDBOX_SETTINGS, load_range, make_defs, make_settings
+from booker_sandbox import BookerSandbox
 
 ROOT = Path(__file__).resolve().parents[1]
 LOC = "1001"

@@ -32,7 +32,7 @@ from pathlib import Path
 import pytest
 
 from booker_assets.defs.storage import connect_locked
-from booker_assets.sandbox import BookerSandbox, SandboxSettings
+from booker_sandbox import BookerSandbox, SandboxSettings
 
 REPO = Path(__file__).resolve().parents[1]
 README = REPO / "README.md"

@@ -25,8 +25,8 @@ import pytest
 
 from booker_assets.catalogue.reports import GROUPS, TABLES
 from booker_assets.defs.storage import connect_locked
-from booker_assets.sandbox import HARD_KINDS, TRANSIENT_KINDS, BookerSandbox, FaultProfile
 from booker_assets_tests.conftest import SANDBOX_SETTINGS, load_range, make_defs, make_settings
+from booker_sandbox import HARD_KINDS, TRANSIENT_KINDS, BookerSandbox, FaultProfile
 
 LOCS = ("1001", "1002", "1004")  # Eastern, Central, Pacific
 FIRST, LAST = date(2025, 3, 1), date(2025, 3, 14)  # holds the 23-hour 2025-03-09

@@ -19,8 +19,8 @@ import dagster as dg
 import pytest
 from dagster_graphql.test.utils import define_out_of_process_context, execute_dagster_graphql
 
-from booker_assets.sandbox import DEMO_CREDENTIALS, BookerSandbox
 from booker_assets_tests.conftest import SANDBOX_SETTINGS
+from booker_sandbox import DEMO_CREDENTIALS, BookerSandbox
 
 REPO = Path(__file__).resolve().parents[1]
 REAL = {  # a "real account": a second sandbox that accepts only these

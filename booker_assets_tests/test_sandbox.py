@@ -15,7 +15,7 @@ import pytest
 import requests
 
 from booker_assets.api.dates import EASTERN, read_date
-from booker_assets.sandbox import (
+from booker_sandbox import (
     DEMO_CREDENTIALS,
     HARD_KINDS,
     TRANSIENT_KINDS,
@@ -507,7 +507,7 @@ def test_embedded_url_is_one_running_sandbox() -> None:
 
 
 def test_cli_help() -> None:
-    done = subprocess.run([sys.executable, "-m", "booker_assets.sandbox", "--help"],
+    done = subprocess.run([sys.executable, "-m", "booker_sandbox", "--help"],
                           capture_output=True, text=True, timeout=30)
     assert done.returncode == 0
     assert "--faults" in done.stdout and "--latency-ms" in done.stdout
@@ -515,7 +515,7 @@ def test_cli_help() -> None:
 
 def test_cli_serves_until_sigterm() -> None:
     process = subprocess.Popen(
-        [sys.executable, "-m", "booker_assets.sandbox", "--port", "0", "--seed", "3"],
+        [sys.executable, "-m", "booker_sandbox", "--port", "0", "--seed", "3"],
         stdout=subprocess.PIPE, text=True)
     try:
         assert process.stdout is not None

@@ -20,10 +20,11 @@ import pytest
 import requests
 
 from booker_assets.api.dates import to_legacy
-from booker_assets.sandbox import BookerSandbox, SandboxSettings
-from booker_assets.sandbox.__main__ import parse_args, settings_from
-from booker_assets.sandbox.data import SandboxDataset, stamp
-from booker_assets.sandbox.variants import (
+from booker_assets_tests.test_sandbox import auth, brand_token, find, location_token, read_all
+from booker_sandbox import BookerSandbox, SandboxSettings
+from booker_sandbox.__main__ import parse_args, settings_from
+from booker_sandbox.data import SandboxDataset, stamp
+from booker_sandbox.variants import (
     ENVELOPE_KEYS,
     VARIANT_KINDS,
     Choose,
@@ -33,7 +34,6 @@ from booker_assets.sandbox.variants import (
     vary_record,
     vary_reply,
 )
-from booker_assets_tests.test_sandbox import auth, brand_token, find, location_token, read_all
 
 NEW_YORK = ZoneInfo("America/New_York")
 NOW = datetime(2026, 1, 1, tzinfo=timezone.utc)

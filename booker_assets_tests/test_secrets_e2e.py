@@ -20,8 +20,8 @@ from booker_assets.catalogue.reports import TABLES
 from booker_assets.definitions import build_definitions
 from booker_assets.defs.storage import connect_locked
 from booker_assets.load.pii import PiiKey, PiiPolicy
-from booker_assets.sandbox import BookerSandbox, FaultProfile
 from booker_assets_tests.conftest import SANDBOX_SETTINGS, load_range, make_defs, make_settings
+from booker_sandbox import BookerSandbox, FaultProfile
 
 LOCS = ("1001", "1002")
 DAY = date(2025, 3, 6)

@@ -17,9 +17,9 @@ import pytest
 from booker_assets.api.client import BookerResource
 from booker_assets.api.pgbucket import TABLE, PostgresStore, RateBucketUnavailable
 from booker_assets.api.ratelimit import TokenBucket
-from booker_assets.sandbox import BookerSandbox
 from booker_assets_tests.conftest import SANDBOX_SETTINGS, assert_within_rate
 from booker_assets_tests.postgres import PostgresServer
+from booker_sandbox import BookerSandbox
 
 RATE, BURST = 10, 5
 CALLS = 30  # per host: 3 s of the budget each, 6 s together

@@ -22,8 +22,8 @@ from booker_assets.api.shared_replies import SharedReplies
 from booker_assets.catalogue.reports import GROUPS, Call, DateRange, PerParent
 from booker_assets.defs.storage import connect_locked
 from booker_assets.load.extract import Slice, observable_days, shared_by_backfill
-from booker_assets.sandbox import BookerSandbox
 from booker_assets_tests.conftest import load_range, make_defs, make_settings
+from booker_sandbox import BookerSandbox
 
 LOC = "1001"
 FIRST = date(2025, 3, 3)

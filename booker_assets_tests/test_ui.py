@@ -37,10 +37,10 @@ from booker_assets.api.client import BookerResource
 from booker_assets.catalogue.reports import TABLES
 from booker_assets.definitions import build_definitions
 from booker_assets.defs.storage import connect_locked
-from booker_assets.sandbox import DEMO_CREDENTIALS
 from booker_assets.settings import SANDBOX_BASE_URL, load_settings
 from booker_assets_tests.conftest import load_range
 from booker_assets_tests.test_demo import demo_environment
+from booker_sandbox import DEMO_CREDENTIALS
 
 playwright = pytest.importorskip("playwright.sync_api")  # a dev dependency: make install has it
 Page, expect = playwright.Page, playwright.expect

@@ -46,8 +46,6 @@ from booker_assets.defs.io_manager import write_slice
 from booker_assets.defs.storage import connect_locked, qualified
 from booker_assets.load.extract import extract
 from booker_assets.load.flatten import DRIFT, RAW
-from booker_assets.sandbox import BookerSandbox
-from booker_assets.sandbox.variants import VARIANT_KINDS
 from booker_assets_tests.conftest import (
     SANDBOX_NOW,
     SANDBOX_SETTINGS,
@@ -55,6 +53,8 @@ from booker_assets_tests.conftest import (
     make_defs,
     make_settings,
 )
+from booker_sandbox import BookerSandbox
+from booker_sandbox.variants import VARIANT_KINDS
 
 EXAMPLES = 200 if os.environ.get("HYPOTHESIS_PROFILE") == "thorough" else 12
 SHAPE_EXAMPLES = 100 if os.environ.get("HYPOTHESIS_PROFILE") == "thorough" else 3

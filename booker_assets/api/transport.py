@@ -29,7 +29,7 @@ from booker_assets.settings import SANDBOX_BASE_URL
 # Decided here, from the URL, so that no pace meant for the sandbox sits in run config.
 SANDBOX_PACE = (200.0, 50)
 # Base URLs given by name, resolved in the process that sends: the embedded sandbox registers
-# "sandbox" (booker_assets/sandbox/__init__.py) with the URL of the server it starts there.
+# "sandbox" (booker_sandbox/__init__.py) with the URL of the server it starts there.
 # A registry, so that api/ imports no layer above it.
 NAMED_ENDPOINTS: dict[str, Callable[[], str]] = {}
 

@@ -41,7 +41,7 @@ def booker_resource_from_env(*, resolve_now: bool = False,
     command line's way).
     """
     if os.environ.get(BASE_URL_VAR) == SANDBOX_BASE_URL:
-        import booker_assets.sandbox  # noqa: F401 - registers the "sandbox" endpoint
+        import booker_sandbox  # noqa: F401 - registers the "sandbox" endpoint
     if resolve_now:
         missing = [var for var in CREDENTIAL_FIELDS.values() if not os.environ.get(var)]
         if missing:
@@ -70,7 +70,7 @@ def account_defaults(settings: Settings) -> dict[str, str]:
     sandbox's URL and demo credentials (they open nothing but the sandbox), or Booker's host."""
     if not settings.use_sandbox:
         return {BASE_URL_VAR: DEFAULT_BASE_URL}
-    from booker_assets.sandbox import DEMO_CREDENTIALS  # lazy: the sandbox is optional
+    from booker_sandbox import DEMO_CREDENTIALS  # lazy: the sandbox is optional
 
     return {BASE_URL_VAR: SANDBOX_BASE_URL,
             **{CREDENTIAL_FIELDS[field]: value for field, value in DEMO_CREDENTIALS.items()}}

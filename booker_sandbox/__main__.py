@@ -1,4 +1,4 @@
-"""``python -m booker_assets.sandbox``: serve a sandbox in the foreground until Ctrl-C/SIGTERM."""
+"""``python -m booker_sandbox``: serve a sandbox in the foreground until Ctrl-C/SIGTERM."""
 
 from __future__ import annotations
 
@@ -7,12 +7,12 @@ import signal
 import threading
 from datetime import date
 
-from booker_assets.sandbox import BookerSandbox, FaultProfile, SandboxSettings
+from booker_sandbox import BookerSandbox, FaultProfile, SandboxSettings
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="python -m booker_assets.sandbox",
+        prog="python -m booker_sandbox",
         description="Serve a local Booker API over deterministic data, with the demo credentials.",
     )
     parser.add_argument("--port", type=int, default=8765, help="0 picks a free port")

@@ -11,8 +11,8 @@ import threading
 import time
 from typing import Any
 
-from booker_assets.sandbox.api import TOKEN_ERROR, Reply, failure, gateway_error
-from booker_assets.sandbox.settings import FaultProfile
+from booker_sandbox.api import TOKEN_ERROR, Reply, failure, gateway_error
+from booker_sandbox.settings import FaultProfile
 
 # Kinds that replace the whole reply before the request is served.
 REPLACING = frozenset({"http_429", "http_503", "http_504", "empty_body", "expired_token",

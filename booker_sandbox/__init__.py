@@ -3,12 +3,12 @@
     with BookerSandbox(SandboxSettings(seed=7), port=0) as sb:
         sb.url, sb.credentials, sb.location_ids, sb.stats, sb.dataset
 
-``python -m booker_assets.sandbox`` runs one in the foreground.
+``python -m booker_sandbox`` runs one in the foreground.
 """
 
 from booker_assets.api.transport import NAMED_ENDPOINTS
-from booker_assets.sandbox.server import BookerSandbox, SandboxStats, embedded_url
-from booker_assets.sandbox.settings import (
+from booker_sandbox.server import BookerSandbox, SandboxStats, embedded_url
+from booker_sandbox.settings import (
     DEMO_CREDENTIALS,
     HARD_KINDS,
     TRANSIENT_KINDS,

@@ -12,7 +12,7 @@ import random
 from dataclasses import dataclass
 from datetime import datetime, time, timedelta
 
-from booker_assets.sandbox.records import money, stamp
+from booker_sandbox.records import money, stamp
 
 STATUSES = {
     "booked": {"ID": 1, "Name": "Booked"},

@@ -27,7 +27,7 @@ from datetime import date, datetime, time, timezone, tzinfo
 from typing import Any, TypeVar
 
 from booker_assets.api.dates import EASTERN, to_iso
-from booker_assets.sandbox.data import stamp
+from booker_sandbox.data import stamp
 
 T = TypeVar("T")
 Choose = Callable[[str, Sequence[T]], T]

@@ -14,9 +14,9 @@ from typing import Any
 from urllib.parse import parse_qs
 
 from booker_assets.api.dates import EASTERN, BookerDateError, read_date
-from booker_assets.sandbox.data import SandboxDataset
-from booker_assets.sandbox.settings import SandboxSettings
-from booker_assets.sandbox.tokens import TokenSigner
+from booker_sandbox.data import SandboxDataset
+from booker_sandbox.settings import SandboxSettings
+from booker_sandbox.tokens import TokenSigner
 
 PREFIX = "/v4.1/merchant"
 ARGUMENT_ERROR = 200  # Booker's ErrorCode for argument errors

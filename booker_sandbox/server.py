@@ -20,7 +20,7 @@ from datetime import datetime, timezone, tzinfo
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from urllib.parse import parse_qs, urlsplit
 
-from booker_assets.sandbox.api import (
+from booker_sandbox.api import (
     KEY_MESSAGE,
     ArgumentProblem,
     BookerApi,
@@ -30,12 +30,12 @@ from booker_assets.sandbox.api import (
     failure,
     gateway_error,
 )
-from booker_assets.sandbox.data import SandboxDataset
-from booker_assets.sandbox.faults import REPLACING, FaultInjector
-from booker_assets.sandbox.settings import SandboxSettings
-from booker_assets.sandbox.shapes import plan_for, reshape_rows
-from booker_assets.sandbox.tokens import RateLimiter
-from booker_assets.sandbox.variants import draw_page_cap, recording, seeded_chooser, vary_reply
+from booker_sandbox.data import SandboxDataset
+from booker_sandbox.faults import REPLACING, FaultInjector
+from booker_sandbox.settings import SandboxSettings
+from booker_sandbox.shapes import plan_for, reshape_rows
+from booker_sandbox.tokens import RateLimiter
+from booker_sandbox.variants import draw_page_cap, recording, seeded_chooser, vary_reply
 
 # What a request's variants depend on: what it asks, never its token (renewed mid-run) nor,
 # for the page cap, its page (every page of a query must share one cap).

@@ -20,8 +20,8 @@ from zoneinfo import ZoneInfo
 
 from booker_assets.api.dates import day_window
 from booker_assets.api.zones import zone_for
-from booker_assets.sandbox import appointments as ap
-from booker_assets.sandbox.records import cents, money, stamp
+from booker_sandbox import appointments as ap
+from booker_sandbox.records import cents, money, stamp
 
 # Day numbers (for IDs) count from a fixed epoch, so IDs never depend on start_date.
 _EPOCH = date(2000, 1, 1)
