@@ -54,8 +54,17 @@ def deployed_settings() -> Settings:
     """The environment's settings, with the defaults of the account's variables set in this
     process (the sandbox's when no credential is set), where the resource resolves them."""
     settings = load_settings()
+    if settings.use_sandbox:
+        serve_the_sandbox()
     apply_account_defaults(settings)
     return settings
+
+
+def serve_the_sandbox() -> None:
+    """The environment names no Booker account: the demo's Booker, which the booker_sandbox
+    package registers as the ``sandbox`` endpoint when imported (and starts in the process
+    that first sends to it). Here, at the top, so that no layer of the runtime imports it."""
+    import booker_sandbox  # noqa: F401
 
 
 @dg.definitions

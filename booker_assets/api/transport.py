@@ -13,8 +13,8 @@ from __future__ import annotations
 
 import threading
 import time
-from collections.abc import Callable
-from dataclasses import replace
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, replace
 from typing import Any
 
 import requests
@@ -23,15 +23,22 @@ from requests.auth import AuthBase
 
 from booker_assets.api.ratelimit import RateBudget, TokenBucket, shared_bucket
 from booker_assets.errors import BookerConfigError
-from booker_assets.settings import SANDBOX_BASE_URL
 
-# The embedded sandbox has no rate limit: pacing it like Booker's gateway only slows the demo.
-# Decided here, from the URL, so that no pace meant for the sandbox sits in run config.
-SANDBOX_PACE = (200.0, 50)
-# Base URLs given by name, resolved in the process that sends: the embedded sandbox registers
-# "sandbox" (booker_sandbox/__init__.py) with the URL of the server it starts there.
-# A registry, so that api/ imports no layer above it.
-NAMED_ENDPOINTS: dict[str, Callable[[], str]] = {}
+
+@dataclass(frozen=True)
+class NamedEndpoint:
+    """A Booker served by this process, named in BOOKER_BASE_URL (``sandbox``). The package
+    that serves it registers it in ``NAMED_ENDPOINTS``: api/ imports no layer above it and
+    knows no server of its own."""
+
+    url: Callable[[], str]  # resolved in the process that sends (a run worker starts its own)
+    credentials: Mapping[str, str]  # the account it opens, by BookerResource field
+    # The least pace (requests a second, burst): a server with no gateway limit, paced like
+    # Booker's, only slows its user. The endpoint's, so that no such pace sits in run config.
+    pace: tuple[float, int]
+
+
+NAMED_ENDPOINTS: dict[str, NamedEndpoint] = {}
 
 
 class Transport:
@@ -41,11 +48,13 @@ class Transport:
                  timeout: float, budget: RateBudget,
                  monotonic: Callable[[], float] = time.monotonic,
                  sleep: Callable[[float], None] = time.sleep) -> None:
-        if base_url == SANDBOX_BASE_URL:
-            budget = replace(budget, requests_per_second=max(budget.requests_per_second,
-                                                             SANDBOX_PACE[0]),
-                             burst=max(budget.burst, SANDBOX_PACE[1]))
-        self.base_url = resolve_base_url(base_url)
+        if "://" not in base_url:
+            endpoint = named_endpoint(base_url)
+            rate, burst = endpoint.pace
+            budget = replace(budget, requests_per_second=max(budget.requests_per_second, rate),
+                             burst=max(budget.burst, burst))
+            base_url = endpoint.url()
+        self.base_url = base_url.rstrip("/")
         self.limiter: TokenBucket = shared_bucket(
             f"{self.base_url} {subscription_key}", budget, clock=monotonic, sleep=sleep)
         self._session = _session(subscription_key, max_in_flight)
@@ -77,17 +86,16 @@ class Transport:
         return response
 
 
-def resolve_base_url(base_url: str) -> str:
-    """A URL as it is, or the URL a named endpoint (``sandbox``) stands for in this process."""
-    if "://" in base_url:
-        return base_url.rstrip("/")
-    resolver = NAMED_ENDPOINTS.get(base_url)
-    if resolver is None:
+def named_endpoint(name: str) -> NamedEndpoint:
+    """The endpoint registered in this process under ``name`` (BOOKER_BASE_URL not a URL)."""
+    endpoint = NAMED_ENDPOINTS.get(name)
+    if endpoint is None:
         raise BookerConfigError(
-            f"BOOKER_BASE_URL={base_url!r} is not a URL",
+            f"BOOKER_BASE_URL={name!r} is not a URL nor an endpoint of this process "
+            f"(named: {', '.join(map(repr, NAMED_ENDPOINTS)) or 'none'})",
             fix="set it to https://api.booker.com (or the staging host), or to 'sandbox' for "
-                "the embedded sandbox")
-    return resolver().rstrip("/")
+                "the embedded sandbox (the booker_sandbox package, installed by make install)")
+    return endpoint
 
 
 def _session(subscription_key: str, pool_size: int) -> requests.Session:

@@ -14,6 +14,7 @@ from collections.abc import Mapping, MutableMapping
 import dagster as dg
 
 from booker_assets.api.client import DEFAULT_BASE_URL, BookerResource
+from booker_assets.api.transport import named_endpoint
 from booker_assets.errors import BookerConfigError
 from booker_assets.settings import (
     BASE_URL_VAR,
@@ -40,8 +41,6 @@ def booker_resource_from_env(*, resolve_now: bool = False,
     reads them at once and raises ``BookerConfigError`` naming every missing credential (the
     command line's way).
     """
-    if os.environ.get(BASE_URL_VAR) == SANDBOX_BASE_URL:
-        import booker_sandbox  # noqa: F401 - registers the "sandbox" endpoint
     if resolve_now:
         missing = [var for var in CREDENTIAL_FIELDS.values() if not os.environ.get(var)]
         if missing:
@@ -67,13 +66,13 @@ def _rate_fields(rate: RateSettings, resolve_now: bool) -> dict:
 
 def account_defaults(settings: Settings) -> dict[str, str]:
     """What the resource's variables mean when the environment leaves them unset: the embedded
-    sandbox's URL and demo credentials (they open nothing but the sandbox), or Booker's host."""
+    sandbox's name and the credentials it opens (nothing but the sandbox), or Booker's host.
+    The sandbox is an endpoint registered by name (api/transport.py), never imported here."""
     if not settings.use_sandbox:
         return {BASE_URL_VAR: DEFAULT_BASE_URL}
-    from booker_sandbox import DEMO_CREDENTIALS  # lazy: the sandbox is optional
-
+    credentials = named_endpoint(SANDBOX_BASE_URL).credentials
     return {BASE_URL_VAR: SANDBOX_BASE_URL,
-            **{CREDENTIAL_FIELDS[field]: value for field, value in DEMO_CREDENTIALS.items()}}
+            **{CREDENTIAL_FIELDS[field]: value for field, value in credentials.items()}}
 
 
 def apply_account_defaults(settings: Settings,
