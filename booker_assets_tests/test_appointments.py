@@ -15,9 +15,9 @@ from datetime import date, datetime, timedelta, timezone
 import dagster as dg
 import pytest
 
-from booker_assets.api.dates import day_window, local_day
 from booker_assets.defs.partitions import add_locations
 from booker_assets.defs.storage import connect_locked
+from booker_assets.load.dates import day_window, local_day
 from booker_assets_tests.conftest import make_settings
 from booker_assets_tests.test_automation import Ticker
 from booker_sandbox import BookerSandbox, SandboxSettings

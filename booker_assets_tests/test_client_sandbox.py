@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import replace
 
 from booker_assets.api.client import BookerResource
-from booker_assets.api.dates import day_window, to_iso
-from booker_assets.api.zones import zone_for
+from booker_assets.load.dates import day_window, to_iso
+from booker_assets.load.zones import zone_for
 from booker_assets_tests.conftest import SANDBOX_SETTINGS
 from booker_sandbox import BookerSandbox, FaultProfile
 

@@ -9,7 +9,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from booker_assets.api.dates import (
+from booker_assets.load.dates import (
     EASTERN,
     BookerDateError,
     day_window,

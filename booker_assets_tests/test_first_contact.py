@@ -16,8 +16,8 @@ import dagster as dg
 import duckdb
 import pytest
 
-from booker_assets.api.dates import EASTERN, to_iso, to_legacy
 from booker_assets.defs.storage import connect_locked, qualified
+from booker_assets.load.dates import EASTERN, to_iso, to_legacy
 from booker_assets_tests.conftest import (
     SANDBOX_SETTINGS,
     load_range,

@@ -14,7 +14,7 @@ from datetime import date, datetime, timedelta, timezone
 import pytest
 import requests
 
-from booker_assets.api.dates import EASTERN, read_date
+from booker_assets.load.dates import EASTERN, read_date
 from booker_sandbox import (
     DEMO_CREDENTIALS,
     HARD_KINDS,

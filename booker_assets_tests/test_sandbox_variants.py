@@ -19,7 +19,7 @@ from zoneinfo import ZoneInfo
 import pytest
 import requests
 
-from booker_assets.api.dates import to_legacy
+from booker_assets.load.dates import to_legacy
 from booker_assets_tests.test_sandbox import auth, brand_token, find, location_token, read_all
 from booker_sandbox import BookerSandbox, SandboxSettings
 from booker_sandbox.__main__ import parse_args, settings_from

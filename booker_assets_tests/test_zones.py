@@ -10,12 +10,12 @@ from zoneinfo import ZoneInfo, available_timezones
 import pytest
 from babel.core import get_global
 
-from booker_assets.api import zones
-from booker_assets.api.dates import BookerDateError, day_window, local_day
-from booker_assets.api.zones import ResolvedZone, resolve_zone, zone_for
+from booker_assets.load import zones
+from booker_assets.load.dates import BookerDateError, day_window, local_day
+from booker_assets.load.zones import ResolvedZone, resolve_zone, zone_for
 
 UTC = timezone.utc
-LABELS, LOCAL = "booker_assets.api.zones._WINDOWS_LABELS", "booker_assets.api.zones._LOCAL_ZONES"
+LABELS, LOCAL = "booker_assets.load.zones._WINDOWS_LABELS", "booker_assets.load.zones._LOCAL_ZONES"
 
 # Written out here rather than read from the module, so a wrong table entry fails a test:
 # (Windows standard name, its standard offset, display labels Windows used, IANA zone).
@@ -301,13 +301,13 @@ def test_unknown_label_falls_back_to_its_offset_with_a_warning(text, offset, cap
         timezone(offset), "fixed_offset", text)
     assert "daylight saving time is ignored" in resolved.warning
     assert LABELS in resolved.warning and LOCAL in resolved.warning
-    with caplog.at_level(logging.WARNING, logger="booker_assets.api.zones"):
+    with caplog.at_level(logging.WARNING, logger="booker_assets.load.zones"):
         assert zone_for(text) == timezone(offset)
     assert [r.getMessage() for r in caplog.records] == [resolved.warning]
 
 
 def test_a_resolved_name_logs_nothing(caplog):
-    with caplog.at_level(logging.WARNING, logger="booker_assets.api.zones"):
+    with caplog.at_level(logging.WARNING, logger="booker_assets.load.zones"):
         zone_for("Eastern Standard Time")
     assert caplog.records == []
 

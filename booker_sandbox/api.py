@@ -13,7 +13,7 @@ from functools import cached_property
 from typing import Any
 from urllib.parse import parse_qs
 
-from booker_assets.api.dates import EASTERN, BookerDateError, read_date
+from booker_assets.load.dates import EASTERN, BookerDateError, read_date
 from booker_sandbox.data import SandboxDataset
 from booker_sandbox.settings import SandboxSettings
 from booker_sandbox.tokens import TokenSigner

@@ -18,8 +18,8 @@ from functools import lru_cache
 from typing import TypeVar
 from zoneinfo import ZoneInfo
 
-from booker_assets.api.dates import day_window
-from booker_assets.api.zones import zone_for
+from booker_assets.load.dates import day_window
+from booker_assets.load.zones import zone_for
 from booker_sandbox import appointments as ap
 from booker_sandbox.records import cents, money, stamp
 

@@ -6,7 +6,7 @@ from datetime import datetime
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
-from booker_assets.api.dates import to_iso, to_legacy
+from booker_assets.load.dates import to_iso, to_legacy
 
 
 @lru_cache(maxsize=1 << 16)

@@ -26,7 +26,7 @@ from collections.abc import Callable, Sequence
 from datetime import date, datetime, time, timezone, tzinfo
 from typing import Any, TypeVar
 
-from booker_assets.api.dates import EASTERN, to_iso
+from booker_assets.load.dates import EASTERN, to_iso
 from booker_sandbox.data import stamp
 
 T = TypeVar("T")

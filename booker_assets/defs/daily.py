@@ -18,8 +18,6 @@ from datetime import date, datetime, timedelta, tzinfo
 import dagster as dg
 
 from booker_assets.api.client import BookerClient, BookerResource
-from booker_assets.api.dates import local_day
-from booker_assets.api.zones import zone_for
 from booker_assets.catalogue.reports import TABLES
 from booker_assets.defs.jobs import LOAD_JOB
 from booker_assets.defs.locations import SENSOR_NAME as DISCOVERY_SENSOR
@@ -32,6 +30,8 @@ from booker_assets.defs.partitions import (
     range_tags,
 )
 from booker_assets.errors import BookerError
+from booker_assets.load.dates import local_day
+from booker_assets.load.zones import zone_for
 from booker_assets.settings import Settings
 
 # Reports Booker changes after the day (refunds, edited customers): re-loaded over the lookback.

@@ -25,12 +25,12 @@ import dagster as dg
 from pydantic import Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from booker_assets.api.client import BookerResource
-from booker_assets.api.dates import local_day
 from booker_assets.catalogue.options import OPTIONS
 from booker_assets.defs.assets import STEP_NAME
 from booker_assets.defs.daily import LoadKeys, location_zones
 from booker_assets.defs.locations import SENSOR_NAME as DISCOVERY_SENSOR
 from booker_assets.defs.partitions import BookerPartitions, Clock, known_locations, newest_day
+from booker_assets.load.dates import local_day
 from booker_assets.settings import Settings
 
 DAYS_BACK_NODE = "file_days_back_backfill"  # run config: ops.file_days_back_backfill.config

@@ -28,7 +28,6 @@ from typing import Any
 import duckdb
 import pandas as pd
 
-from booker_assets.api.zones import zone_for
 from booker_assets.catalogue.reports import GROUP_OF, TABLES, Explode, FromRoot, PerParent, Table
 from booker_assets.defs.io_manager import insert_rows
 from booker_assets.defs.storage import qualified
@@ -43,6 +42,7 @@ from booker_assets.load.extract import (
 )
 from booker_assets.load.frames import build_frame
 from booker_assets.load.pii import PiiPolicy
+from booker_assets.load.zones import zone_for
 
 PARENT_GONE = "its parent record"  # a list element rejected with its parent (extract.py)
 _NOT_ASKED = "the parent of "  # a per-parent call not made: its parent was rejected

@@ -26,10 +26,8 @@ from dataclasses import asdict, dataclass, field, replace
 from datetime import date, datetime, timedelta, timezone, tzinfo
 from typing import Any
 
-from booker_assets.api.dates import day_window, local_day, to_iso
 from booker_assets.api.paging import FindResult
 from booker_assets.api.view import ReportView
-from booker_assets.api.zones import zone_for
 from booker_assets.catalogue import schema as s
 from booker_assets.catalogue.options import table_options
 from booker_assets.catalogue.placing import child_placing, root_placing
@@ -46,9 +44,11 @@ from booker_assets.catalogue.reports import (
     Table,
 )
 from booker_assets.load.columns import kept_columns, table_columns
+from booker_assets.load.dates import day_window, local_day, to_iso
 from booker_assets.load.flatten import DRIFT, BadValue, flatten, read_value
 from booker_assets.load.frames import PartitionLoad, Reject, ReportFrame, build_frame
 from booker_assets.load.pii import PiiPolicy, protect_pii
+from booker_assets.load.zones import zone_for
 from booker_assets.settings import DEFAULT_LOOKAHEAD_DAYS
 
 OBSERVABLE_DAYS_AFTER = 1  # a snapshot may be stored for day D until D+1 ends, locally

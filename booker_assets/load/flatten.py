@@ -2,7 +2,7 @@
 
 Names are snake_case, nested objects are joined with ``_`` (``final_total_amount``), lists are
 JSON. Every declared field is read into its declared type: numbers may arrive as JSON numbers or
-numeric strings, dates in any form ``api.dates.read_date`` reads, with or without their
+numeric strings, dates in any form ``load.dates.read_date`` reads, with or without their
 ``...Offset`` twin. A value that does not fit refuses its record (``BadValue``: the extractor
 makes it a reject) only when it places the record (``catalogue/placing.py``); any other is kept as
 it came, beside a null (docs/booker-api.md, "Shapes are only as certain as their tags").
@@ -21,9 +21,9 @@ from datetime import tzinfo
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from booker_assets.api.dates import BookerDateError, read_date, read_time
 from booker_assets.catalogue import schema as s
 from booker_assets.catalogue.schema import Field, Record, snake
+from booker_assets.load.dates import BookerDateError, read_date, read_time
 
 _INTEGER = re.compile(r"[+-]?\d+(?:\.0*)?")
 _NUMBER = re.compile(r"[+-]?(?:\d+\.?\d*|\.\d+)(?:[eE][+-]?\d+)?")

@@ -1,11 +1,11 @@
 """Each location's IANA time zone, read from Booker's Windows zone names by the loads' own
-reader (booker_assets/api/zones.py): a second copy of that table in SQL would drift from it.
+reader (booker_assets/load/zones.py): a second copy of that table in SQL would drift from it.
 A location whose zone no reader knows gets NULL, and the not_null test on iana_zone says so."""
 
 from datetime import timedelta
 
-from booker_assets.api.dates import BookerDateError
-from booker_assets.api.zones import resolve_zone
+from booker_assets.load.dates import BookerDateError
+from booker_assets.load.zones import resolve_zone
 
 
 def _iana(row) -> str | None:

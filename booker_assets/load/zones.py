@@ -18,7 +18,7 @@ from zoneinfo import ZoneInfo, available_timezones
 
 from babel.core import get_global
 
-from booker_assets.api.dates import BookerDateError
+from booker_assets.load.dates import BookerDateError
 
 log = logging.getLogger(__name__)
 
