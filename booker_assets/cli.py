@@ -42,6 +42,7 @@ from booker_assets.defs.partitions import (
 from booker_assets.defs.replay import replay
 from booker_assets.defs.storage import SCHEMA, drop_location, warehouse_of
 from booker_assets.errors import BookerConfigError, BookerError
+from booker_assets.load.pii import PiiPolicy
 from booker_assets.settings import Settings
 
 # Dagster's console shows a run's warnings and errors here; every event is in the instance.
@@ -222,7 +223,7 @@ def replay_rejects() -> int:
     def work(conn: duckdb.DuckDBPyConnection) -> list[str]:
         conn.begin()
         try:
-            lines = replay(conn, SCHEMA, settings.pii)
+            lines = replay(conn, SCHEMA, PiiPolicy.of_settings(settings))
             conn.commit()
         except Exception:
             with suppress(duckdb.Error):

@@ -12,17 +12,17 @@ here, ``BOOKER_PII_KEY``, is held by a ``PiiKey`` whose repr hides it, so printi
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
+from typing import Any
 
-from booker_assets.api.ratelimit import BUCKETS, DEFAULT_REQUESTS_PER_SECOND, MODES, RateBudget
-from booker_assets.catalogue.options import OPTIONS
 from booker_assets.errors import BookerConfigError
-from booker_assets.load.pii import PiiKey, PiiPolicy, missing_pii_key
 
 CREDENTIAL_VARS = (
     "BOOKER_CLIENT_ID",
@@ -36,6 +36,78 @@ SANDBOX_BASE_URL = "sandbox"
 DEFAULT_DUCKDB_PATH = "data/booker_assets.duckdb"
 # Who answers for the assets (Dagster owners: an email or "team:<name>").
 DEFAULT_OWNERS = ("team:data-engineering",)
+
+
+BUCKETS = ("host", "postgres")  # where a key's rate bucket lives (api/ratelimit.py)
+MODES = ("fixed", "adaptive")  # how its rate is set: as configured, or learned from 429s
+DEFAULT_REQUESTS_PER_SECOND = 10.0  # the contract's sandbox default (Booker publishes none)
+# Domo's options, a yes/no setting each (BOOKER_<NAME>); what each one changes is catalogue
+# data (catalogue/options.py, keyed by these names).
+OPTION_NAMES = ("include_expired", "ignore_freelancers", "only_active_employees",
+                "schedule_defaults")
+
+
+def option_setting(name: str) -> str:
+    """The environment variable holding an option's deployment value."""
+    return f"BOOKER_{name.upper()}"
+
+
+PII_MODES = ("keep", "hash", "drop")
+MIN_PII_KEY_CHARS = 32
+NEW_PII_KEY = 'python -c "import secrets; print(secrets.token_hex(32))"'
+
+
+class PiiKey:
+    """The secret key of ``BOOKER_PII=hash``. Its repr and str never show it."""
+
+    __slots__ = ("_secret",)
+
+    def __init__(self, secret: str) -> None:
+        secret = secret.strip()
+        if len(secret) < MIN_PII_KEY_CHARS:  # never echo the value, not even in part
+            raise BookerConfigError(
+                f"BOOKER_PII_KEY is shorter than {MIN_PII_KEY_CHARS} characters: a short key "
+                "can be guessed, and then every hashed email or phone recovered by trying "
+                "candidates",
+                fix=f"set BOOKER_PII_KEY to the output of `{NEW_PII_KEY}`",
+            )
+        self._secret = secret.encode()
+
+    def digest(self, value: Any) -> str:
+        """HMAC-SHA256 of the normalised value: the same for the same key, load after load."""
+        text = str(value).strip().lower()
+        return hmac.new(self._secret, text.encode(), hashlib.sha256).hexdigest()
+
+    def __repr__(self) -> str:
+        return "PiiKey(<redacted>)"
+
+    __str__ = __repr__
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, PiiKey) and hmac.compare_digest(self._secret, other._secret)
+
+    def __hash__(self) -> int:
+        return hash((PiiKey, self._secret))
+
+
+def missing_pii_key() -> BookerConfigError:
+    """The load-time error for ``BOOKER_PII=hash`` without ``BOOKER_PII_KEY``."""
+    return BookerConfigError(
+        "BOOKER_PII=hash needs BOOKER_PII_KEY, the secret key of the keyed hash (HMAC-SHA256): "
+        "an unkeyed hash of an email or phone is reversed by hashing candidates",
+        fix=f"set BOOKER_PII_KEY to the output of `{NEW_PII_KEY}`, keep it secret and keep it "
+        "the same (a new key changes every hashed value, so joins across loads break), or set "
+        "BOOKER_PII=drop",
+    )
+
+
+def check_pii(mode: str, key: PiiKey | None) -> None:
+    """Refuse an unknown BOOKER_PII, and ``hash`` without a key."""
+    if mode not in PII_MODES:
+        raise BookerConfigError(f"BOOKER_PII={mode!r} is not one of {', '.join(PII_MODES)}",
+                                fix="set BOOKER_PII to keep (default), hash or drop")
+    if mode == "hash" and key is None:
+        raise missing_pii_key()
 
 
 @dataclass(frozen=True)
@@ -63,7 +135,7 @@ class Settings:
     lookback_days: int
     grace_hours: float
     catch_up_days: int
-    pii: PiiPolicy  # a bare "keep"/"drop" is accepted and wrapped (tests, benchmarks)
+    pii: str  # BOOKER_PII: keep, hash (with pii_key) or drop (load/pii.py applies it)
     rate: RateSettings = RateSettings()
     owners: tuple[str, ...] = DEFAULT_OWNERS
     warehouse: str = "duckdb"  # or "ducklake": ducklake_catalog and ducklake_data_path
@@ -72,11 +144,12 @@ class Settings:
     lock_wait_seconds: float = DEFAULT_LOCK_WAIT_SECONDS  # a held DuckDB file is waited for
     # Domo's options ({name: on}, BOOKER_INCLUDE_EXPIRED...): what every load uses unless a
     # run's config says otherwise
-    options: dict[str, bool] = field(default_factory=lambda: dict.fromkeys(OPTIONS, False))
+    options: dict[str, bool] = field(default_factory=lambda: dict.fromkeys(OPTION_NAMES, False))
     lookahead_days: int = DEFAULT_LOOKAHEAD_DAYS  # the book ahead: days after the loaded day
+    pii_key: PiiKey | None = None  # BOOKER_PII_KEY, for pii="hash"; its repr hides it
 
     def __post_init__(self) -> None:
-        object.__setattr__(self, "pii", PiiPolicy.of(self.pii))
+        check_pii(self.pii, self.pii_key)
 
 
 def _int(env: Mapping[str, str], name: str, default: int, minimum: int = 0) -> int:
@@ -222,7 +295,6 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
     """Read and validate every setting; a bad one raises BookerConfigError naming the fix."""
     env = os.environ if env is None else env
     use_sandbox = uses_sandbox(env)
-    pii = _pii_policy(env)
     return Settings(
         use_sandbox=use_sandbox,
         allowed_locations=_allowed_locations(env),
@@ -231,11 +303,11 @@ def load_settings(env: Mapping[str, str] | None = None) -> Settings:
         lookback_days=_int(env, "BOOKER_LOOKBACK_DAYS", 7),
         grace_hours=_float(env, "BOOKER_GRACE_HOURS", 2),
         catch_up_days=_int(env, "BOOKER_CATCH_UP_DAYS", 3, minimum=1),
-        pii=pii,
+        **_pii(env),
         rate=rate_settings(env),
         owners=_owners(env),
         lock_wait_seconds=_float(env, "BOOKER_LOCK_WAIT_SECONDS", DEFAULT_LOCK_WAIT_SECONDS),
-        options={name: _flag(env, option.setting) for name, option in OPTIONS.items()},
+        options={name: _flag(env, option_setting(name)) for name in OPTION_NAMES},
         lookahead_days=_int(env, "BOOKER_LOOKAHEAD_DAYS", DEFAULT_LOOKAHEAD_DAYS, minimum=1),
         **_warehouse(env),
     )
@@ -265,16 +337,19 @@ def rate_settings(env: Mapping[str, str]) -> RateSettings:
                 "PostgreSQL, e.g. postgresql://booker@db:5432/dagster")
     mode = _choice(env, "BOOKER_RATE_MODE", MODES)
     ceiling = _float(env, "BOOKER_RATE_CEILING", 0)
-    RateBudget(rate, 1, mode=mode, ceiling=ceiling or None)  # refuses a ceiling below the rate
+    if mode == "adaptive" and ceiling and ceiling < rate:
+        raise BookerConfigError(f"the rate ceiling {ceiling:g} is below the rate {rate:g}",
+                                fix="set BOOKER_RATE_CEILING at or above "
+                                    "BOOKER_REQUESTS_PER_SECOND")
     return RateSettings(rate, bucket, mode, ceiling)
 
 
-def _pii_policy(env: Mapping[str, str]) -> PiiPolicy:
+def _pii(env: Mapping[str, str]) -> dict[str, Any]:
     """BOOKER_PII, and BOOKER_PII_KEY for ``hash``; the key's value never enters a message."""
     mode = env.get("BOOKER_PII", "keep").strip().lower() or "keep"
     if mode != "hash":
-        return PiiPolicy(mode)  # raises on an unknown mode
+        return {"pii": mode}  # Settings refuses an unknown mode
     secret = env.get("BOOKER_PII_KEY", "").strip()
     if not secret:
         raise missing_pii_key()
-    return PiiPolicy(mode, PiiKey(secret))
+    return {"pii": mode, "pii_key": PiiKey(secret)}

@@ -9,8 +9,9 @@ from dataclasses import replace
 import pytest
 
 from booker_assets.api.adaptive import BETA, MIN_RATE, SCALE, AdaptiveRate
+from booker_assets.api.bucket import BucketState
 from booker_assets.api.client import BookerResource
-from booker_assets.api.ratelimit import BucketState, MemoryStore, RateBudget, TokenBucket
+from booker_assets.api.ratelimit import MemoryStore, RateBudget, TokenBucket
 from booker_assets.errors import BookerConfigError
 from booker_assets_tests.conftest import SANDBOX_SETTINGS
 from booker_sandbox import BookerSandbox

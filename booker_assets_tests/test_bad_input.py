@@ -145,7 +145,7 @@ def test_good_settings_load(tmp_path):
     settings = load_settings(_env(tmp_path, BOOKER_GRACE_HOURS="1.5", BOOKER_PII="Hash",
                                   BOOKER_PII_KEY="k" * 64))
     assert (settings.allowed_locations, settings.grace_hours) == (("1001",), 1.5)
-    assert settings.pii.mode == "hash" and settings.pii.key is not None
+    assert settings.pii == "hash" and settings.pii_key is not None
     assert not settings.use_sandbox
 
 

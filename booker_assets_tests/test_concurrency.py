@@ -13,8 +13,9 @@ from pathlib import Path
 
 import pytest
 
+from booker_assets.api.bucket import BucketState
 from booker_assets.api.client import BookerResource
-from booker_assets.api.ratelimit import _STATE, BucketState, TokenBucket
+from booker_assets.api.ratelimit import _STATE, TokenBucket
 from booker_assets.catalogue.reports import TABLES
 from booker_assets.defs.storage import connect_locked
 from booker_assets_tests.conftest import (

@@ -26,8 +26,8 @@ from booker_assets.api.client import (
 )
 from booker_assets.catalogue.reports import TABLES
 from booker_assets.errors import BookerConfigError, BookerError
-from booker_assets.load.pii import PiiKey, PiiPolicy, protect_pii
-from booker_assets.settings import load_settings
+from booker_assets.load.pii import PiiPolicy, protect_pii
+from booker_assets.settings import PiiKey, load_settings
 
 BASE = "https://booker.test"
 ORDERS = "/v4.1/merchant/orders"
@@ -194,8 +194,9 @@ def _env(tmp_path, **values) -> dict[str, str]:
 
 def test_pii_key_is_loaded_from_the_environment_and_never_shown(tmp_path):
     settings = load_settings(_env(tmp_path, BOOKER_PII="hash", BOOKER_PII_KEY=f" {PII_KEY}\n"))
-    assert settings.pii.mode == "hash" and settings.pii.key == PiiKey(PII_KEY)
-    for text in (str(settings), repr(settings), f"{settings.pii}", repr(settings.pii.key)):
+    assert settings.pii == "hash" and settings.pii_key == PiiKey(PII_KEY)
+    policy = PiiPolicy.of_settings(settings)
+    for text in (str(settings), repr(settings), f"{policy}", repr(settings.pii_key)):
         assert PII_KEY not in text and PII_KEY[:12] not in text
     assert "PiiKey(<redacted>)" in repr(settings)
 
@@ -223,4 +224,5 @@ def test_short_pii_key_is_refused_without_echoing_it(tmp_path):
 
 def test_pii_key_is_ignored_unless_hashing(tmp_path):
     settings = load_settings(_env(tmp_path, BOOKER_PII="drop", BOOKER_PII_KEY="short"))
-    assert settings.pii == PiiPolicy("drop")
+    assert (settings.pii, settings.pii_key) == ("drop", None)
+    assert PiiPolicy.of_settings(settings) == PiiPolicy("drop")

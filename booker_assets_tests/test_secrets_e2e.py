@@ -12,6 +12,7 @@ import zlib
 from dataclasses import replace
 from datetime import date
 from pathlib import Path
+from typing import Any
 
 import dagster as dg
 import pytest
@@ -19,7 +20,7 @@ import pytest
 from booker_assets.catalogue.reports import TABLES
 from booker_assets.definitions import build_definitions
 from booker_assets.defs.storage import connect_locked
-from booker_assets.load.pii import PiiKey, PiiPolicy
+from booker_assets.settings import PiiKey
 from booker_assets_tests.conftest import SANDBOX_SETTINGS, load_range, make_defs, make_settings
 from booker_sandbox import BookerSandbox, FaultProfile
 
@@ -87,7 +88,7 @@ def test_full_load_leaves_no_secret_anywhere(tmp_path, monkeypatch, caplog, capf
     caplog.set_level(logging.DEBUG)
     monkeypatch.setenv("BOOKER_PII", "hash")
     monkeypatch.setenv("BOOKER_PII_KEY", PII_KEY)
-    settings = make_settings(tmp_path, LOCS, pii=PiiPolicy("hash", PiiKey(PII_KEY)))
+    settings = make_settings(tmp_path, LOCS, pii="hash", pii_key=PiiKey(PII_KEY))
     issued: list[str] = []
     sandbox_settings = replace(SANDBOX_SETTINGS, credentials=CREDENTIALS, faults=NOISY)
     home = tmp_path / "dagster_home"
@@ -137,8 +138,8 @@ PII = TABLES["customers"].pii
 
 
 def _customers(sandbox: BookerSandbox, tmp_path: Path, name: str,
-               pii: PiiPolicy) -> list[dict]:
-    settings = make_settings(tmp_path / name, ("1001",), pii=pii)
+               pii: dict[str, Any]) -> list[dict]:
+    settings = make_settings(tmp_path / name, ("1001",), **pii)
     load_range(make_defs(sandbox, settings), ["1001"], DAY, DAY,
                selection=["booker/customers", "booker/notes"])
     with connect_locked(settings.duckdb_path, read_only=True) as conn:
@@ -147,12 +148,12 @@ def _customers(sandbox: BookerSandbox, tmp_path: Path, name: str,
         return [dict(zip(names, row, strict=True)) for row in cursor.fetchall()]
 
 
-POLICIES = {
-    "keep": PiiPolicy("keep"),
-    "hash": PiiPolicy("hash", PiiKey(PII_KEY)),
-    "hash again": PiiPolicy("hash", PiiKey(PII_KEY)),  # a later load, same key
-    "hash other key": PiiPolicy("hash", PiiKey(OTHER_PII_KEY)),
-    "drop": PiiPolicy("drop"),
+POLICIES = {  # the settings BOOKER_PII and BOOKER_PII_KEY
+    "keep": {"pii": "keep"},
+    "hash": {"pii": "hash", "pii_key": PiiKey(PII_KEY)},
+    "hash again": {"pii": "hash", "pii_key": PiiKey(PII_KEY)},  # a later load, same key
+    "hash other key": {"pii": "hash", "pii_key": PiiKey(OTHER_PII_KEY)},
+    "drop": {"pii": "drop"},
 }
 
 

@@ -22,10 +22,8 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING
 
-if TYPE_CHECKING:
-    from booker_assets.api.ratelimit import BucketState
+from booker_assets.api.bucket import BucketState
 
 BETA = 0.7  # a 429 leaves this share of the rate
 SCALE = 0.4  # the cubic's C: requests/s per s³

@@ -39,7 +39,7 @@ from booker_assets.api.auth import (
 )
 from booker_assets.api.executor import BoundedExecutor
 from booker_assets.api.paging import FindResult
-from booker_assets.api.ratelimit import DEFAULT_REQUESTS_PER_SECOND, RateBudget
+from booker_assets.api.ratelimit import RateBudget
 from booker_assets.api.replies import TRANSPORT_FAULTS, Scrubber, fault
 from booker_assets.api.retry import RetryPolicy
 from booker_assets.api.transport import Transport
@@ -51,6 +51,7 @@ from booker_assets.api.view import (
     Shared,
 )
 from booker_assets.errors import BookerCredentialsError, BookerError
+from booker_assets.settings import DEFAULT_REQUESTS_PER_SECOND
 
 __all__ = [
     "CONTEXT_PATH", "DEFAULT_BASE_URL", "LOCATIONS_PATH", "LOCATION_PATH", "TOKEN_PATH",

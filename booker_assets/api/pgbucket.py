@@ -26,7 +26,7 @@ from contextlib import contextmanager
 
 import psycopg
 
-from booker_assets.api.ratelimit import FIELDS, BucketState, Held
+from booker_assets.api.bucket import FIELDS, BucketState, Held
 from booker_assets.errors import BookerTransientError
 
 TABLE = "booker_rate_bucket"

@@ -25,31 +25,14 @@ import threading
 import time
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import astuple, dataclass, field, fields, replace
+from dataclasses import astuple, dataclass, field, replace
 from pathlib import Path
 from typing import Protocol
 
 from booker_assets.api.adaptive import AdaptiveRate
+from booker_assets.api.bucket import FIELDS, BucketState, Held
 from booker_assets.errors import BookerConfigError
-
-
-@dataclass(frozen=True)
-class BucketState:
-    """What every user of one bucket shares; times are on its store's clock."""
-
-    tokens: float  # may be negative: the queue of reservations not yet due
-    updated: float
-    rate: float  # requests a second: the configured one, or the learned one (adaptive)
-    # adaptive.py's: the last cut (its rate, time, the curve's k), the measured reply rate
-    w_max: float = 0.0
-    cut_at: float = 0.0
-    k: float = 0.0
-    measured: float = 0.0
-    counted: float = 0.0
-    tick: float = 0.0
-
-
-FIELDS = tuple(f.name for f in fields(BucketState))
+from booker_assets.settings import BUCKETS, MODES
 
 
 @dataclass(frozen=True)
@@ -74,15 +57,6 @@ def take(state: BucketState, now: float, burst: float) -> tuple[BucketState, Slo
     tokens = state.tokens - 1.0
     wait = -tokens / state.rate if tokens < 0 else 0.0
     return replace(state, tokens=tokens), Slot(now, now + wait, wait)
-
-
-@dataclass
-class Held:
-    """The state as read under a store's lock (None: nobody used the bucket yet) and the
-    store clock's time, read after the lock was taken. Set ``state`` to write it back."""
-
-    state: BucketState | None
-    now: float
 
 
 class Store(Protocol):
@@ -215,9 +189,6 @@ class TokenBucket:
         return held.state
 
 
-BUCKETS = ("host", "postgres")
-MODES = ("fixed", "adaptive")
-DEFAULT_REQUESTS_PER_SECOND = 10.0  # the contract's sandbox default (Booker publishes none)
 CEILING_FACTOR = 5  # adaptive, no ceiling given: up to 5 × the configured rate
 
 

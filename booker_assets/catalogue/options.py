@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from booker_assets.settings import OPTION_NAMES, option_setting
+
 
 @dataclass(frozen=True)
 class Option:
@@ -22,7 +24,7 @@ class Option:
     @property
     def setting(self) -> str:
         """The environment variable holding the deployment's value."""
-        return f"BOOKER_{self.name.upper()}"
+        return option_setting(self.name)
 
 
 OPTIONS: dict[str, Option] = {
@@ -44,6 +46,10 @@ OPTIONS: dict[str, Option] = {
                ("location_schedule_defaults", "employee_schedule_defaults")),
     )
 }
+
+
+if tuple(OPTIONS) != OPTION_NAMES:  # settings.py reads a setting for each name, no other
+    raise ValueError(f"catalogue options {tuple(OPTIONS)} are not settings' {OPTION_NAMES}")
 
 
 def table_options(table: str) -> tuple[str, ...]:

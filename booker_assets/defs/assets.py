@@ -40,6 +40,7 @@ from booker_assets.errors import BookerError
 from booker_assets.load.columns import code_version, table_columns
 from booker_assets.load.extract import extract
 from booker_assets.load.frames import PartitionLoad, ReportFrame
+from booker_assets.load.pii import PiiPolicy
 from booker_assets.settings import Settings
 
 GROUP_NAME = "booker"
@@ -118,7 +119,8 @@ def build_report_assets(settings: Settings, partitions: BookerPartitions,
 
 
 def _out(group: ReportGroup, table: Table, settings: Settings) -> dg.AssetOut:
-    columns = table_columns(group, table, settings.pii)
+    pii = PiiPolicy.of_settings(settings)
+    columns = table_columns(group, table, pii)
     options = table_options(table.name)
     return dg.AssetOut(
         key=dg.AssetKey([GROUP_NAME, table.name]),
@@ -130,7 +132,7 @@ def _out(group: ReportGroup, table: Table, settings: Settings) -> dg.AssetOut:
         group_name=GROUP_NAME,
         kinds={"booker", "duckdb"},
         owners=list(settings.owners),
-        code_version=code_version(group, table, settings.pii),
+        code_version=code_version(group, table, pii),
         metadata={
             "booker/day": LOCAL_DAY,
             "booker/options": _options_table(options, settings),
@@ -205,7 +207,7 @@ def _materialize(
     # per-parent calls; this thread only waits, and stores each report as it completes.
     fetches = {
         client.executor.submit(extract, views[name], group, tables, location, days,
-                               _own(group, options), settings.pii, now,
+                               _own(group, options), PiiPolicy.of_settings(settings), now,
                                settings.lookahead_days): (name, location, days)
         for name, (group, tables) in wanted.items() for location, days in slices.items()
     }

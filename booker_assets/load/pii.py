@@ -2,60 +2,10 @@
 
 from __future__ import annotations
 
-import hashlib
-import hmac
 from dataclasses import dataclass
 from typing import Any
 
-from booker_assets.errors import BookerConfigError
-
-PII_MODES = ("keep", "hash", "drop")
-MIN_PII_KEY_CHARS = 32
-NEW_PII_KEY = 'python -c "import secrets; print(secrets.token_hex(32))"'
-
-
-class PiiKey:
-    """The secret key of ``BOOKER_PII=hash``. Its repr and str never show it."""
-
-    __slots__ = ("_secret",)
-
-    def __init__(self, secret: str) -> None:
-        secret = secret.strip()
-        if len(secret) < MIN_PII_KEY_CHARS:  # never echo the value, not even in part
-            raise BookerConfigError(
-                f"BOOKER_PII_KEY is shorter than {MIN_PII_KEY_CHARS} characters: a short key "
-                "can be guessed, and then every hashed email or phone recovered by trying "
-                "candidates",
-                fix=f"set BOOKER_PII_KEY to the output of `{NEW_PII_KEY}`",
-            )
-        self._secret = secret.encode()
-
-    def digest(self, value: Any) -> str:
-        """HMAC-SHA256 of the normalised value: the same for the same key, load after load."""
-        text = str(value).strip().lower()
-        return hmac.new(self._secret, text.encode(), hashlib.sha256).hexdigest()
-
-    def __repr__(self) -> str:
-        return "PiiKey(<redacted>)"
-
-    __str__ = __repr__
-
-    def __eq__(self, other: object) -> bool:
-        return isinstance(other, PiiKey) and hmac.compare_digest(self._secret, other._secret)
-
-    def __hash__(self) -> int:
-        return hash((PiiKey, self._secret))
-
-
-def missing_pii_key() -> BookerConfigError:
-    """The load-time error for ``BOOKER_PII=hash`` without ``BOOKER_PII_KEY``."""
-    return BookerConfigError(
-        "BOOKER_PII=hash needs BOOKER_PII_KEY, the secret key of the keyed hash (HMAC-SHA256): "
-        "an unkeyed hash of an email or phone is reversed by hashing candidates",
-        fix=f"set BOOKER_PII_KEY to the output of `{NEW_PII_KEY}`, keep it secret and keep it "
-        "the same (a new key changes every hashed value, so joins across loads break), or set "
-        "BOOKER_PII=drop",
-    )
+from booker_assets.settings import PiiKey, Settings, check_pii
 
 
 @dataclass(frozen=True)
@@ -66,12 +16,12 @@ class PiiPolicy:
     key: PiiKey | None = None
 
     def __post_init__(self) -> None:
-        if self.mode not in PII_MODES:
-            raise BookerConfigError(
-                f"BOOKER_PII={self.mode!r} is not one of {', '.join(PII_MODES)}",
-                fix="set BOOKER_PII to keep (default), hash or drop")
-        if self.mode == "hash" and self.key is None:
-            raise missing_pii_key()
+        check_pii(self.mode, self.key)
+
+    @classmethod
+    def of_settings(cls, settings: Settings) -> PiiPolicy:
+        """The deployment's policy: BOOKER_PII and BOOKER_PII_KEY as settings.py read them."""
+        return cls(settings.pii, settings.pii_key)
 
     @classmethod
     def of(cls, policy: PiiPolicy | str) -> PiiPolicy:
