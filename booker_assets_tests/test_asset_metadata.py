@@ -14,7 +14,7 @@ from booker_assets.catalogue.reports import GROUPS, TABLES
 from booker_assets.definitions import build_definitions
 from booker_assets.defs.assets import STEP_NAME
 from booker_assets.errors import BookerConfigError
-from booker_assets.load.columns import code_version, table_columns
+from booker_assets.load.columns import code_version, declared_columns
 from booker_assets.settings import DEFAULT_OWNERS, load_settings
 from booker_assets_tests.conftest import table_rows
 
@@ -43,7 +43,7 @@ def test_every_asset_has_owners_code_version_table_name_and_column_docs(tmp_path
         assert spec.code_version == code_version(group, TABLES[name])
         assert spec.metadata["dagster/table_name"] == f"booker.{name}"
         columns = spec.metadata["dagster/column_schema"].columns
-        assert [c.name for c in columns] == [c.name for c in table_columns(group, TABLES[name])]
+        assert [c.name for c in columns] == [c.name for c in declared_columns(group, TABLES[name])]
         assert all(c.description for c in columns), name
         assert "location-local days" in spec.description
         assert "location-local days" in spec.metadata["booker/day"]

@@ -21,7 +21,7 @@ from booker_assets.api import auth
 from booker_assets.api.shared_replies import SharedReplies
 from booker_assets.catalogue.reports import GROUPS, Call, DateRange, PerParent
 from booker_assets.defs.storage import connect_locked
-from booker_assets.load.extract import Slice, observable_days, shared_by_backfill
+from booker_assets.load.extract import FetchJob, observable_days, shared_by_backfill
 from booker_assets_tests.conftest import load_range, make_defs, make_settings
 from booker_sandbox import BookerSandbox
 
@@ -114,10 +114,10 @@ def _today() -> date:
     return datetime.now(timezone.utc).date()
 
 
-def _slice(group: str, day: date, options: dict | None = None) -> Slice:
+def _slice(group: str, day: date, options: dict | None = None) -> FetchJob:
     (found,) = [g for g in GROUPS if g.name == group]
     observable = observable_days([day], timezone.utc, datetime.now(timezone.utc))
-    return Slice(client=None, group=found, location_id=int(LOC), days=[day], zone=timezone.utc,
+    return FetchJob(client=None, group=found, location_id=int(LOC), days=[day], zone=timezone.utc,
                  options=options or {}, observable=observable)
 
 

@@ -43,7 +43,7 @@ DEFAULT_TOKEN_SECONDS = 1800.0  # when a token has neither a JWT ``exp`` nor ``e
 MAX_RENEWALS = 3
 
 
-class Call(Protocol):
+class CallPipeline(Protocol):
     """The client's call pipeline (retry → auth → send → classify), as the issuer uses it."""
 
     def __call__(self, method: str, path: str, *, where: str, scope: str | None,
@@ -67,7 +67,7 @@ class Token:
 class TokenIssuer:
     """New tokens: ``issue("brand")`` or ``issue(location_id)``; each one counted and scrubbed."""
 
-    def __init__(self, credentials: Credentials, call: Call, *, scrubber: Scrubber,
+    def __init__(self, credentials: Credentials, call: CallPipeline, *, scrubber: Scrubber,
                  clock: Callable[[], float], on_issued: Callable[[], None]) -> None:
         self._credentials, self._call = credentials, call
         self._scrubber, self._clock, self._on_issued = scrubber, clock, on_issued

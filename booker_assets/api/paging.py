@@ -58,7 +58,7 @@ class FindResult:
     reads: int = 1
 
 
-class Tally:
+class RequestCount:
     """Requests sent on behalf of one call (its pages run on several threads)."""
 
     def __init__(self) -> None:
@@ -78,9 +78,9 @@ class _Read(NamedTuple):
 
 
 class Paginator:
-    """Reads one call: ``fetch(number, tally)`` gets a page, ``map_pages`` fans pages out."""
+    """Reads one call: ``fetch(number, counter)`` gets a page, ``map_pages`` fans pages out."""
 
-    def __init__(self, fetch: Callable[[int, Tally], Page], *, page_size: int, where: str,
+    def __init__(self, fetch: Callable[[int, RequestCount], Page], *, page_size: int, where: str,
                  map_pages: Callable[[Callable[[int], Page], Iterable[int]], list[Page]],
                  key_field: str | None = "ID", max_reads: int = MAX_READS,
                  on_reread: Callable[[], None] = lambda: None) -> None:
@@ -89,12 +89,12 @@ class Paginator:
         self._max_reads, self._on_reread = max_reads, on_reread
 
     def read(self) -> FindResult:
-        tally = Tally()
+        counter = RequestCount()
         for number in range(1, self._max_reads + 1):
-            read = self.read_once(tally)
+            read = self.read_once(counter)
             if not read.moved:
                 return FindResult(rows=read.rows, total=read.total, pages=read.pages,
-                                  requests=tally.count, reads=number)
+                                  requests=counter.count, reads=number)
             if number < self._max_reads:
                 log.warning("%s: the list moved while it was paged (%s); read %d/%d",
                             self._where, "; ".join(read.moved), number + 1, self._max_reads)
@@ -105,10 +105,10 @@ class Paginator:
             where=self._where, fix="re-run the partition; if it persists, lower page_size",
         )
 
-    def read_once(self, tally: Tally) -> _Read:
+    def read_once(self, counter: RequestCount) -> _Read:
         """Page 1, the pages its count announces, then pages until empty or complete."""
         def page(number: int) -> Page:
-            return self._fetch(number, tally)
+            return self._fetch(number, counter)
 
         first = page(1)
         rows, total, totals = list(first.rows), first.total, [first.total]

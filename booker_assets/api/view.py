@@ -23,7 +23,7 @@ from typing import Any, TypeVar
 
 from booker_assets.api.auth import BRAND, BookerAuth, TokenCache
 from booker_assets.api.executor import BoundedExecutor
-from booker_assets.api.paging import FindResult, Page, Paginator, Tally
+from booker_assets.api.paging import FindResult, Page, Paginator, RequestCount
 from booker_assets.api.replies import (
     TRANSPORT_FAULTS,
     Reply,
@@ -139,14 +139,14 @@ class ReportView:
             return replace(result, pages=0, requests=0) if kept else result
         name = report or self.report or path
 
-        def page(number: int, tally: Tally) -> Page:
+        def page(number: int, counter: RequestCount) -> Page:
             where = _where(name, location_id, number)
             payload = {**(body or {}), "UsePaging": True, "PageNumber": number,
                        "PageSize": self.shared.page_size}
             if location_id is not None:
                 payload["LocationID"] = _location_value(location_id)
             reply = self._call("POST", path, where=where, scope=_scope(location_id),
-                               location_id=location_id, tally=tally, json=payload)
+                               location_id=location_id, counter=counter, json=payload)
             data = expect_object(reply.value(), where)
             rows = results(data, results_key, where, allow_object=False)
             total = data.get("TotalResultsCount")
@@ -235,14 +235,14 @@ class ReportView:
 
     def _call(self, method: str, path: str, *, where: str, scope: str | None,
               location_id: int | str | None = None, token_call: bool = False,
-              tally: Tally | None = None, **fields: Any) -> Reply:
+              counter: RequestCount | None = None, **fields: Any) -> Reply:
         """One call's final reply (ok or fatal). ``scope`` None: no token (the token call)."""
         shared = self.shared
 
         def sent(seconds: float) -> None:
             self.stats.add(requests=1, seconds=seconds)
-            if tally is not None:
-                tally.add()
+            if counter is not None:
+                counter.add()
 
         def exchange(auth: BookerAuth | None) -> Reply:
             try:

@@ -37,7 +37,7 @@ from booker_assets.defs.locations import (
 from booker_assets.defs.metadata_tables import metadata_table
 from booker_assets.defs.partitions import BookerPartitions, days_by_location
 from booker_assets.errors import BookerError
-from booker_assets.load.columns import code_version, table_columns
+from booker_assets.load.columns import code_version, declared_columns
 from booker_assets.load.extract import extract
 from booker_assets.load.frames import PartitionLoad, ReportFrame
 from booker_assets.load.pii import PiiPolicy
@@ -120,7 +120,7 @@ def build_report_assets(settings: Settings, partitions: BookerPartitions,
 
 def _out(group: ReportGroup, table: Table, settings: Settings) -> dg.AssetOut:
     pii = PiiPolicy.of_settings(settings)
-    columns = table_columns(group, table, pii)
+    columns = declared_columns(group, table, pii)
     options = table_options(table.name)
     return dg.AssetOut(
         key=dg.AssetKey([GROUP_NAME, table.name]),

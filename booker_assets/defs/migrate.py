@@ -36,7 +36,7 @@ import duckdb
 
 from booker_assets.catalogue.reports import GROUP_OF, TABLES
 from booker_assets.defs.storage import qualified, quote
-from booker_assets.load.columns import table_columns as declared_columns
+from booker_assets.load.columns import declared_columns
 
 SCHEMA_VERSION = 4
 BACKDATED_SCHEMA = "booker_backdated"

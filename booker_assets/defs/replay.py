@@ -31,7 +31,7 @@ import pandas as pd
 from booker_assets.catalogue.reports import GROUP_OF, TABLES, Explode, FromRoot, PerParent, Table
 from booker_assets.defs.io_manager import insert_rows
 from booker_assets.defs.storage import qualified
-from booker_assets.load.columns import kept_columns, table_columns
+from booker_assets.load.columns import declared_columns, kept_columns
 from booker_assets.load.extract import (
     Derived,
     parent_of,
@@ -91,7 +91,7 @@ def replay(conn: duckdb.DuckDBPyConnection, schema: str, pii: PiiPolicy | None) 
         moves.left["a list element whose parent record is still rejected"] += orphans
     for name, rows in moves.rows.items():
         table = TABLES[name]
-        columns = (*table_columns(GROUP_OF[name], table, pii or "keep"), *kept_columns(rows))
+        columns = (*declared_columns(GROUP_OF[name], table, pii or "keep"), *kept_columns(rows))
         insert_rows(conn, schema, name, build_frame(rows, columns), columns)
     _update_rejects_and_loads(conn, schema, moves)
     lines = [f"replayed {len(rows)} {name} rows from booker._rejects"

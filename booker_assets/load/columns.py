@@ -16,7 +16,7 @@ from booker_assets.load.frames import BASE_COLUMNS
 from booker_assets.load.pii import PiiPolicy
 
 
-def table_columns(group: ReportGroup, table: Table, pii: PiiPolicy | str = "keep"
+def declared_columns(group: ReportGroup, table: Table, pii: PiiPolicy | str = "keep"
                   ) -> tuple[Column, ...]:
     """Base columns, then every source's declared columns, without repeats; under
     ``BOOKER_PII`` personal columns are text (``hash``) or absent (``drop``)."""
@@ -56,7 +56,7 @@ def code_version(group: ReportGroup, table: Table, pii: PiiPolicy | str = "keep"
     sources and key, and its declared columns with their types (after ``BOOKER_PII``). A schema
     change is a new code version in the UI; a reworded description is not."""
     shape = (_shape(group.root), _shape(table),
-             [(c.name, c.type) for c in table_columns(group, table, pii)])
+             [(c.name, c.type) for c in declared_columns(group, table, pii)])
     return hashlib.sha256(repr(shape).encode()).hexdigest()[:12]
 
 

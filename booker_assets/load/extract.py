@@ -43,7 +43,7 @@ from booker_assets.catalogue.reports import (
     ReportGroup,
     Table,
 )
-from booker_assets.load.columns import kept_columns, table_columns
+from booker_assets.load.columns import declared_columns, kept_columns
 from booker_assets.load.dates import day_window, local_day, to_iso
 from booker_assets.load.flatten import DRIFT, BadValue, flatten, read_value
 from booker_assets.load.frames import PartitionLoad, Reject, ReportFrame, build_frame
@@ -55,7 +55,7 @@ OBSERVABLE_DAYS_AFTER = 1  # a snapshot may be stored for day D until D+1 ends, 
 
 
 @dataclass(frozen=True)
-class Slice:
+class FetchJob:
     """One group, one location, a slice of days: what every fetch step of a report needs."""
 
     client: ReportView
@@ -144,7 +144,7 @@ def extract(
     zone = zone_for(location.get("TimeZone"))
     days = sorted(set(days))
     now = now or datetime.now(timezone.utc)
-    job = Slice(client, group, int(location_id), days, zone, options,
+    job = FetchJob(client, group, int(location_id), days, zone, options,
                 observable_days(days, zone, now), lookahead)
     asked = [t for t in tables if job.asks(t)]
     fetch = any(t.history == "dated" for t in asked) or bool(asked and job.observable)
@@ -156,7 +156,7 @@ def extract(
 # ---------------------------------------------------------------- calls
 
 
-def _api_fields(job: Slice, call: Call) -> dict[str, Any]:
+def _api_fields(job: FetchJob, call: Call) -> dict[str, Any]:
     fields = dict(call.params)
     fields.update({api: job.options[opt] for opt, api in call.options.items()
                    if opt in job.options})
@@ -172,7 +172,7 @@ def _query(fields: Mapping[str, Any]) -> dict[str, str]:
     return {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in fields.items()}
 
 
-def shared_by_backfill(job: Slice, call: Call, private: bool) -> bool:
+def shared_by_backfill(job: FetchJob, call: Call, private: bool) -> bool:
     """Whether the runs of a backfill share this call's reply (``shared_replies.py``): when
     no partition day shapes it. A schedule month: always (every run covering the month asks
     the same). Any other call without a day window (a customer's memberships or progress
@@ -187,7 +187,7 @@ def shared_by_backfill(job: Slice, call: Call, private: bool) -> bool:
     return not private and not job.observable
 
 
-def _call(job: Slice, call: Call, fields: dict[str, Any], parent_id: Any = None,
+def _call(job: FetchJob, call: Call, fields: dict[str, Any], parent_id: Any = None,
           day: date | None = None, private: bool = True) -> tuple[list[dict], FindResult | None]:
     path = call.path.format(location_id=job.location_id, parent_id=parent_id)
     report = job.describe(day)
@@ -203,7 +203,8 @@ def _call(job: Slice, call: Call, fields: dict[str, Any], parent_id: Any = None,
     return (rows if isinstance(rows, list) else [rows]), None
 
 
-def _fetch_root(job: Slice, location: dict) -> tuple[list[Parent], dict[date | None, FindResult]]:
+def _fetch_root(job: FetchJob, location: dict
+                ) -> tuple[list[Parent], dict[date | None, FindResult]]:
     root = job.group.root
     if isinstance(root, LocationRecord):
         return [parent_of(job.group, None, location, job.zone)], {}
@@ -227,7 +228,7 @@ def _fetch_root(job: Slice, location: dict) -> tuple[list[Parent], dict[date | N
     return parents, ({None: result} if result else {})
 
 
-def _window(job: Slice, day: date, ahead: bool) -> tuple[datetime, datetime]:
+def _window(job: FetchJob, day: date, ahead: bool) -> tuple[datetime, datetime]:
     """Day D's own window, or the ``lookahead`` days after it (the book ahead of D)."""
     if not ahead:
         return day_window(day, job.zone)
@@ -236,7 +237,7 @@ def _window(job: Slice, day: date, ahead: bool) -> tuple[datetime, datetime]:
                                                       job.zone)[0]
 
 
-def _dated_parent(job: Slice, root: Call, row: dict) -> Parent:
+def _dated_parent(job: FetchJob, root: Call, row: dict) -> Parent:
     """A root row of a call without a day window: on its own day (a schedule's ``Date``); a
     day that cannot be read rejects the row (on every day of the slice), not the report."""
     raw = _unwrap(row, root.unwrap)
@@ -281,7 +282,7 @@ def reread(table: Table, source: PerParent, raw: Any, day: date | None, zone: tz
     return derived
 
 
-def _own_day(job: Slice, call: Call, row: dict) -> date | None:
+def _own_day(job: FetchJob, call: Call, row: dict) -> date | None:
     """A schedule row's own day (``Date``, in any form, or its twin); None: undated."""
     if not isinstance(call.days, DateRange):
         return None
@@ -300,7 +301,7 @@ def _unwrap(row: dict, key: str | None) -> dict:
 # ---------------------------------------------------------------- tables
 
 
-def _table_frame(job: Slice, table: Table, parents: list[Parent],
+def _table_frame(job: FetchJob, table: Table, parents: list[Parent],
                  results: dict[date | None, FindResult], loaded_at: datetime,
                  pii: PiiPolicy | str) -> ReportFrame:
     derived = Derived()
@@ -311,7 +312,7 @@ def _table_frame(job: Slice, table: Table, parents: list[Parent],
     rows = [stored_row(row, table, pii) | {"report_date": day, "location_id": job.location_id,
                                                 "_loaded_at": loaded_at}
             for day, row in placed]
-    columns = table_columns(job.group, table, pii) + kept_columns(rows)
+    columns = declared_columns(job.group, table, pii) + kept_columns(rows)
     return ReportFrame(
         frame=build_frame(rows, columns),
         partitions=[(d, job.location_id) for d in job.days],
@@ -321,7 +322,7 @@ def _table_frame(job: Slice, table: Table, parents: list[Parent],
     )
 
 
-def _derive(job: Slice, table: Table, source: FromRoot | Explode | PerParent,
+def _derive(job: FetchJob, table: Table, source: FromRoot | Explode | PerParent,
             parents: list[Parent], out: Derived, private: bool) -> None:
     if isinstance(source, Explode):
         _explode(job.zone, table, source, parents, out)
@@ -364,7 +365,7 @@ def _explode(zone: tzinfo, table: Table, source: Explode, parents: list[Parent],
             out.rows.append((parent.day, row))
 
 
-def _per_parent(job: Slice, table: Table, source: PerParent, parents: list[Parent],
+def _per_parent(job: FetchJob, table: Table, source: PerParent, parents: list[Parent],
                 out: Derived, private: bool) -> None:
     """One call per distinct parent (a customer changed on two days is asked once, and once
     per backfill when its reply is shared)."""
@@ -397,7 +398,7 @@ def _per_parent(job: Slice, table: Table, source: PerParent, parents: list[Paren
             out.rows.append((day, row | _carried(source.carry, source.constants, parent.row)))
 
 
-def _place(job: Slice, derived: Derived, dated: bool
+def _place(job: FetchJob, derived: Derived, dated: bool
            ) -> tuple[list[tuple[date, dict]], list[Reject]]:
     """Dated rows on their day, undated ones on each observable day; none silently dropped.
 
@@ -434,7 +435,7 @@ def _place(job: Slice, derived: Derived, dated: bool
     return placed, out
 
 
-def _load(job: Slice, table: Table, day: date, placed: list[tuple[date, dict]],
+def _load(job: FetchJob, table: Table, day: date, placed: list[tuple[date, dict]],
           rejects: list[Reject], results: dict[date | None, FindResult], dated: bool
           ) -> PartitionLoad:
     options = job.loaded_with(table)
