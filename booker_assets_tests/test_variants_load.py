@@ -1,6 +1,6 @@
 """Every contract-legal way Booker may write a reply loads exactly what the canonical one does.
 
-The sandbox serves each report in variants drawn from a seed (sandbox/variants.py): each date
+The sandbox serves each report in variants drawn from a seed (booker_sandbox/variants.py): each date
 in either form or both, the ISO twin missing, ``Z``/``+0000``/7-digit fractions, days as
 ``YYYY-MM-DD``, ISO or legacy, keys in any order, unknown extra fields, nulls absent, empty
 lists ``[]``/null/absent, numbers as numeric strings, short pages. What lands in DuckDB must
@@ -169,7 +169,7 @@ def test_every_variant_of_a_report_loads_like_the_canonical(served, group, optio
     assert_same_load(canonical, _load(sb, client, group, options, seed))
 
 
-# ----- values of another shape than declared (sandbox/shapes.py) ---------------------------
+# ----- values of another shape than declared (booker_sandbox/shapes.py) ---------------------------
 
 
 @pytest.mark.parametrize(("group", "options"), CASES,

@@ -74,11 +74,11 @@ class SandboxSettings:
     context_reply: str = "string"  # or "object": {"access_token": ...}
     credentials: dict[str, str] = field(default_factory=lambda: dict(DEMO_CREDENTIALS))
     faults: FaultProfile = field(default_factory=FaultProfile)
-    # Seed of contract-legal variants of every good data reply (sandbox/variants.py), drawn
+    # Seed of contract-legal variants of every good data reply (variants.py), drawn
     # per request and a short page size per query; None: the canonical replies.
     variants: int | None = None
     # With ``variants``: also serve every field that places nothing in another shape than the
-    # catalogue declares (sandbox/shapes.py): not contract-legal forms, what another Booker
+    # catalogue declares (shapes.py): not contract-legal forms, what another Booker
     # may send all the same.
     shapes: bool = False
 

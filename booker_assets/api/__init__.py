@@ -1,1 +1,1 @@
-"""Talking to Booker: the client and its resource, tokens, retries, rate limit, dates."""
+"""Talking to Booker: the client and its resource, tokens, retries, rate limit."""

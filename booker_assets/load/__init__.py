@@ -1,1 +1,1 @@
-"""From Booker's replies to table rows: the extractor, flattening, PII, frames."""
+"""From Booker's replies to table rows: the extractor, flattening, dates, zones, PII, frames."""
