@@ -428,3 +428,81 @@ def test_a_copy_that_cannot_be_published_fails_the_run_and_is_called_stale(
     assert shown[:2] == [f"Read from DuckDB {copy}",
                          f"STALE: {stale}"]
     print(f"\n[measured] unpublished copy, first line: {first[:300]}")
+
+
+# ---------------------------------------------------------------- the copy kept up to date
+
+
+def _contents(conn: duckdb.DuckDBPyConnection) -> dict[str, list[tuple]]:
+    """Every table's rows (sorted) and every view's definition, by name."""
+    found = {f"view {s}.{v}": [(sql,)] for s, v, sql in conn.execute(
+        "SELECT schema_name, view_name, sql FROM duckdb_views() WHERE NOT internal").fetchall()}
+    for schema, table in conn.execute("SELECT schema_name, table_name FROM duckdb_tables()"
+                                      ).fetchall():
+        found[f"{schema}.{table}"] = sorted(
+            conn.execute(f'SELECT * FROM "{schema}"."{table}"').fetchall(), key=repr)
+    return found
+
+
+def _same(database: str) -> None:
+    with connect_locked(database, read_only=True) as live:
+        expected = _contents(live)
+    with duckdb.connect(str(read_copy_path(database)), read_only=True) as copy:
+        assert _contents(copy) == expected
+
+
+def test_after_its_first_two_the_copy_is_kept_up_to_date_by_slices(tmp_path, monkeypatch):
+    """Each write a load, a removed location, a new column, a view or a dbt-like table makes,
+    published: the copy holds exactly the live file; after the first two publications (one
+    per buffer) no whole file is copied."""
+    database = str(tmp_path / "booker_assets.duckdb")
+    warehouse = DuckDBFile(database)
+    first = date(2025, 3, 1)
+
+    def load(day: date, rows: int, location: int = 1001, table: str = "orders") -> None:
+        report = _slice(day, rows)
+        report.frame["location_id"] = location
+        report = ReportFrame(report.frame, [(day, location)],
+                             [PartitionLoad(day, location, rows)])
+        warehouse.write(lambda conn: write_slice(conn, "booker", table, report, ["order_id"]))
+
+    for n in range(2):
+        load(first + timedelta(days=n), 3)
+        assert publish_read_copy(database)
+    copies: list[str] = []
+    monkeypatch.setattr(storage.shutil, "copyfile", lambda *a: copies.append(a))
+    changes = [
+        lambda: load(first, 5),  # a slice replaced
+        lambda: load(first + timedelta(days=2), 4, location=1002),  # a new slice, location
+        lambda: load(first, 2, table="order_items"),  # a new table
+        lambda: warehouse.write(lambda conn: conn.execute(  # a new column
+            "ALTER TABLE booker.orders ADD COLUMN tip DOUBLE")),
+        lambda: storage.drop_location(warehouse, 1002),  # publishes itself
+        lambda: warehouse.write(lambda conn: conn.execute(  # a table no _loads records
+            "CREATE OR REPLACE TABLE booker.mart AS SELECT 1 AS n")),
+    ]
+    for change in changes:
+        change()
+        publish_read_copy(database)
+        _same(database)
+    assert copies == []
+
+
+def test_a_reader_holding_an_old_copy_keeps_it_and_the_next_is_whole(tmp_path):
+    """The buffer a reader opened two publications ago is not written under it: the copy is
+    made afresh, the reader still reads what it opened."""
+    database = str(tmp_path / "booker_assets.duckdb")
+    warehouse = DuckDBFile(database)
+    first = date(2025, 3, 1)
+    warehouse.write(lambda conn: write_slice(conn, "booker", "orders", _slice(first, 1)))
+    publish_read_copy(database)
+    holder = Holder(str(read_copy_path(database)))
+    try:
+        for rows in (2, 3):
+            warehouse.write(lambda conn, r=rows: write_slice(conn, "booker", "orders",
+                                                             _slice(first, r)))
+            assert publish_read_copy(database)
+            _same(database)
+        assert holder.ask() == "1"
+    finally:
+        holder.release()

@@ -437,36 +437,252 @@ def read_copy_path(database: str) -> Path:
     return path.with_name(f"{path.stem}.read{path.suffix}")
 
 
+# The copy's name links one of two files, its buffers ``.<copy>.a`` and ``.<copy>.b``, in turn.
+# A publication brings the other one (the spare, which no new reader can open) up to date and
+# then links it at the copy's name: the old cost, a copy of the whole file after every run,
+# grew with the warehouse; bringing the spare up to date costs the slices written since it
+# was published, two runs ago.
+BUFFERS = ("a", "b")
+SPARE = "_booker_spare"  # the spare's catalog name while it is attached to the live file
+# What only a copy of the whole file carries over (the slices never rewrite them).
+_OTHER_OBJECTS = (
+    "SELECT 'sequences' FROM duckdb_sequences() WHERE database_name = $db UNION ALL"
+    " SELECT 'macros' FROM duckdb_functions() WHERE database_name = $db AND NOT internal"
+    " AND function_type LIKE '%macro%' UNION ALL SELECT 'types' FROM duckdb_types() WHERE"
+    " database_name = $db AND NOT internal UNION ALL SELECT 'indexes' FROM duckdb_indexes()"
+    " WHERE database_name = $db")
+
+
+class _WholeCopy(Exception):
+    """The spare cannot be brought up to date slice by slice; the message says why."""
+
+
 def publish_read_copy(database: str, lock_wait_seconds: float = DEFAULT_LOCK_WAIT_SECONDS,
                       log: Log | None = None) -> Path | None:
-    """Copy the checkpointed file to its read copy, atomically; the new copy's path, or None
-    when the copy is already as new as the file (or there is no file)."""
+    """Bring the spare buffer up to date and link it at the read copy's name, atomically; the
+    copy's path, or None when the copy is already as new as the file (or there is no file)."""
     live, copy = Path(database).expanduser().resolve(), read_copy_path(database)
     if not live.exists() or _is_current(copy, live):
         return None
     # A writing connection: no other process can hold the file, so none can write it while it
-    # is copied; after CHECKPOINT the file holds every commit and the WAL is gone.
+    # is read; after CHECKPOINT the file holds every commit and the WAL is gone.
     where = f"publishing the read copy DuckDB {copy}"
     with connect_locked(database, timeout_seconds=lock_wait_seconds, log=log) as conn:
-        partial = copy.with_name(f".{copy.name}.{os.getpid()}.partial")
+        spare = _spare(copy)
+        needs = [live.stat().st_size]  # what the disk needs: the whole file, or the slices
         try:
             conn.execute("CHECKPOINT")
-            shutil.copyfile(live, partial)
-            with open(partial, "rb") as handle:
-                os.fsync(handle.fileno())
-            partial.chmod(0o444)  # a reminder to open it read-only
-            # A WAL beside the copy would be replayed into the next copy: it can only come
-            # from someone who wrote to an old copy, and the copy is replaced after every run.
+            try:
+                _update_spare(conn, spare, needs)
+            except _WholeCopy as why:
+                (log or _LOG).info(f"{where}: copying the whole file ({why})")
+                needs[0] = live.stat().st_size
+                _copy_whole(live, spare)
+            os.utime(spare)  # its age is the publication's, even when no row changed
+            spare.chmod(0o444)  # a reminder to open it read-only
+            # A WAL beside the copy would be replayed into it: it can only come from someone
+            # who wrote to an old copy, and the copy is replaced after every run.
             Path(f"{copy}.wal").unlink(missing_ok=True)
-            os.replace(partial, copy)
+            _link(spare, copy)
         except (OSError, duckdb.Error) as exc:
-            partial.unlink(missing_ok=True)  # first: the space it took is part of the message
             if disk_full(exc):
-                raise no_space(live, "a new read copy", live.stat().st_size, where) from exc
+                raise no_space(live, "the read copy", needs[0], where) from exc
             raise BookerStorageError(f"the copy was not made: {one_line(exc)}", where=where,
                                      fix="see the cause; analysts still read the previous copy"
                                      ) from exc
     return copy
+
+
+def _spare(copy: Path) -> Path:
+    """The buffer not linked at the copy's name (any, when none is)."""
+    linked = copy.stat().st_ino if copy.exists() else None
+    buffers = [copy.with_name(f".{copy.name}.{name}") for name in BUFFERS]
+    return next(b for b in buffers if not (b.exists() and b.stat().st_ino == linked))
+
+
+def _link(spare: Path, copy: Path) -> None:
+    """The copy's name to the spare's file in one rename: a reader opens one or the other."""
+    linking = copy.with_name(f".{copy.name}.{os.getpid()}.partial")
+    linking.unlink(missing_ok=True)
+    os.link(spare, linking)
+    os.replace(linking, copy)
+
+
+def _copy_whole(live: Path, spare: Path) -> None:
+    """The checkpointed file copied to the spare's name (a new file: a reader still holding
+    the old one keeps it)."""
+    partial = spare.with_name(f"{spare.name}.{os.getpid()}.partial")
+    try:
+        shutil.copyfile(live, partial)
+        with open(partial, "rb") as handle:
+            os.fsync(handle.fileno())
+        Path(f"{spare}.wal").unlink(missing_ok=True)
+        os.replace(partial, spare)
+    finally:
+        partial.unlink(missing_ok=True)  # first: the space it took is part of the message
+
+
+def _update_spare(conn: duckdb.DuckDBPyConnection, spare: Path, needs: list[int]) -> None:
+    """The slices written since the spare was published, in one transaction of the spare (a
+    kill leaves it as it was); ``needs[0]``: about how many bytes that writes."""
+    if not spare.exists():
+        raise _WholeCopy("a new read copy")
+    spare.chmod(0o644)
+    try:
+        conn.execute(f"ATTACH {_literal(str(spare))} AS {SPARE}")
+    except duckdb.Error as exc:
+        if disk_full(exc):
+            raise
+        # a reader opened it before the last publication and holds it still (or it is unreadable):
+        # a new file, which that reader never sees
+        raise _WholeCopy(f"the previous copy is still open: {one_line(exc, 200)}") from exc
+    try:
+        conn.begin()
+        try:
+            needs[0] = _sync(conn)
+            conn.commit()
+        except BaseException:
+            conn.rollback()
+            raise
+        conn.execute(f"CHECKPOINT {SPARE}")
+    finally:
+        conn.execute(f"DETACH {SPARE}")
+
+
+
+_Tables = dict[tuple[str, str], tuple[tuple[str, str], ...]]  # (schema, table) → columns
+
+
+def _sync(conn: duckdb.DuckDBPyConnection) -> int:
+    """The spare made to hold what the live file holds: the slices whose ``_loads`` rows
+    differ, other tables whole (the rejects, dbt's marts: small); about how many bytes that
+    writes."""
+    ((live_db,),) = conn.execute("SELECT current_database()").fetchall()
+    if others := conn.execute(_OTHER_OBJECTS, {"db": live_db}).fetchall():
+        raise _WholeCopy(f"the file holds {others[0][0]}, which the slices do not carry")
+    live, spare = _tables(conn, live_db), _tables(conn, SPARE)
+    ledgered = _ledgered(conn, live_db, live, spare)
+    views = _changed_views(conn, live_db)
+    for schema, view in views:
+        conn.execute(f"DROP VIEW IF EXISTS {_name(SPARE, schema, view)}")
+    for schema, table in spare.keys() - live.keys():
+        conn.execute(f"DROP TABLE {_name(SPARE, schema, table)}")
+    for schema in sorted({schema for schema, _ in live}):
+        conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(SPARE)}.{quote(schema)}")
+    rows = 0
+    for (schema, table), columns in sorted(live.items()):
+        target, source = _name(SPARE, schema, table), _name(live_db, schema, table)
+        if (schema, table) in ledgered and spare.get((schema, table)) == columns:
+            rows += _copy_slices(conn, schema, table, source, target)
+        else:
+            rows += conn.execute(f"CREATE OR REPLACE TABLE {target} AS SELECT * FROM {source}"
+                                 ).fetchall()[0][0]
+    _check_counts(conn, live_db, ledgered)
+    conn.execute(f"USE {quote(SPARE)}")  # a view's SQL names its schema, not its catalog
+    try:
+        for schema, view in views:  # those the live file has
+            for (sql,) in conn.execute(
+                    "SELECT sql FROM duckdb_views() WHERE database_name = ? AND schema_name = ?"
+                    " AND view_name = ?", [live_db, schema, view]).fetchall():
+                conn.execute(sql)
+    finally:
+        conn.execute(f"USE {quote(live_db)}")
+    return rows * _bytes_per_row(conn, live_db)
+
+
+def _tables(conn: duckdb.DuckDBPyConnection, database: str) -> _Tables:
+    found: dict[tuple[str, str], list[tuple[str, str]]] = {}
+    for schema, table, column, kind in conn.execute(
+            "SELECT c.schema_name, c.table_name, c.column_name, c.data_type FROM"
+            " duckdb_columns() c JOIN duckdb_tables() t USING (database_name, schema_name,"
+            " table_name) WHERE c.database_name = ? ORDER BY 1, 2, c.column_index",
+            [database]).fetchall():
+        found.setdefault((schema, table), []).append((column, kind))
+    return {key: tuple(columns) for key, columns in found.items()}
+
+
+def _ledgered(conn: duckdb.DuckDBPyConnection, live_db: str, live: _Tables,
+              spare: _Tables) -> set[tuple[str, str]]:
+    """The tables written only in slices that a ``_loads`` records, and the ``_loads``;
+    temp table ``_changed`` then holds the slices whose ``_loads`` rows differ between the
+    files. A ``_schema_version`` that differs: an upgrade rewrote rows, so the whole file."""
+    changed = []
+    for schema in sorted({schema for schema, table in live if table == "_loads"}):
+        for table in ("_loads", "_schema_version"):
+            if (schema, table) in live and live[schema, table] != spare.get((schema, table)):
+                raise _WholeCopy(f"{schema}.{table} changed shape")
+        if (schema, "_schema_version") in live and conn.execute(
+                _differ(_name(live_db, schema, "_schema_version"),
+                        _name(SPARE, schema, "_schema_version"), "count(*)")).fetchall()[0][0]:
+            raise _WholeCopy(f"the database was upgraded ({schema}._schema_version)")
+        changed.append(_differ(_name(live_db, schema, "_loads"), _name(SPARE, schema, "_loads"),
+                               f"DISTINCT {_literal(schema)} AS schema_name, table_name,"
+                               " report_date, location_id"))
+    conn.execute("CREATE OR REPLACE TEMP TABLE _changed (schema_name VARCHAR, table_name VARCHAR,"
+                 " report_date DATE, location_id BIGINT)")
+    for select in changed:
+        conn.execute(f"INSERT INTO _changed {select}")
+    ledgered = set()
+    for schema in sorted({schema for schema, table in live if table == "_loads"}):
+        ledgered.add((schema, "_loads"))
+        for (name,) in conn.execute(
+                f"SELECT DISTINCT table_name FROM {_name(live_db, schema, '_loads')}").fetchall():
+            columns = {column for column, _ in live.get((schema, name), ())}
+            if {"report_date", "location_id"} <= columns:
+                ledgered.add((schema, name))
+    return ledgered
+
+
+def _differ(one: str, other: str, select: str) -> str:
+    """``select`` over the rows that are in only one of two tables of the same columns."""
+    return (f"SELECT {select} FROM ((FROM {one} EXCEPT ALL FROM {other}) UNION ALL"
+            f" (FROM {other} EXCEPT ALL FROM {one}))")
+
+
+def _copy_slices(conn: duckdb.DuckDBPyConnection, schema: str, table: str, source: str,
+                 target: str) -> int:
+    """The changed slices of ``table``: deleted from the spare, copied from the live file."""
+    own = "c.table_name = x.table_name" if table == "_loads" else "c.table_name = $table"
+    slices = (f"c.schema_name = $schema AND {own} AND x.report_date = c.report_date"
+              " AND x.location_id IS NOT DISTINCT FROM c.location_id")
+    params = {"schema": schema, **({} if table == "_loads" else {"table": table})}
+    conn.execute(f"DELETE FROM {target} x USING _changed c WHERE {slices}", params)
+    return conn.execute(f"INSERT INTO {target} SELECT * FROM {source} x WHERE EXISTS"
+                        f" (SELECT 1 FROM _changed c WHERE {slices})", params).fetchall()[0][0]
+
+
+def _check_counts(conn: duckdb.DuckDBPyConnection, live_db: str,
+                  ledgered: set[tuple[str, str]]) -> None:
+    """A table changed outside its slices (a write that did not record a ``_loads`` row)
+    would leave the spare short or long: then the whole file."""
+    for schema, table in sorted(ledgered):
+        live, spare = (conn.execute(f"SELECT count(*) FROM {_name(db, schema, table)}"
+                                    ).fetchall()[0][0] for db in (live_db, SPARE))
+        if live != spare:
+            raise _WholeCopy(f"{schema}.{table} holds {live} rows, its slices {spare}")
+
+
+def _changed_views(conn: duckdb.DuckDBPyConnection, live_db: str) -> list[tuple[str, str]]:
+    """The live file's views the spare lacks or defines otherwise, and the spare's views the
+    live file lacks (dropped, not made)."""
+    return conn.execute(_differ(
+        f"(SELECT schema_name, view_name, sql FROM duckdb_views() WHERE database_name ="
+        f" {_literal(live_db)} AND NOT internal)",
+        f"(SELECT schema_name, view_name, sql FROM duckdb_views() WHERE database_name ="
+        f" {_literal(SPARE)} AND NOT internal)", "DISTINCT schema_name, view_name")
+        + " ORDER BY 1, 2").fetchall()
+
+
+def _bytes_per_row(conn: duckdb.DuckDBPyConnection, database: str) -> int:
+    ((path, rows),) = conn.execute(
+        "SELECT (SELECT path FROM duckdb_databases() WHERE database_name = $db),"
+        " (SELECT sum(estimated_size) FROM duckdb_tables() WHERE database_name = $db)",
+        {"db": database}).fetchall()
+    return Path(path).stat().st_size // max(rows or 0, 1)
+
+
+def _name(database: str, schema: str, table: str) -> str:
+    return ".".join(map(quote, (database, schema, table)))
 
 
 def disk_full(exc: BaseException | None) -> bool:
