@@ -15,10 +15,19 @@ from datetime import date, datetime, timedelta, timezone
 from pathlib import Path
 
 import dagster as dg
+import psycopg
 import pytest
 
 from booker_assets.api import auth
-from booker_assets.api.shared_replies import SharedReplies
+from booker_assets.api.ratelimit import RateBudget
+from booker_assets.api.shared_replies import (
+    PG_TABLE,
+    FileStore,
+    PostgresStore,
+    SharedReplies,
+    Store,
+    store_for,
+)
 from booker_assets.catalogue.reports import GROUPS, Call, DateRange, PerParent
 from booker_assets.defs.storage import connect_locked
 from booker_assets.load.extract import FetchJob, observable_days, shared_by_backfill
@@ -52,7 +61,23 @@ class Clock:
         return self.now
 
 
-def test_a_reply_is_fetched_once_per_backfill_and_host(tmp_path: Path):
+@pytest.fixture(params=["file", "postgres"])
+def store(request, tmp_path: Path) -> Store:
+    """Each store, as ``BOOKER_RATE_BUCKET`` picks it: the host's file, the Postgres table."""
+    if request.param == "file":
+        return FileStore(tmp_path / "r.sqlite")
+    return PostgresStore(request.getfixturevalue("postgres_dsn"))
+
+
+def _kept(store: Store) -> int:
+    if isinstance(store, FileStore):
+        with sqlite3.connect(store.path) as db:
+            return db.execute("select count(*) from replies").fetchone()[0]
+    with psycopg.connect(store.dsn) as db:
+        return db.execute(f"select count(*) from {PG_TABLE}").fetchone()[0]
+
+
+def test_a_reply_is_fetched_once_per_backfill_and_host(store: Store):
     clock, asked = Clock(), Counter()
 
     def fetch(name: str):
@@ -61,39 +86,40 @@ def test_a_reply_is_fetched_once_per_backfill_and_host(tmp_path: Path):
             return [{"Date": "2025-03-03", "name": name}]
         return call
 
-    first = SharedReplies("bf-1", "http://a", path=tmp_path / "r.sqlite", clock=clock)
+    first = SharedReplies("bf-1", "http://a", store=store, clock=clock)
     assert first.get_or_fetch(["GET", "/x", {"q": 1}], fetch("x")) == (
         [{"Date": "2025-03-03", "name": "x"}], False)
-    again = SharedReplies("bf-1", "http://a", path=tmp_path / "r.sqlite", clock=clock)
+    again = SharedReplies("bf-1", "http://a", store=store, clock=clock)
     assert again.get_or_fetch(["GET", "/x", {"q": 1}], fetch("x"))[1] is True
     assert asked == {"x": 1}
     # another call, another backfill, another host: each asks for itself
     for replies, call in ((again, ["GET", "/x", {"q": 2}]),
-                          (SharedReplies("bf-2", "http://a", path=tmp_path / "r.sqlite"),
+                          (SharedReplies("bf-2", "http://a", store=store),
                            ["GET", "/x", {"q": 1}]),
-                          (SharedReplies("bf-1", "http://b", path=tmp_path / "r.sqlite"),
+                          (SharedReplies("bf-1", "http://b", store=store),
                            ["GET", "/x", {"q": 1}])):
         assert replies.get_or_fetch(call, fetch("x"))[1] is False
     assert asked == {"x": 4}
 
 
-def test_a_reply_older_than_its_ttl_is_asked_again_and_purged(tmp_path: Path):
-    clock, path = Clock(), tmp_path / "r.sqlite"
-    replies = SharedReplies("bf", "h", ttl=60, path=path, clock=clock)
+def test_a_reply_older_than_its_ttl_is_asked_again_and_purged(store: Store):
+    clock = Clock()
+    replies = SharedReplies("bf", "h", ttl=60, store=store, clock=clock)
     replies.get_or_fetch(["a"], lambda: 1)
     clock.now += 61
     assert replies.get_or_fetch(["a"], lambda: 2) == (2, False)
     clock.now += 61
-    SharedReplies("bf", "h", ttl=60, path=path, clock=clock)  # a new run purges what expired
-    with sqlite3.connect(path) as db:
-        assert db.execute("select count(*) from replies").fetchone() == (0,)
+    assert _kept(store) == 1
+    SharedReplies("bf", "h", ttl=60, store=store, clock=clock)  # a new run purges what expired
+    assert _kept(store) == 0
 
 
 def test_only_this_user_reads_the_replies(tmp_path: Path):
     path = tmp_path / "open" / "r.sqlite"
     path.parent.mkdir(mode=0o755)  # a directory others may enter (made before us)
     path.touch(mode=0o644)  # and a file an older version left readable
-    SharedReplies("bf", "h", path=path).get_or_fetch(["a"], lambda: [{"Text": "a note"}])
+    replies = SharedReplies("bf", "h", store=FileStore(path))
+    replies.get_or_fetch(["a"], lambda: [{"Text": "a note"}])
     for kept in path.parent.iterdir():  # the database and its -wal, -shm
         assert kept.stat().st_mode & 0o077 == 0, kept
 
@@ -101,10 +127,34 @@ def test_only_this_user_reads_the_replies(tmp_path: Path):
 def test_an_unusable_file_costs_requests_not_the_load(tmp_path: Path, caplog):
     path = tmp_path / "r.sqlite"
     path.write_bytes(b"not a database" * 100)
-    replies = SharedReplies("bf", "h", path=path)
+    replies = SharedReplies("bf", "h", store=FileStore(path))
     assert replies.get_or_fetch(["a"], lambda: [1]) == ([1], False)
     assert replies.get_or_fetch(["a"], lambda: [2]) == ([2], False)
     assert "delete the file" in caplog.text and str(path) in caplog.text
+
+
+def test_replies_live_where_the_rate_budget_does(postgres_dsn, tmp_path: Path, monkeypatch):
+    """Two hosts (each its own temp directory) in one backfill: with host buckets each asks
+    for itself; with the Postgres bucket the second reads what the first asked."""
+    budgets = {"host": RateBudget(10, 5),
+               "postgres": RateBudget(10, 5, bucket="postgres", postgres_dsn=postgres_dsn)}
+    asked: Counter[str] = Counter()
+    for bucket, budget in budgets.items():
+        for host in ("a", "b"):
+            (tmp_path / bucket / host).mkdir(parents=True)
+            monkeypatch.setattr(tempfile, "tempdir", str(tmp_path / bucket / host))
+            replies = SharedReplies("bf", "http://booker", store=store_for(budget))
+            replies.get_or_fetch(["GET", "/location/1"], lambda b=bucket: asked.update([b]))
+    assert asked == {"host": 2, "postgres": 1}
+
+
+def test_an_unreachable_database_costs_requests_said_once(caplog):
+    replies = SharedReplies("bf", "h", store=PostgresStore("postgresql://nobody@127.0.0.1:9/x"))
+    assert [replies.get_or_fetch(["a"], lambda n=n: n) for n in range(2)] == [
+        (0, False), (1, False)]
+    (said,) = [r.getMessage() for r in caplog.records]
+    assert said.startswith(f"shared replies unavailable (PostgreSQL table {PG_TABLE}: ")
+    assert "BOOKER_RATE_POSTGRES_DSN" in said and "nobody@" not in said
 
 
 # ---------------------------------------------------------------- which calls are shared

@@ -169,9 +169,10 @@ class BookerClient(ReportView):
             lambda *args, **kwargs: self._call(*args, **kwargs),  # token calls count here
             scrubber=scrubber, clock=clock, on_issued=lambda: self.stats.add(tokens=1),
         )
+        self.budget = settings.rate_budget()  # the shared replies live where its bucket does
         transport = Transport(
             settings.endpoint(), settings.subscription_key, max_in_flight=settings.max_in_flight,
-            timeout=settings.timeout_seconds, budget=settings.rate_budget(),
+            timeout=settings.timeout_seconds, budget=self.budget,
             monotonic=monotonic, sleep=sleep,
         )
         super().__init__(Shared(

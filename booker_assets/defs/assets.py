@@ -22,7 +22,7 @@ import pandas as pd
 import pydantic
 
 from booker_assets.api.client import BookerClient, BookerResource
-from booker_assets.api.shared_replies import SharedReplies
+from booker_assets.api.shared_replies import SharedReplies, store_for
 from booker_assets.catalogue.options import OPTIONS, table_options
 from booker_assets.catalogue.reports import GROUPS, ReportGroup, Table
 from booker_assets.defs.checks import evaluations_after_failure
@@ -310,7 +310,9 @@ def _backfill_replies(context: dg.AssetExecutionContext,
                       client: BookerClient) -> SharedReplies | None:
     """The replies this run shares with the other runs of its backfill (None: not in one)."""
     backfill = next((context.run.tags[t] for t in BACKFILL_TAGS if t in context.run.tags), None)
-    return SharedReplies(backfill, client.base_url) if backfill else None
+    if not backfill:
+        return None
+    return SharedReplies(backfill, client.base_url, store=store_for(client.budget))
 
 
 def _location_names(client: BookerClient, slices: Mapping[str, list[date]]) -> dict[str, str]:
