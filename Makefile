@@ -57,12 +57,13 @@ dev: install  ## the Dagster UI and daemon on http://127.0.0.1:$(PORT)
 # that the runs (not the pace) are measured; requests per location-day and the 2-year projection.
 BENCH_CHAIN := --locations 50 --days 3 --rate 100 --burst 50 --skip-naive --project-days 730
 
-bench: install postgres-bin  ## benchmarks/: one run, backfills, --adaptive, the metrics
+bench: install postgres-bin  ## benchmarks/: one run, backfills, --adaptive, the metrics, the read copy at 1 GB
 	$(BIN)/python benchmarks/single_run.py
 	$(BIN)/python benchmarks/backfill.py
 	$(BIN)/python benchmarks/backfill.py $(BENCH_CHAIN)
 	$(BIN)/python benchmarks/backfill.py --adaptive
 	$(BIN)/python benchmarks/metrics.py
+	$(BIN)/python benchmarks/read_copy.py
 
 sandbox: install  ## the Booker sandbox in the foreground
 	$(BIN)/python -m booker_sandbox --port $(SANDBOX_PORT)

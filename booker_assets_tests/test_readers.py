@@ -42,7 +42,7 @@ from booker_assets.defs.storage import (
     read_copy_path,
 )
 from booker_assets.errors import BookerConfigError
-from booker_assets.load.frames import PartitionLoad, ReportFrame
+from booker_assets.load.frames import PartitionLoad, Reject, ReportFrame
 from booker_assets.settings import load_settings
 from booker_assets_tests.conftest import SANDBOX_SETTINGS, load_range, make_defs, make_settings
 from booker_sandbox import BookerSandbox
@@ -459,19 +459,22 @@ def test_after_its_first_two_the_copy_is_kept_up_to_date_by_slices(tmp_path, mon
     warehouse = DuckDBFile(database)
     first = date(2025, 3, 1)
 
-    def load(day: date, rows: int, location: int = 1001, table: str = "orders") -> None:
+    def load(day: date, rows: int, location: int = 1001, table: str = "orders",
+             rejected: str = "") -> None:
         report = _slice(day, rows)
         report.frame["location_id"] = location
+        rejects = [Reject(day, location, "7", "order_id", rejected, "{}")] if rejected else []
         report = ReportFrame(report.frame, [(day, location)],
-                             [PartitionLoad(day, location, rows)])
+                             [PartitionLoad(day, location, rows)], rejects)
         warehouse.write(lambda conn: write_slice(conn, "booker", table, report, ["order_id"]))
 
     for n in range(2):
-        load(first + timedelta(days=n), 3)
+        load(first + timedelta(days=n), 3, rejected="unreadable")
         assert publish_read_copy(database)
     copies: list[str] = []
     monkeypatch.setattr(storage.shutil, "copyfile", lambda *a: copies.append(a))
     changes = [
+        lambda: load(first, 3, rejected="unreadable again"),  # a slice replaced, same count
         lambda: load(first, 5),  # a slice replaced
         lambda: load(first + timedelta(days=2), 4, location=1002),  # a new slice, location
         lambda: load(first, 2, table="order_items"),  # a new table

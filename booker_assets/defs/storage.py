@@ -41,6 +41,7 @@ import time
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext, suppress
+from datetime import timedelta
 from pathlib import Path
 from typing import Protocol, TypeVar
 
@@ -444,6 +445,9 @@ def read_copy_path(database: str) -> Path:
 # was published, two runs ago.
 BUFFERS = ("a", "b")
 SPARE = "_booker_spare"  # the spare's catalog name while it is attached to the live file
+LEDGERS = ("_loads", "_rejects")  # keyed by table_name and slice, written with each slice
+# How far the writers' clock may step back between two publications (``_ledgered``)
+CLOCK_MARGIN = timedelta(minutes=10)
 # What only a copy of the whole file carries over (the slices never rewrite them).
 _OTHER_OBJECTS = (
     "SELECT 'sequences' FROM duckdb_sequences() WHERE database_name = $db UNION ALL"
@@ -541,13 +545,16 @@ def _update_spare(conn: duckdb.DuckDBPyConnection, spare: Path, needs: list[int]
         try:
             needs[0] = _sync(conn)
             conn.commit()
-        except BaseException:
+        except BaseException as exc:
             conn.rollback()
+            if isinstance(exc, duckdb.Error) and not disk_full(exc):
+                # a shape the slices cannot carry: the whole file still can
+                raise _WholeCopy(f"the slices could not be copied: {one_line(exc, 200)}"
+                                 ) from exc
             raise
         conn.execute(f"CHECKPOINT {SPARE}")
     finally:
         conn.execute(f"DETACH {SPARE}")
-
 
 
 _Tables = dict[tuple[str, str], tuple[tuple[str, str], ...]]  # (schema, table) → columns
@@ -555,8 +562,8 @@ _Tables = dict[tuple[str, str], tuple[tuple[str, str], ...]]  # (schema, table) 
 
 def _sync(conn: duckdb.DuckDBPyConnection) -> int:
     """The spare made to hold what the live file holds: the slices whose ``_loads`` rows
-    differ, other tables whole (the rejects, dbt's marts: small); about how many bytes that
-    writes."""
+    differ, other tables whole (dbt's marts, the schema version: small); about how many bytes
+    that writes."""
     ((live_db,),) = conn.execute("SELECT current_database()").fetchall()
     if others := conn.execute(_OTHER_OBJECTS, {"db": live_db}).fetchall():
         raise _WholeCopy(f"the file holds {others[0][0]}, which the slices do not carry")
@@ -605,7 +612,13 @@ def _ledgered(conn: duckdb.DuckDBPyConnection, live_db: str, live: _Tables,
               spare: _Tables) -> set[tuple[str, str]]:
     """The tables written only in slices that a ``_loads`` records, and the ``_loads``;
     temp table ``_changed`` then holds the slices whose ``_loads`` rows differ between the
-    files. A ``_schema_version`` that differs: an upgrade rewrote rows, so the whole file."""
+    files. A ``_schema_version`` that differs: an upgrade rewrote rows, so the whole file.
+
+    Only the ledgers' rows loaded since the spare's newest (less ``CLOCK_MARGIN``) are
+    compared: a write replaces its slices' rows with rows of its own time, so the cost is
+    that of the recent loads, not of every partition. A row deleted without a newer one
+    (a removed location) leaves the counts apart: ``_check_counts`` then asks for the whole
+    file."""
     changed = []
     for schema in sorted({schema for schema, table in live if table == "_loads"}):
         for table in ("_loads", "_schema_version"):
@@ -615,7 +628,11 @@ def _ledgered(conn: duckdb.DuckDBPyConnection, live_db: str, live: _Tables,
                 _differ(_name(live_db, schema, "_schema_version"),
                         _name(SPARE, schema, "_schema_version"), "count(*)")).fetchall()[0][0]:
             raise _WholeCopy(f"the database was upgraded ({schema}._schema_version)")
-        changed.append(_differ(_name(live_db, schema, "_loads"), _name(SPARE, schema, "_loads"),
+        spare_ledger = _name(SPARE, schema, "_loads")
+        ((since,),) = conn.execute(f"SELECT max(loaded_at) FROM {spare_ledger}").fetchall()
+        recent = f" WHERE loaded_at >= TIMESTAMPTZ '{since - CLOCK_MARGIN}'" if since else ""
+        changed.append(_differ(f"(FROM {_name(live_db, schema, '_loads')}{recent})",
+                               f"(FROM {spare_ledger}{recent})",
                                f"DISTINCT {_literal(schema)} AS schema_name, table_name,"
                                " report_date, location_id"))
     conn.execute("CREATE OR REPLACE TEMP TABLE _changed (schema_name VARCHAR, table_name VARCHAR,"
@@ -624,7 +641,7 @@ def _ledgered(conn: duckdb.DuckDBPyConnection, live_db: str, live: _Tables,
         conn.execute(f"INSERT INTO _changed {select}")
     ledgered = set()
     for schema in sorted({schema for schema, table in live if table == "_loads"}):
-        ledgered.add((schema, "_loads"))
+        ledgered |= {(schema, table) for table in LEDGERS if (schema, table) in live}
         for (name,) in conn.execute(
                 f"SELECT DISTINCT table_name FROM {_name(live_db, schema, '_loads')}").fetchall():
             columns = {column for column, _ in live.get((schema, name), ())}
@@ -642,13 +659,24 @@ def _differ(one: str, other: str, select: str) -> str:
 def _copy_slices(conn: duckdb.DuckDBPyConnection, schema: str, table: str, source: str,
                  target: str) -> int:
     """The changed slices of ``table``: deleted from the spare, copied from the live file."""
-    own = "c.table_name = x.table_name" if table == "_loads" else "c.table_name = $table"
-    slices = (f"c.schema_name = $schema AND {own} AND x.report_date = c.report_date"
+    # the ledger's and the rejects' slices are those of each row's table_name; a table's,
+    # those of its name
+    ledger = table in LEDGERS
+    mine = " AND c.table_name = x.table_name" if ledger else " AND c.table_name = $table"
+    params = {"schema": schema, **({} if ledger else {"table": table})}
+    ((count, first, last),) = conn.execute(
+        "SELECT count(*), min(report_date), max(report_date) FROM _changed c WHERE"
+        f" c.schema_name = $schema{'' if ledger else mine}", params).fetchall()
+    if not count:
+        return 0
+    # the days as constants: DuckDB then skips the row groups whose days lie outside them
+    days = f" AND x.report_date BETWEEN DATE '{first}' AND DATE '{last}'" if first else ""
+    slices = (f"c.schema_name = $schema{mine} AND x.report_date = c.report_date"
               " AND x.location_id IS NOT DISTINCT FROM c.location_id")
-    params = {"schema": schema, **({} if table == "_loads" else {"table": table})}
-    conn.execute(f"DELETE FROM {target} x USING _changed c WHERE {slices}", params)
+    conn.execute(f"DELETE FROM {target} x USING _changed c WHERE {slices}{days}", params)
     return conn.execute(f"INSERT INTO {target} SELECT * FROM {source} x WHERE EXISTS"
-                        f" (SELECT 1 FROM _changed c WHERE {slices})", params).fetchall()[0][0]
+                        f" (SELECT 1 FROM _changed c WHERE {slices}){days}", params
+                        ).fetchall()[0][0]
 
 
 def _check_counts(conn: duckdb.DuckDBPyConnection, live_db: str,
