@@ -509,3 +509,26 @@ def test_a_reader_holding_an_old_copy_keeps_it_and_the_next_is_whole(tmp_path):
         assert holder.ask() == "1"
     finally:
         holder.release()
+
+
+def test_a_full_disk_while_the_slices_are_copied_leaves_the_copy_as_it_was(tmp_path,
+                                                                          monkeypatch):
+    database = str(tmp_path / "booker_assets.duckdb")
+    warehouse = DuckDBFile(database)
+    first = date(2025, 3, 1)
+    for rows in (1, 2, 3):
+        warehouse.write(lambda conn, r=rows: write_slice(conn, "booker", "orders",
+                                                         _slice(first, r)))
+        if rows < 3:
+            publish_read_copy(database)
+
+    def full(*args) -> None:
+        raise duckdb.IOException("Could not write file \"x\": No space left on device")
+
+    monkeypatch.setattr(storage, "_copy_slices", full)
+    with pytest.raises(BookerStorageError) as raised:
+        publish_read_copy(database)
+    message = str(raised.value).splitlines()[0]
+    assert "is full (No space left on device): the read copy's update needs about" in message
+    with duckdb.connect(str(read_copy_path(database)), read_only=True) as copy:
+        assert copy.execute(COUNT).fetchone()[0] == 2  # the previous publication's

@@ -9,10 +9,11 @@ the one way to name a table.
   read_only=True)`` on it) makes a write wait: the load says at once which PID holds it and
   what to do, says it again every ``LOG_EVERY_S`` and gives up after ``BOOKER_LOCK_WAIT_SECONDS``
   (the fetched rows wait in memory meanwhile, so nothing is fetched twice). Analysts read the
-  *read copy* ``<name>.read.duckdb`` instead: after each run the file is checkpointed and copied
-  under the writers' lock, and the copy replaces the previous one by ``os.replace``. A reader
-  holds the file it opened (its inode) until it reconnects, never a lock a load needs, and
-  never sees a half-written copy.
+  *read copy* ``<name>.read.duckdb`` instead: after each run, under the writers' lock, the
+  copy's spare buffer is brought up to date with the slices written since it was published
+  (one transaction) and linked at the copy's name by ``os.replace``; a whole copy of the
+  file only when the slices cannot say what changed. A reader holds the file it opened (its
+  inode) until it reconnects, never a lock a load needs, and never sees a half-written copy.
 - ``ducklake``: DuckDB's lakehouse format, a Postgres catalog plus Parquet files under a data
   path, which many processes and hosts write and read at once (snapshot isolation; readers
   never block writers). Two commits can still conflict (both deleted rows of one data file,
@@ -473,14 +474,15 @@ def publish_read_copy(database: str, lock_wait_seconds: float = DEFAULT_LOCK_WAI
     where = f"publishing the read copy DuckDB {copy}"
     with connect_locked(database, timeout_seconds=lock_wait_seconds, log=log) as conn:
         spare = _spare(copy)
-        needs = [live.stat().st_size]  # what the disk needs: the whole file, or the slices
+        # what the disk needs, for a full disk's message: the slices, or the whole file
+        needs = {"what": "a new read copy", "bytes": live.stat().st_size}
         try:
             conn.execute("CHECKPOINT")
             try:
                 _update_spare(conn, spare, needs)
             except _WholeCopy as why:
                 (log or _LOG).info(f"{where}: copying the whole file ({why})")
-                needs[0] = live.stat().st_size
+                needs.update(what="a new read copy", bytes=live.stat().st_size)
                 _copy_whole(live, spare)
             os.utime(spare)  # its age is the publication's, even when no row changed
             spare.chmod(0o444)  # a reminder to open it read-only
@@ -490,7 +492,7 @@ def publish_read_copy(database: str, lock_wait_seconds: float = DEFAULT_LOCK_WAI
             _link(spare, copy)
         except (OSError, duckdb.Error) as exc:
             if disk_full(exc):
-                raise no_space(live, "the read copy", needs[0], where) from exc
+                raise no_space(live, str(needs["what"]), int(needs["bytes"]), where) from exc
             raise BookerStorageError(f"the copy was not made: {one_line(exc)}", where=where,
                                      fix="see the cause; analysts still read the previous copy"
                                      ) from exc
@@ -526,9 +528,10 @@ def _copy_whole(live: Path, spare: Path) -> None:
         partial.unlink(missing_ok=True)  # first: the space it took is part of the message
 
 
-def _update_spare(conn: duckdb.DuckDBPyConnection, spare: Path, needs: list[int]) -> None:
+def _update_spare(conn: duckdb.DuckDBPyConnection, spare: Path,
+                  needs: dict[str, str | int]) -> None:
     """The slices written since the spare was published, in one transaction of the spare (a
-    kill leaves it as it was); ``needs[0]``: about how many bytes that writes."""
+    kill leaves it as it was); ``needs``: what that writes, and about how many bytes."""
     if not spare.exists():
         raise _WholeCopy("a new read copy")
     spare.chmod(0o644)
@@ -543,7 +546,7 @@ def _update_spare(conn: duckdb.DuckDBPyConnection, spare: Path, needs: list[int]
     try:
         conn.begin()
         try:
-            needs[0] = _sync(conn)
+            _sync(conn, needs)
             conn.commit()
         except BaseException as exc:
             conn.rollback()
@@ -560,15 +563,16 @@ def _update_spare(conn: duckdb.DuckDBPyConnection, spare: Path, needs: list[int]
 _Tables = dict[tuple[str, str], tuple[tuple[str, str], ...]]  # (schema, table) → columns
 
 
-def _sync(conn: duckdb.DuckDBPyConnection) -> int:
+def _sync(conn: duckdb.DuckDBPyConnection, needs: dict[str, str | int]) -> None:
     """The spare made to hold what the live file holds: the slices whose ``_loads`` rows
-    differ, other tables whole (dbt's marts, the schema version: small); about how many bytes
-    that writes."""
+    differ, other tables whole (dbt's marts, the schema version: small); ``needs`` says first
+    about how many bytes that writes."""
     ((live_db,),) = conn.execute("SELECT current_database()").fetchall()
     if others := conn.execute(_OTHER_OBJECTS, {"db": live_db}).fetchall():
         raise _WholeCopy(f"the file holds {others[0][0]}, which the slices do not carry")
     live, spare = _tables(conn, live_db), _tables(conn, SPARE)
     ledgered = _ledgered(conn, live_db, live, spare)
+    needs.update(what="the read copy's update", bytes=_bytes(conn, live_db, live, ledgered))
     views = _changed_views(conn, live_db)
     for schema, view in views:
         conn.execute(f"DROP VIEW IF EXISTS {_name(SPARE, schema, view)}")
@@ -576,14 +580,12 @@ def _sync(conn: duckdb.DuckDBPyConnection) -> int:
         conn.execute(f"DROP TABLE {_name(SPARE, schema, table)}")
     for schema in sorted({schema for schema, _ in live}):
         conn.execute(f"CREATE SCHEMA IF NOT EXISTS {quote(SPARE)}.{quote(schema)}")
-    rows = 0
     for (schema, table), columns in sorted(live.items()):
         target, source = _name(SPARE, schema, table), _name(live_db, schema, table)
         if (schema, table) in ledgered and spare.get((schema, table)) == columns:
-            rows += _copy_slices(conn, schema, table, source, target)
+            _copy_slices(conn, schema, table, source, target)
         else:
-            rows += conn.execute(f"CREATE OR REPLACE TABLE {target} AS SELECT * FROM {source}"
-                                 ).fetchall()[0][0]
+            conn.execute(f"CREATE OR REPLACE TABLE {target} AS SELECT * FROM {source}")
     _check_counts(conn, live_db, ledgered)
     conn.execute(f"USE {quote(SPARE)}")  # a view's SQL names its schema, not its catalog
     try:
@@ -594,7 +596,6 @@ def _sync(conn: duckdb.DuckDBPyConnection) -> int:
                 conn.execute(sql)
     finally:
         conn.execute(f"USE {quote(live_db)}")
-    return rows * _bytes_per_row(conn, live_db)
 
 
 def _tables(conn: duckdb.DuckDBPyConnection, database: str) -> _Tables:
@@ -701,12 +702,22 @@ def _changed_views(conn: duckdb.DuckDBPyConnection, live_db: str) -> list[tuple[
         + " ORDER BY 1, 2").fetchall()
 
 
-def _bytes_per_row(conn: duckdb.DuckDBPyConnection, database: str) -> int:
-    ((path, rows),) = conn.execute(
-        "SELECT (SELECT path FROM duckdb_databases() WHERE database_name = $db),"
-        " (SELECT sum(estimated_size) FROM duckdb_tables() WHERE database_name = $db)",
-        {"db": database}).fetchall()
-    return Path(path).stat().st_size // max(rows or 0, 1)
+def _bytes(conn: duckdb.DuckDBPyConnection, database: str, live: _Tables,
+           ledgered: set[tuple[str, str]]) -> int:
+    """About what the update writes: the changed slices' rows and the tables copied whole,
+    at the file's bytes per row."""
+    ((path,),) = conn.execute("SELECT path FROM duckdb_databases() WHERE database_name = ?",
+                              [database]).fetchall()
+    sizes = dict(((schema, table), rows) for schema, table, rows in conn.execute(
+        "SELECT schema_name, table_name, estimated_size FROM duckdb_tables() WHERE"
+        " database_name = ?", [database]).fetchall())
+    sliced = sum(conn.execute(
+        f"SELECT coalesce(sum(l.row_count), 0) FROM {_name(database, schema, '_loads')} l"
+        " JOIN _changed c ON c.schema_name = ? AND c.table_name = l.table_name AND"
+        " c.report_date = l.report_date AND c.location_id IS NOT DISTINCT FROM l.location_id",
+        [schema]).fetchall()[0][0] for schema, table in ledgered if table == "_loads")
+    whole = sum(rows for key, rows in sizes.items() if key in live and key not in ledgered)
+    return Path(path).stat().st_size * (sliced + whole) // max(sum(sizes.values()), 1)
 
 
 def _name(database: str, schema: str, table: str) -> str:
