@@ -9,8 +9,9 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 import pytest
 
-from booker_assets.catalogue.reports import TABLES
+from booker_assets.catalogue.reports import GROUPS, TABLES
 from booker_assets.definitions import build_definitions
+from booker_assets.defs.assets import asking_order
 from booker_assets.defs.partitions import add_locations
 from booker_assets.defs.storage import connect_locked
 from booker_assets_tests.conftest import (
@@ -299,3 +300,14 @@ def test_each_partition_carries_its_own_figures_and_the_run_once(sandbox, tmp_pa
     assert columns["report_date"] == "DATE" and len(preview.records) == 5
     # a date reads as a date: "2025-03-08", not "2025-03-08 00:00:00"
     assert {r.data["report_date"] for r in preview.records} <= {str(d) for d in DAYS}
+
+
+def test_the_reports_that_fan_out_per_record_are_asked_last():
+    """Issue 24: customers (a call per customer for memberships and progress notes, ~3/4 of
+    a run's requests) asked among the first took the budget until the end, and every report
+    was stored after the last request; asked last, the others are stored meanwhile."""
+    order = [group.name for group in asking_order(GROUPS)]
+    fanning = [group.name for group in GROUPS if group.fan_outs]
+    assert fanning == ["customers", "employees"]  # the catalogue's order
+    assert order[-2:] == ["employees", "customers"]  # customers: two calls per record
+    assert order[:-2] == [group.name for group in GROUPS if not group.fan_outs]

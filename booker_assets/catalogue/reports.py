@@ -201,6 +201,13 @@ class ReportGroup:
             raise ValueError(f"report {self.name}: only paged Finds report a total")
 
     @property
+    def fan_outs(self) -> int:
+        """Distinct calls asked once per root row (customers: memberships, progress notes):
+        with them a report's cost grows with its rows, not with its days and locations."""
+        return len({src.call.path for t in self.tables for src in t.sources
+                    if isinstance(src, PerParent)})
+
+    @property
     def exploded(self) -> tuple[str, ...]:
         """Root fields that are tables of their own (``Items``, ``Notes``...), here or in
         another report (``unstored``): never columns."""

@@ -194,7 +194,8 @@ def _materialize(
     now: datetime,
 ) -> Iterator[dg.Output]:
     selected = set(context.selected_output_names)
-    wanted = {g.name: (g, [t for t in g.tables if t.name in selected]) for g in GROUPS}
+    wanted = {g.name: (g, [t for t in g.tables if t.name in selected])
+              for g in asking_order(GROUPS)}
     wanted = {name: (group, tables) for name, (group, tables) in wanted.items() if tables}
     slices = days_by_location(context.partition_keys)
     _verify_locations(context, client, [loc for loc in slices if loc])
@@ -229,6 +230,14 @@ def _materialize(
     unpublished = _publish(context)
     if failed or unpublished:
         raise _failure(stored, failed, unpublished)
+
+
+def asking_order(groups: Sequence[ReportGroup]) -> list[ReportGroup]:
+    """The order a step submits its reports in, which the client's executor serves them in:
+    the reports that fan out per record (most of a run's requests: customers) last, so every
+    other report is stored, and its Dagster events written, while they fetch, rather than all
+    after the last request (issue 24: 130 s → 45 s from the last request to success)."""
+    return sorted(groups, key=lambda group: group.fan_outs)
 
 
 def _publish(context: dg.AssetExecutionContext) -> BookerError | None:
