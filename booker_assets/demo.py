@@ -1,5 +1,6 @@
 """``make demo``: every report for the last N days and every location Booker returns (the
-embedded sandbox unless credentials are set), a run per location, then the salon metrics over
+embedded sandbox unless credentials are set), one run for every location and up to 31 days
+(``range_slices``: each run repeats Dagster's fixed work), then the salon metrics over
 them (dbt, defs/metrics.py), then what the warehouse holds and each location's last days of
 sales, read where analysts read (the DuckDB file's read copy, or the DuckLake).
 
@@ -32,8 +33,9 @@ from rich.table import Table
 from booker_assets.catalogue.reports import GROUPS, TABLES
 from booker_assets.cli import seed_locations
 from booker_assets.definitions import build_definitions, deployed_settings
-from booker_assets.defs.backfill import location_slices, run_slices
+from booker_assets.defs.backfill import range_slices, run_slices
 from booker_assets.defs.metrics import metrics_definitions
+from booker_assets.defs.partitions import LOCATIONS_PARTITIONS
 from booker_assets.defs.storage import (
     BookerStorageError,
     Warehouse,
@@ -68,7 +70,7 @@ def table_counts(warehouse: Warehouse) -> dict[str, int]:
 class Tally:
     """What the runs' events said so far: per table, partitions stored and rows; per table,
     the requests of its report (a report's tables share its fetch, e.g. orders and items);
-    each check's latest result (a run per location: an early run's check sees the locations
+    each check's latest result (with several runs, an early run's check sees the locations
     still to come as missing)."""
 
     partitions: Counter[str] = field(default_factory=Counter)
@@ -304,9 +306,10 @@ def demo(args: argparse.Namespace) -> int:
                             MofNCompleteColumn(), TimeElapsedColumn(), console=console)
         with log_path.open("w") as log, progress, Watcher(
                 instance, token, days * len(locations), log, progress) as watcher:
-            runs = list(run_slices(build_definitions(settings), instance,
-                                   location_slices(locations, first, last), run_config=QUIET,
-                                   tags={DEMO_TAG: token}))
+            slices = range_slices(instance.get_dynamic_partitions(LOCATIONS_PARTITIONS),
+                                  locations, first, last)
+            runs = list(run_slices(build_definitions(settings), instance, slices,
+                                   run_config=QUIET, tags={DEMO_TAG: token}))
             with redirect_stdout(log):  # dagster-dbt echoes dbt's own log lines on stdout
                 built = build_metrics(settings, instance, {DEMO_TAG: token})
     failed = [str(piece) for piece, result in runs if not result.success]

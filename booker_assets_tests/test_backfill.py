@@ -21,7 +21,7 @@ from booker_assets import cli
 from booker_assets.api.client import BookerResource
 from booker_assets.catalogue.reports import TABLES
 from booker_assets.definitions import build_definitions
-from booker_assets.defs.backfill import location_slices
+from booker_assets.defs.backfill import location_slices, range_slices
 from booker_assets.defs.partitions import (
     LOCATIONS_PARTITIONS,
     RANGE_END,
@@ -54,15 +54,31 @@ def test_cli_slices_are_location_major_at_chain_scale():
     slices = location_slices(CHAIN, date(2025, 1, 1), date(2025, 1, 30))
     assert len(slices) == 50 and {(s.days, s.first, s.last) for s in slices} == {
         (30, date(2025, 1, 1), date(2025, 1, 30))}
-    assert [s.location for s in slices] == list(CHAIN)
+    assert [s.locations for s in slices] == [(loc,) for loc in CHAIN]
 
 
 def test_cli_slices_cut_a_year_into_months_of_one_location():
     slices = location_slices(["1001", "1002"], date(2025, 1, 1), date(2025, 12, 31))
     assert len(slices) == 2 * 12 and max(s.days for s in slices) == 31
-    covered = [(s.location, s.first + timedelta(days=n)) for s in slices for n in range(s.days)]
+    covered = [(loc, s.first + timedelta(days=n)) for s in slices for loc in s.locations
+               for n in range(s.days)]
     assert sorted(covered) == [(loc, d) for loc in ("1001", "1002")
                                for d in days(date(2025, 1, 1), 365)]
+
+
+def test_demo_slices_span_neighbour_locations_a_month_at_a_time():
+    """The demo's cut: every location in one run per month; a location left out (not in the
+    allow-list) splits the range, since a run's range spans every location between its ends."""
+    order = ["1001", "1002", "1003", "1004", "1005"]
+    whole = range_slices(order, order, date(2025, 1, 1), date(2025, 1, 10))
+    assert [(s.locations, s.first, s.last) for s in whole] == [
+        (tuple(order), date(2025, 1, 1), date(2025, 1, 10))]
+    assert whole[0].tags == {RANGE_START: "2025-01-01|1001", RANGE_END: "2025-01-10|1005"}
+    gapped = range_slices(order, ["1005", "1001", "1002", "1004"], date(2025, 1, 1),
+                          date(2025, 2, 15))
+    assert [(s.locations, s.days) for s in gapped] == [
+        (("1001", "1002"), 31), (("1004", "1005"), 31), (("1001", "1002"), 15),
+        (("1004", "1005"), 15)]
 
 
 # ---------------------------------------------------------------- days back's backfills

@@ -25,7 +25,9 @@ from rich.progress import Progress
 from booker_assets.catalogue.reports import TABLES
 from booker_assets.defs.assets import API_POOL
 from booker_assets.defs.checks import check_evaluators
+from booker_assets.defs.jobs import LOAD_JOB
 from booker_assets.defs.locations import drift_check
+from booker_assets.defs.partitions import RANGE_END, RANGE_START
 from booker_assets.defs.storage import connect_locked
 from booker_assets.demo import DEMO_TAG, Watcher
 from booker_assets.settings import load_settings
@@ -95,6 +97,18 @@ def test_killed_demos_do_not_block_the_next(demo_and_killed):
         assert instance.event_log_storage.get_concurrency_info(API_POOL).claimed_slots == []
 
 
+def test_the_demo_loads_every_location_in_one_run(demo_and_killed):
+    """Each run repeats Dagster's fixed work (a planned event per asset and partition, the
+    checks over every table): the demo's 2 days × 4 locations are one run (issue 24)."""
+    _, env, killed = demo_and_killed
+    with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
+        runs = [run for run in instance.get_runs()
+                if run.job_name == LOAD_JOB and run.run_id not in killed]  # not dbt's
+    assert [run.status for run in runs] == [dg.DagsterRunStatus.SUCCESS]
+    assert runs[0].tags[RANGE_START].endswith("|1001")
+    assert runs[0].tags[RANGE_END].endswith("|1004")
+
+
 def test_the_terminal_shows_a_line_per_table_then_the_summary(demo):
     done, env = demo
     lines = done.stdout.splitlines()
@@ -131,7 +145,7 @@ def test_after_the_demo_every_check_is_evaluated(demo):
     _, env = demo
     settings = load_settings(env)
     with dg.DagsterInstance.from_config(env["DAGSTER_HOME"]) as instance:
-        runs = {run.run_id for run in instance.get_runs()}  # a run per location
+        runs = {run.run_id for run in instance.get_runs()}
         keys = [*check_evaluators(settings), *drift_check(settings).check_keys]
         latest = {key: instance.get_latest_asset_check_evaluation_record(key) for key in keys}
     locations = [key for key in latest if key.asset_key.path == ["booker", "locations"]]

@@ -4,11 +4,15 @@ in this process (``booker-assets backfill``, ``make demo``).
 They need no daemon, and with ``DAGSTER_HOME`` set every run is recorded in the instance the UI
 reads. Every other backfill (the UI's, days back's) is filed in Dagster and cut by its planner
 (``BackfillPolicy.multi_run``): by whichever dimension has fewer keys. The cut does not change
-the cost: the runs of one backfill share what no partition day shapes
+the requests: the runs of one backfill share what no partition day shapes
 (``api/shared_replies.py``; 30 days × 50 locations: 19,058 requests in the planner's 60
 day-runs, 19,067 in 50 location-month runs). The command line keeps a run per location and
 month as it has no planner to ask (it is Dagster's private API): a cut whose memory is bounded
 by ``RUN_DAYS``, and the fewest runs for a few locations over many days.
+
+The demo loads a few days of every location: it takes a run per month of days over every
+location at once (``range_slices``), since each run costs Dagster's fixed work again (its
+checks read every table whatever its range: 99 evaluations a run).
 """
 
 from __future__ import annotations
@@ -30,9 +34,10 @@ BACKFILL_TAG = BACKFILL_TAGS[1]  # every run of one command-line backfill carrie
 
 @dataclass(frozen=True)
 class Slice:
-    """One run: ``location`` over days ``first``..``last``."""
+    """One run: ``locations`` (neighbours in the instance's partition order, so the run's
+    range is exactly them) over days ``first``..``last``."""
 
-    location: str
+    locations: tuple[str, ...]
     first: date
     last: date
 
@@ -41,20 +46,44 @@ class Slice:
         return (self.last - self.first).days + 1
 
     def __str__(self) -> str:
-        return f"location {self.location}, {self.first}..{self.last} ({self.days} days)"
+        named = "location" + "s" * (len(self.locations) > 1)
+        return f"{named} {', '.join(self.locations)}, {self.first}..{self.last} ({self.days} days)"
 
     @property
     def tags(self) -> dict[str, str]:
-        return range_tags(self.first, self.last, self.location, self.location)
+        return range_tags(self.first, self.last, self.locations[0], self.locations[-1])
 
 
 def location_slices(locations: Sequence[str], first: date, last: date,
                     max_days: int = RUN_DAYS) -> list[Slice]:
     """Each location's days ``first``..``last`` in runs of at most ``max_days``, location by
     location (never a day across locations: see the module's docstring)."""
+    return [Slice((location,), start, end) for location in locations
+            for start, end in _months(first, last, max_days)]
+
+
+def range_slices(order: Sequence[str], locations: Sequence[str], first: date, last: date,
+                 max_days: int = RUN_DAYS) -> list[Slice]:
+    """Days ``first``..``last`` × ``locations`` in the fewest runs: a run per ``max_days``
+    days and per stretch of ``locations`` that are neighbours in ``order`` (the instance's
+    location partitions): a run's range is a rectangle, so it spans no location left out."""
+    wanted = set(locations)
+    stretches: list[list[str]] = []
+    previous = False
+    for location in order:
+        if location in wanted and previous:
+            stretches[-1].append(location)
+        elif location in wanted:
+            stretches.append([location])
+        previous = location in wanted
+    return [Slice(tuple(stretch), start, end) for start, end in _months(first, last, max_days)
+            for stretch in stretches]
+
+
+def _months(first: date, last: date, max_days: int) -> list[tuple[date, date]]:
+    """``first``..``last`` cut into spans of at most ``max_days`` days."""
     starts = [first + timedelta(days=n) for n in range(0, (last - first).days + 1, max_days)]
-    return [Slice(location, start, min(start + timedelta(days=max_days - 1), last))
-            for location in locations for start in starts]
+    return [(start, min(start + timedelta(days=max_days - 1), last)) for start in starts]
 
 
 def materialize_range(
@@ -95,7 +124,7 @@ def run_slices(
     a failed run is reported and the next one goes on, like a backfill's."""
     tags = {**(tags or {}), BACKFILL_TAG: f"cli-{uuid.uuid4().hex[:8]}"}
     for piece in slices:
-        result = materialize_range(defs, instance, [piece.location], piece.first, piece.last,
+        result = materialize_range(defs, instance, list(piece.locations), piece.first, piece.last,
                                    selection=selection, run_config=run_config, tags=tags,
                                    raise_on_error=False)
         yield piece, result
