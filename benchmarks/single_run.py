@@ -7,7 +7,8 @@ run launcher starts a run), one after the other, against one rate-limited sandbo
 process. Printed per loader: requests, wall (launch → success), the bound requests ÷ rate and
 wall ÷ bound, the fixed costs (launch → first request, last request → success) and the
 requests per second between the first and the last request; then each one's timeline, the
-requests sent in each second from the launch.
+requests sent in each second from the launch, and for booker-assets the run's Dagster events
+by type (count, first and last stored): where the fixed cost goes.
 """
 
 from __future__ import annotations
@@ -80,8 +81,21 @@ def ours(target: Target, case: Case, work: str, launched: float) -> dict[str, An
         result = materialize_range(defs, instance, list(target.locations), FIRST_DAY,
                                    case.last_day, run_config=QUIET, raise_on_error=False)
         ended = time.time()
+        events = _event_spans(instance, result.run_id)
     return {"launched": launched, "imported": imported, "started": started, "ended": ended,
-            "sent": sent, "success": result.success}
+            "sent": sent, "success": result.success, "events": events}
+
+
+def _event_spans(instance: Any, run_id: str) -> dict[str, tuple[int, float, float]]:
+    """Per type of the run's Dagster events: how many, when the first and the last were
+    stored (where the fixed cost goes: each is a write to the instance's storage)."""
+    spans: dict[str, tuple[int, float, float]] = {}
+    for record in instance.get_records_for_run(run_id).records:
+        entry = record.event_log_entry
+        if entry.dagster_event_type is not None:
+            count, first, _ = spans.get(entry.dagster_event_type.value, (0, entry.timestamp, 0))
+            spans[entry.dagster_event_type.value] = (count + 1, first, entry.timestamp)
+    return spans
 
 
 def minimal(target: Target, case: Case, work: str, launched: float) -> dict[str, Any]:
@@ -91,7 +105,7 @@ def minimal(target: Target, case: Case, work: str, launched: float) -> dict[str,
                          FIRST_DAY, case.last_day, case.now, case.rate, case.burst,
                          f"{work}/minimal.sqlite")
     return {"launched": launched, "imported": started, "started": started,
-            "ended": time.time(), "sent": sent, "success": True}
+            "ended": time.time(), "sent": sent, "success": True, "events": {}}
 
 
 def _stamp_sends(session: type) -> list[float]:
@@ -128,6 +142,8 @@ def measure(sandbox: RemoteSandbox, case: Case, loader: Callable[..., dict[str, 
         "span_s": last - first,
         "span_requests_per_s": (len(sent) - 1) / (last - first),
         "timeline": _per_second(sent, run["launched"], run["ended"]),
+        "events": {kind: (count, start - run["launched"], end - run["launched"])
+                   for kind, (count, start, end) in run["events"].items()},
     }
 
 
@@ -154,6 +170,11 @@ def table(case: Case, results: list[dict[str, Any]]) -> str:
         seconds = r["timeline"]
         lines += [f"  {start:4d} s  " + " ".join(f"{n:2d}" for n in seconds[start:start + 20])
                   for start in range(0, len(seconds), 20)]
+        if r["events"]:
+            lines.append(f"Dagster's events of {r['loader']}'s run: type, count, first..last "
+                         "stored (s from the launch)")
+            lines += [f"  {kind:<34} {count:5d}  {start:6.1f} .. {end:6.1f}" for kind, (
+                count, start, end) in sorted(r["events"].items(), key=lambda kv: kv[1][1])]
     return "\n".join(lines)
 
 
