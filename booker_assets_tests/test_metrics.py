@@ -16,15 +16,24 @@ from zoneinfo import ZoneInfo
 import dagster as dg
 import pytest
 
-from booker_assets.defs.metrics import GROUP_NAME, REFRESH, metrics_definitions
+from booker_assets.defs.metrics import GROUP_NAME, REFRESH, SENSOR_NAME, metrics_definitions
 from booker_assets.defs.storage import DuckLake, connect_locked
-from booker_assets_tests.conftest import LOADED_DAYS, Loaded, load_range, make_defs
+from booker_assets.sandbox import BookerSandbox
+from booker_assets_tests.conftest import (
+    LOADED_DAYS,
+    OBSERVED_DAYS,
+    Loaded,
+    load_range,
+    make_defs,
+    make_settings,
+)
 
 # The sandbox's zones of the loaded locations (written here, not read through the code under
 # test): 1001 is Eastern, 1004 Pacific.
 ZONES = {1001: ZoneInfo("America/New_York"), 1004: ZoneInfo("America/Los_Angeles")}
 CENT = Decimal("0.01")
 RETENTION_DAYS = 90
+REBOOKING_HOURS = 24
 SALES = dg.AssetKey([GROUP_NAME, "location_day_sales"])
 
 
@@ -215,20 +224,56 @@ def test_membership_months_match_the_raw_tables(built, loaded_warehouse):
     assert any(r["active"] for r in mart)
 
 
+def minutes(start, end) -> int:
+    """Whole minutes from start to end: times of day, or instants."""
+    return int((datetime.combine(date.min, end) - datetime.combine(date.min, start))
+               .total_seconds() // 60) if isinstance(start, time) else int(
+        (end - start).total_seconds() // 60)
+
+
+def held_lines(db: str) -> list[dict[str, Any]]:
+    """The service lines of the appointments that took place (not cancelled, not no-shows)."""
+    held = {(a["location_id"], a["id"], a["report_date"]) for a in rows(
+        db, "select * from booker.appointments") if not a["is_cancelled"] and not a["is_no_show"]}
+    return [line for line in rows(db, "select * from booker.appointment_treatments")
+            if (line["location_id"], line["appointment_id"], line["report_date"]) in held]
+
+
+def expected_checkouts(db: str) -> dict[tuple[int, date], list[int]]:
+    """Per location and day: [checkouts, rebooked]. A checkout is a completed appointment of a
+    client whose order's completion is loaded; rebooked when another appointment of theirs
+    (loaded, or in a load's book ahead) starts later and was booked in the 24 h from it."""
+    completed = {(o["location_id"], o["id"]): o["date_completed"] for o in rows(
+        db, "select * from booker.orders where not coalesce(is_deleted, false)")}
+    book = rows(db, "select location_id, id, customer_id, start_date_time, date_booked"
+                    " from booker.appointments union select location_id, id, customer_id,"
+                    " start_date_time, date_booked from booker.appointment_book")
+    days = defaultdict(lambda: [0, 0])
+    for a in rows(db, "select * from booker.appointments"):
+        at = completed.get((a["location_id"], a["order_id"]))
+        if a["status_name"] != "Completed" or a["customer_id"] is None or at is None:
+            continue
+        day = days[(a["location_id"], a["report_date"])]
+        day[0] += 1
+        day[1] += any(
+            b["location_id"] == a["location_id"] and b["customer_id"] == a["customer_id"]
+            and b["id"] != a["id"] and b["start_date_time"] > at
+            and at <= b["date_booked"] <= at + timedelta(hours=REBOOKING_HOURS) for b in book)
+    return days
+
+
 def test_appointment_marts_match_the_raw_tables(built, loaded_warehouse):
     db = loaded_warehouse.settings.duckdb_path
     appointments = rows(db, "select * from booker.appointments")
-    held = {(a["location_id"], a["id"], a["report_date"]) for a in appointments
-            if not a["is_cancelled"] and not a["is_no_show"]}
-    lines = [line for line in rows(db, "select * from booker.appointment_treatments")
-             if (line["location_id"], line["appointment_id"], line["report_date"]) in held]
+    lines = held_lines(db)
     requested = {(line["location_id"], line["appointment_id"]) for line in lines
                  if line["employee_was_requested"]}
     days = defaultdict(list)
     for a in appointments:
         days[(a["location_id"], a["report_date"])].append(a)
-    expected = {}
+    checkouts, expected = expected_checkouts(db), {}
     for key, day in days.items():
+        checked_out, rebooked = checkouts.get(key, (0, 0))
         took_place = [a for a in day if not a["is_cancelled"] and not a["is_no_show"]]
         expected[key] = {
             "booked": len(day), "completed": sum(a["status_name"] == "Completed" for a in day),
@@ -238,16 +283,15 @@ def test_appointment_marts_match_the_raw_tables(built, loaded_warehouse):
             "prebooked_at_checkout": sum(bool(a["is_pre_booked_at_past_checkout"]) for a in day),
             "requested_employee_share": pytest.approx(
                 sum((key[0], a["id"]) in requested for a in took_place) / len(took_place),
-                abs=1e-4) if took_place else None}
+                abs=1e-4) if took_place else None,
+            "checkouts": checked_out, "rebooked": rebooked,
+            "rebooking_rate": pytest.approx(rebooked / checked_out, abs=1e-4)
+            if checked_out else None}
     mart = {(r.pop("location_id"), r.pop("appointment_date")): r
             for r in rows(db, "select * from metrics.location_day_appointments")}
     assert mart == expected
     assert sum(r["no_shows"] for r in mart.values()) and sum(r["completed"] for r in mart.values())
-
-    def minutes(start, end) -> int:
-        return int((datetime.combine(date.min, end) - datetime.combine(date.min, start))
-                   .total_seconds() // 60) if isinstance(start, time) else int(
-            (end - start).total_seconds() // 60)
+    assert sum(r["rebooked"] for r in mart.values()) and sum(r["checkouts"] for r in mart.values())
 
     scheduled, booked = defaultdict(int), defaultdict(int)
     for s in rows(db, "select * from booker.employee_schedules"):
@@ -265,6 +309,34 @@ def test_appointment_marts_match_the_raw_tables(built, loaded_warehouse):
         "utilization": pytest.approx(booked[key] / scheduled[key], abs=1e-4)
         if scheduled.get(key) and key in booked else None} for key in set(scheduled) | set(booked)}
     assert any(r["booked_minutes"] and r["scheduled_minutes"] for r in utilization.values())
+
+
+def test_room_day_utilization_matches_the_raw_tables(built, loaded_warehouse):
+    """Rooms have no schedule: each is available while its location is open, times its
+    capacity, from the local day it was created; booked minutes from the held lines."""
+    db = loaded_warehouse.settings.duckdb_path
+    open_minutes = defaultdict(int)
+    for s in rows(db, "select * from booker.location_schedules where date is not null"):
+        open_minutes[(s["location_id"], s["date"])] += 0 if s["is_closed"] else minutes(
+            s["start_time"], s["end_time"])
+    available = {
+        (r["location_id"], r["id"], day): minutes_open * r["capacity"]
+        for r in rows(db, "select * from booker.rooms_current")
+        for (location, day), minutes_open in open_minutes.items()
+        if location == r["location_id"] and local_day(location, r["date_created"]) <= day}
+    booked = defaultdict(int)
+    for line in held_lines(db):
+        if line["room_id"] is not None:
+            booked[(line["location_id"], line["room_id"], line["report_date"])] += minutes(
+                line["start_date_time"], line["end_date_time"])
+    mart = {(r.pop("location_id"), r.pop("room_id"), r.pop("room_date")): r
+            for r in rows(db, "select * from metrics.room_day_utilization")}
+    assert mart == {key: {
+        "available_minutes": available.get(key), "booked_minutes": booked.get(key, 0),
+        "utilization": pytest.approx(booked[key] / available[key], abs=1e-4)
+        if available.get(key) and key in booked else None} for key in set(available) | set(booked)}
+    assert any(r["utilization"] for r in mart.values())
+    assert any(r["available_minutes"] == 0 for r in mart.values())  # a closed day
 
 
 # ---------------------------------------------------------------- in Dagster
@@ -331,11 +403,12 @@ def test_a_load_refreshes_only_the_days_it_touched(built, loaded_warehouse):
 # The marts, their rows compared whole; loads_seen_until is the time of each warehouse's loads.
 MARTS = {"location_day_sales": "* exclude (loads_seen_until)", "clients": "*",
          "client_months": "*", "membership_months": "*", "location_day_appointments": "*",
-         "employee_day_utilization": "*"}
+         "employee_day_utilization": "*", "room_day_utilization": "*"}
 # What the models read, copied into the lake as the loads would write it there.
 READ = ("orders", "orders_items", "orders_refunds", "_loads", "locations_current",
         "customers_current", "customer_memberships_current", "appointments",
-        "appointment_treatments", "employee_schedules")
+        "appointment_treatments", "employee_schedules", "location_schedules", "rooms_current",
+        "appointment_book")
 
 
 def test_the_marts_build_the_same_on_a_ducklake(built, loaded_warehouse, postgres_dsn,
@@ -362,3 +435,97 @@ def test_the_marts_build_the_same_on_a_ducklake(built, loaded_warehouse, postgre
         with connect_locked(db, read_only=True) as conn:
             in_file = conn.execute(f"select {columns} from metrics.{mart} order by all").fetchall()
         assert on_lake == in_file and in_file, mart
+
+
+ORDER_TABLES = [f"booker/{t}" for t in ("orders", "orders_items", "orders_refunds")]
+
+
+def test_a_refund_gone_from_a_reloaded_order_leaves_the_sales_mart(built, loaded_warehouse):
+    """An order slice re-loaded without a refund it had (Booker as it stood before the refund
+    was made: a sandbox whose clock is earlier) takes the refund out of the day it was made,
+    here a day whose orders are not loaded, so its row goes; re-loaded as it stands, it is
+    back. The incremental refresh rewrites what the slice touched, deletes included."""
+    loaded, db = loaded_warehouse, loaded_warehouse.settings.duckdb_path
+    refund = max((r for r in rows(db, "select * from booker.orders_refunds")
+                  if local_day(r["location_id"], r["date_created"]) > r["report_date"]),
+                 key=lambda r: r["date_created"])
+    location, day = refund["location_id"], refund["report_date"]
+    gone = (location, local_day(location, refund["date_created"]))
+    assert gone[1] not in LOADED_DAYS  # a row of its refunds alone
+
+    def reload_and_refresh(sandbox: BookerSandbox) -> dict[tuple[int, date], dict[str, Any]]:
+        defs = make_defs(sandbox, loaded.settings, page_size=10)
+        assert load_range(defs, [str(location)], day, day, instance=loaded.instance,
+                          selection=ORDER_TABLES).success
+        assert build(loaded, selection=[SALES]).success
+        mart = {(r.pop("location_id"), r.pop("sales_date")): r for r in rows(
+            db, "select * exclude (loads_seen_until) from metrics.location_day_sales")}
+        assert mart == expected_sales(db)
+        return mart
+
+    before_refund = replace(loaded.sandbox.settings,
+                            now=refund["date_created"] - timedelta(seconds=1))
+    with BookerSandbox(before_refund) as earlier:
+        assert gone not in reload_and_refresh(earlier)
+    assert reload_and_refresh(loaded.sandbox)[gone]["refunds"] == refund["amount_amount"]
+
+
+def test_a_daily_load_is_followed_by_the_marts_refresh_by_default(built, loaded_warehouse):
+    """The shipped definitions (the loads' and the metrics', merged as ``defs()`` does): the
+    metrics' sensor runs from the start, and after the runs the daily-load sensor asks for it
+    requests every mart that reads what they loaded, with no manual step."""
+    loaded = loaded_warehouse
+    # no lookback: the sensor launches the last ended day alone, which the warehouse holds
+    settings = replace(loaded.settings, lookback_days=0)
+    defs = dg.Definitions.merge(make_defs(loaded.sandbox, settings, page_size=10),
+                                metrics_definitions(settings))
+    sensor = defs.get_sensor_def(SENSOR_NAME)
+    assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
+    quiet = dg.evaluate_automation_conditions(defs=defs, instance=loaded.instance)
+    with dg.build_sensor_context(instance=loaded.instance, definitions=defs,
+                                 resources=defs.resources) as context:
+        requests = list(defs.get_sensor_def("booker_daily_loads").evaluate_tick(context)
+                        .run_requests or [])
+    assert requests
+    for request in requests:  # as the daemon would launch them
+        assert dg.materialize(
+            [*defs.assets, *defs.asset_checks], selection=request.asset_selection,
+            resources=defs.resources, instance=loaded.instance, tags=request.tags,
+            run_config=request.run_config).success
+    after = dg.evaluate_automation_conditions(
+        defs=defs, instance=loaded.instance, cursor=quiet.cursor,
+        asset_selection=sensor.asset_selection)
+    requested = {key for key in defs.resolve_asset_graph().get_all_asset_keys()
+                 if after.get_num_requested(key)}
+    marts = {key for key in requested if not key.path[-1].startswith("stg_")}
+    assert {SALES, dg.AssetKey([GROUP_NAME, "location_day_appointments"]),
+            dg.AssetKey([GROUP_NAME, "room_day_utilization"])} <= marts
+    assert build(loaded, selection=list(requested)).success
+
+
+def test_a_warehouse_of_past_days_alone_names_the_missing_zone(sandbox, tmp_path):
+    """A load of past days stores no location snapshot, so no zone: the refresh fails naming
+    the location and the fix, never a guessed zone; the fix it names (today's locations) mends
+    it."""
+    settings = make_settings(tmp_path, ("1001",))
+    defs = make_defs(sandbox, settings, page_size=10)
+    metrics = metrics_definitions(settings)
+    sales = dg.AssetSelection.assets(SALES).upstream() & dg.AssetSelection.groups(GROUP_NAME)
+    with dg.DagsterInstance.ephemeral() as instance:
+        assert load_range(defs, ["1001"], LOADED_DAYS[0], LOADED_DAYS[0], instance=instance,
+                          selection=ORDER_TABLES).success
+        failed = dg.materialize(metrics.assets, resources=metrics.resources, instance=instance,
+                                selection=sales, raise_on_error=False)
+        assert not failed.success
+        (failure,) = [e for e in failed.all_events if e.is_step_failure]
+        message = failure.step_failure_data.error.message
+        print(message)
+        first = message.splitlines()[0]  # the cause and the fix, first and once
+        assert ("location 1001 has no time zone" in first and "booker-assets backfill"
+                " --from TODAY --to TODAY --assets locations --locations 1001" in first)
+        assert message.count("has no time zone") == 1
+        today = OBSERVED_DAYS[-1]
+        assert load_range(defs, ["1001"], today, today, instance=instance,
+                          selection=["booker/locations"]).success
+        assert dg.materialize(metrics.assets, resources=metrics.resources, instance=instance,
+                              selection=sales).success

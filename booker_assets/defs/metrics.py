@@ -148,10 +148,25 @@ def build_metrics_assets(settings: Settings) -> dg.AssetsDefinition:
     def booker_metrics(context: dg.AssetExecutionContext, dbt: DbtCliResource) -> Iterator:
         args = ["build", "--vars", vars_json(settings)]  # as parsed
         with warehouse.exclusive(log=context.log), _run_target(project) as target:
-            yield from dbt.cli(args, context=context, target_path=target).stream()
+            build = dbt.cli(args, context=context, target_path=target, raise_on_error=False)
+            yield from build.stream()
+            if not build.is_successful():
+                raise dg.Failure(description=failure_causes(
+                    build.get_artifact("run_results.json")))
         warehouse.publish(context.log)
 
     return booker_metrics
+
+
+def failure_causes(run_results: Mapping[str, Any]) -> str:
+    """What failed, each cause once, first: the last line of each failing node's message (a
+    model's "location 1001 has no time zone: … Fix: …" fails every node that reads it), and
+    which nodes. dagster-dbt's own error starts with the command line and leaves them below."""
+    failed = [r for r in run_results["results"] if r["status"] in ("error", "fail")]
+    causes = dict.fromkeys((r.get("message") or r["status"]).strip().splitlines()[-1].strip()
+                           for r in failed)
+    nodes = ", ".join(r["unique_id"].split(".")[2] for r in failed)  # kind.project.name[.hash]
+    return f"{' | '.join(causes)} (dbt build failed in: {nodes})"
 
 
 def metrics_definitions(settings: Settings) -> dg.Definitions:
@@ -161,10 +176,10 @@ def metrics_definitions(settings: Settings) -> dg.Definitions:
         assets=[assets],
         sensors=[dg.AutomationConditionSensorDefinition(
             SENSOR_NAME, target=dg.AssetSelection.groups(GROUP_NAME),
-            # off until turned on: the marts read zones from the locations snapshot, which a
-            # backfill of past days alone does not store (README, "Fresh without a manual step")
-            default_status=dg.DefaultSensorStatus.STOPPED,
-            description="Refreshes the metrics after the loads they read (REFRESH); turn it "
-                        "on in Automation, or `dagster sensor start booker_metrics_refresh`")],
+            # on from the start, like the loads' sensors: the marts follow every load with no
+            # manual step (a warehouse with no location snapshot fails the refresh once, naming
+            # the fix: macros/local_day.sql)
+            default_status=dg.DefaultSensorStatus.RUNNING,
+            description="Refreshes the metrics after the loads they read (REFRESH)")],
         resources={"dbt": dbt_cli(prepared_project(vars_json(settings))[0])},
     )

@@ -2,7 +2,7 @@
 -- was loaded), the visits loaded, and whether they came back within var retention_days.
 with customers as (
     select c.location_id, c.id as customer_id,
-           cast(timezone(z.iana_zone, c.customer_stats_date_of_first_visit) as date)
+           {{ local_day('c.customer_stats_date_of_first_visit', location_id='c.location_id') }}
                as first_visit_date
     from {{ source('booker', 'customers_current') }} as c
     left join {{ ref('stg_location_zones') }} as z on z.location_id = c.location_id

@@ -1,8 +1,12 @@
 {#- Per location and local day: what was sold, refunded and kept. Incremental: a refresh
-    recomputes only the days of the order slices loaded since the last one (booker._loads) and
-    the days their refunds were made, so its cost follows the load, not the history. -#}
+    recomputes only the days of the order slices loaded since the last one (booker._loads),
+    the days their refunds were made, and the days that held a refund a re-loaded slice may
+    no longer have, so its cost follows the load, not the history. The post-hook removes a
+    day left with neither loaded orders nor refunds (delete+insert only replaces the keys it
+    writes, so it would otherwise keep the day's old row). -#}
 {{ config(materialized='incremental', unique_key=['location_id', 'sales_date'],
-          incremental_strategy='delete+insert', on_schema_change='fail') }}
+          incremental_strategy='delete+insert', on_schema_change='fail',
+          post_hook="delete from {{ this }} where not orders_loaded and refund_count = 0") }}
 
 with loaded_days as (
     -- the days whose orders are loaded, empty days included: a day with no orders has zeros
@@ -28,6 +32,16 @@ days as (
     select r.location_id, r.refund_date
     from {{ ref('stg_refunds') }} as r
     join order_slices as s on s.location_id = r.location_id and s.report_date = r.order_date
+    {% if is_incremental() %}
+    union
+    -- a refund gone from a re-loaded slice left no row to find it by: recompute the days that
+    -- held refunds from the location's first re-loaded day on (a refund follows its order)
+    select t.location_id, t.sales_date
+    from {{ this }} as t
+    join (select location_id, min(report_date) as first_day from order_slices group by all) as s
+      on s.location_id = t.location_id and t.sales_date >= s.first_day
+    where t.refund_count > 0
+    {% endif %}
 ),
 
 orders as (

@@ -5,6 +5,7 @@ select
     report_date as appointment_date,
     id as appointment_id,
     customer_id,
+    order_id,
     status_name,
     coalesce(is_cancelled, false) as is_cancelled,
     coalesce(is_no_show, false) as is_no_show,

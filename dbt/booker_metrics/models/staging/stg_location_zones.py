@@ -4,6 +4,9 @@ A location whose zone no reader knows gets NULL, and the not_null test on iana_z
 
 from datetime import timedelta
 
+import duckdb
+import pandas as pd
+
 from booker_assets.load.dates import BookerDateError
 from booker_assets.load.zones import resolve_zone
 
@@ -25,10 +28,13 @@ def _iana(row) -> str | None:
 
 def model(dbt, session):
     dbt.config(materialized="table")
-    locations = dbt.source("booker", "locations_current").df()
+    try:
+        locations = dbt.source("booker", "locations_current").df()
+    except duckdb.CatalogException:  # never loaded (a backfill of other tables): no zone known
+        locations = pd.DataFrame({"location_id": pd.Series(dtype="int64")})
     zones = locations[["location_id"]].copy()
     zones["iana_zone"] = [_iana(row) for row in locations.itertuples()]
     # typed even when empty (a backfill of past days stores no location snapshot): an untyped
-    # empty column fails the marts' timezone() calls instead of joining nothing
+    # empty column fails in timezone() before the marts can name the location without a zone
     zones["iana_zone"] = zones["iana_zone"].astype("string")
     return zones.drop_duplicates("location_id")

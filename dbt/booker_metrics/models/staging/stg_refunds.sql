@@ -6,7 +6,7 @@ select
     r.order_id,
     r.refund_index,
     r.amount_amount as amount,
-    cast(timezone(z.iana_zone, r.date_created) as date) as refund_date,
+    {{ local_day('r.date_created', location_id='r.location_id') }} as refund_date,
     r._loaded_at
 from {{ source('booker', 'orders_refunds') }} as r
 left join {{ ref('stg_location_zones') }} as z on z.location_id = r.location_id
