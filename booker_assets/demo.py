@@ -243,27 +243,79 @@ def build_metrics(settings: Settings, instance: dg.DagsterInstance, tags: dict[s
                           run_config=QUIET, tags=tags, raise_on_error=False).success
 
 
-def sales_summary(warehouse: Warehouse) -> Table:
-    """Each location's last SUMMARY_DAYS loaded days, one row, from metrics.location_day_sales
-    (the average ticket: the days' tickets weighted by their orders)."""
+# The summary's query: each location's last {days} days with loaded orders, from the marts.
+MARTS = ("location_day_sales", "location_day_appointments", "employee_day_utilization",
+         "room_day_utilization")
+SUMMARY_SQL = """
+    with last as (
+        select * from {location_day_sales}
+        where orders_loaded  -- not a day with only a refund of an older order
+        qualify row_number() over (partition by location_id order by sales_date desc)
+                <= {days}),
+    sales as (
+        select location_id, count(*) as days, sum(orders) as orders,
+               sum(net_sales) as net_sales,
+               sum(average_ticket * orders) / nullif(sum(orders), 0) as ticket,
+               sum(refunds) as refunds
+        from last group by all),
+    appointments as (
+        select a.location_id, sum(a.booked) as booked, sum(a.no_shows) as no_shows,
+               sum(a.checkouts) as checkouts, sum(a.rebooked) as rebooked
+        from {location_day_appointments} as a
+        join last as l
+          on l.location_id = a.location_id and l.sales_date = a.appointment_date
+        group by all),
+    staff as (
+        select u.location_id,
+               sum(u.booked_minutes) / nullif(sum(u.scheduled_minutes), 0) as staff
+        from {employee_day_utilization} as u
+        join last as l on l.location_id = u.location_id and l.sales_date = u.work_date
+        group by all),
+    rooms as (
+        select u.location_id,
+               sum(u.booked_minutes) / nullif(sum(u.available_minutes), 0) as rooms
+        from {room_day_utilization} as u
+        join last as l on l.location_id = u.location_id and l.sales_date = u.room_date
+        where u.available_minutes is not null
+        group by all)
+    select s.location_id, s.days, s.orders, s.net_sales, s.ticket, s.refunds,
+           a.booked, a.no_shows, a.checkouts, a.rebooked, t.staff, r.rooms
+    from sales as s
+    left join appointments as a using (location_id)
+    left join staff as t using (location_id)
+    left join rooms as r using (location_id)
+    order by all"""
+
+
+def location_summary(warehouse: Warehouse) -> Table:
+    """Each location's last SUMMARY_DAYS days with loaded orders, one row, from the marts: sales
+    (the average ticket: the days' tickets weighted by their orders), the appointments' no-shows
+    and rebooked checkouts, and the staff's and rooms' utilization (Σ booked ÷ Σ available
+    minutes of those days)."""
     with warehouse.connect_reader() as conn:
-        rows = conn.execute(f"""
-            with last as (
-                select * from {qualified(conn, 'location_day_sales', 'metrics')}
-                where orders_loaded  -- not a day with only a refund of an older order
-                qualify row_number() over (partition by location_id order by sales_date desc)
-                        <= {SUMMARY_DAYS})
-            select location_id, count(*), sum(orders), sum(net_sales),
-                   sum(average_ticket * orders) / nullif(sum(orders), 0), sum(refunds)
-            from last group by all order by all""").fetchall()
-    table = Table(title=f"Sales, each location's last {SUMMARY_DAYS} loaded days at most "
-                  "(metrics.location_day_sales)", title_justify="left")
-    for name in ("location", "days", "orders", "net sales", "avg ticket", "refunds"):
+        rows = conn.execute(SUMMARY_SQL.format(days=SUMMARY_DAYS, **{
+            name: qualified(conn, name, "metrics") for name in MARTS})).fetchall()
+    table = Table(title=f"Each location's last {SUMMARY_DAYS} loaded days at most "
+                  "(metrics.*: sales, appointments, utilization)", title_justify="left")
+    for name in ("location", "days", "orders", "net sales", "avg ticket", "refunds",
+                 "no-shows", "rebooked", "staff util", "room util"):
         table.add_column(name, justify="left" if name == "location" else "right")
-    for location, days, orders, net, ticket, refunds in rows:
+    for (location, days, orders, net, ticket, refunds, booked, no_shows, checkouts, rebooked,
+         staff, rooms) in rows:
         table.add_row(str(location), str(days), f"{orders:,}", f"{net:,.2f}",
-                      "" if ticket is None else f"{ticket:,.2f}", f"{refunds:,.2f}")
+                      _or_blank(ticket, ",.2f"), f"{refunds:,.2f}", _share(no_shows, booked),
+                      _share(rebooked, checkouts), _or_blank(staff, ".0%"),
+                      _or_blank(rooms, ".0%"))
     return table
+
+
+def _or_blank(value: object, spec: str) -> str:
+    return "" if value is None else format(value, spec)
+
+
+def _share(part: int | None, whole: int | None) -> str:
+    """``part/whole``: blank when there is nothing to count (no appointments loaded)."""
+    return f"{part:,}/{whole:,}" if whole else ""
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
@@ -317,7 +369,7 @@ def demo(args: argparse.Namespace) -> int:
     tally = watcher.tally
     read_back(warehouse_of(settings), tally, console)
     if built:
-        console.print(sales_summary(warehouse_of(settings)))
+        console.print(location_summary(warehouse_of(settings)))
     console.print(f"Checks: {tally.checks[True]} passed, {tally.checks[False]} failed"
                   + "".join(f"\n  failed: {name}" for name in tally.failed_checks))
     outcome = ("Done" if not failed else

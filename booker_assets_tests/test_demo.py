@@ -125,6 +125,12 @@ def test_the_terminal_shows_a_line_per_table_then_the_summary(demo):
     summary = lines.index(f"Read from DuckDB {copy}") + 1  # the file it reads, current
     assert lines[summary] == "What DuckDB holds"
     assert all(any(f"booker.{t} " in line for line in lines[summary:]) for t in TABLES)
+    # the marts' summary: a row per location, sales beside appointments and utilization
+    header = next(line for line in lines if "avg ticket" in line)
+    assert all(name in header for name in ("net sales", "refunds", "no-shows", "rebooked",
+                                            "staff util", "room util")), header
+    rows = [line for line in lines if re.match(r"│ 100\d ", line)]
+    assert len(rows) == 4 and all(re.search(r"\d+%", row) for row in rows), rows
     assert re.fullmatch(r"Checks: \d+ passed, 0 failed", lines[-2])
     log = Path(env["BOOKER_DUCKDB_PATH"]).parent / "demo.log"
     assert lines[-1].startswith("Done in ") and f"Dagster's event log: {log}." in lines[-1]
