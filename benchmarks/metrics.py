@@ -4,7 +4,10 @@ Loading 2 years × 50 locations from the sandbox takes hours at Booker's pace (R
 Performance), so the raw tables are **synthesized in DuckDB directly** at that size, with the
 columns, types and views the loads write (only those the models read): 50 locations in 4 zones,
 30 orders a location-day (2 % voided), 2–3 items each, 2 % refunded up to 9 days later, 5,000
-clients and 200 memberships a location, and ``booker._loads`` with a slice per table and day.
+clients and 200 memberships a location; an appointment per order (its checkout) and 2 more
+(cancelled, no-show), 1–2 service lines each in one of 5 rooms, 12 employees' schedules, the
+location's opening hours, the book ahead of the last day (30 days); and ``booker._loads``
+with a slice per table and day.
 
 Then, through the code location's own asset (``dg.materialize``, dbt in its own process):
 1. the full build of every model and test;
@@ -62,7 +65,9 @@ def synthesize(db: str, locations: int, days: int) -> dict[str, int]:
                    (sub - discount + round(sub * 0.08, 2) + tip)::decimal(18, 2)
                        as final_total_amount,
                    timezone(iana, (report_date + interval (9 + k % 10) hour)::timestamp)
-                       as date_created
+                       as date_created,
+                   timezone(iana, (report_date + interval (10 + k % 10) hour)::timestamp)
+                       as date_completed
             from (
                 select (current_date - {days} + d::int)::date as report_date,
                        l::bigint as location_id,
@@ -103,18 +108,59 @@ def synthesize(db: str, locations: int, days: int) -> dict[str, int]:
                    if(m % 4 = 0, (current_date - 400 + (hash(m, l) % 700)::int)::timestamptz, null)
                        as membership_expiration_date
             from range(1, {locations} + 1) a(l), range(200) b(m);
+        create table booker.appointments as
+            select o.report_date, o.location_id, o._loaded_at, o.id + n * 500 as id,
+                   o.customer_id, if(n = 0, o.id, null) as order_id,
+                   case n when 0 then 'Completed' when 1 then 'Cancelled' else 'NoShow' end
+                       as status_name,
+                   n = 1 as is_cancelled, n = 2 as is_no_show, o.id % 3 = 0 as is_web_booking,
+                   o.id % 5 = 0 as is_pre_booked_at_past_checkout,
+                   o.date_created - interval 1 hour as start_date_time,
+                   o.date_created - interval (o.id % 40) day as date_booked
+            from booker.orders o, range(3) r(n) where n = 0 or o.id % 15 = n;
+        create table booker.appointment_treatments as
+            select a.report_date, a.location_id, a._loaded_at, a.id * 10 + n as id,
+                   a.id as appointment_id, a.location_id * 1000 + (a.id + n) % 12 as employee_id,
+                   a.location_id * 1000 + 300 + (a.id + n) % 5 as room_id,
+                   a.id % 4 = 0 as employee_was_requested,
+                   a.start_date_time + interval (n * 45) minute as start_date_time,
+                   a.start_date_time + interval (n * 45 + 45) minute as end_date_time
+            from booker.appointments a, range(2) r(n) where n < 1 + a.id % 2;
+        create table booker.employee_schedules as
+            select d.report_date, d.location_id, now() as _loaded_at,
+                   d.location_id * 1000 + e as employee_id, d.report_date as "date",
+                   time '09:00' as start_time, time '17:00' as end_time, e = 11 as is_off
+            from (select distinct report_date, location_id from booker.orders) d, range(12) r(e);
+        create table booker.location_schedules as
+            select report_date, location_id, now() as _loaded_at, report_date as "date",
+                   time '09:00' as start_time, time '20:00' as end_time, false as is_closed
+            from (select distinct report_date, location_id from booker.orders);
+        create table booker.rooms as
+            select current_date - 1 as report_date, l::bigint as location_id, now() as _loaded_at,
+                   (l * 1000 + 300 + r)::bigint as id, 1 + (r = 2)::int as capacity,
+                   (current_date - {days} - 30)::timestamptz as date_created
+            from range(1, {locations} + 1) a(l), range(5) b(r);
+        create table booker.appointment_book as
+            select current_date - 1 as report_date, location_id, now() as _loaded_at,
+                   id + 900 as id, customer_id,
+                   start_date_time + interval 28 day as start_date_time,
+                   start_date_time + interval 2 hour as date_booked
+            from booker.appointments where report_date >= current_date - 30;
         create table booker._loads as
             select t.name as table_name, d.report_date, d.location_id,
                    count(*) as row_count, 'loaded' as status, now() as loaded_at
-            from (values ('orders'), ('orders_items'), ('orders_refunds')) t(name),
+            from (values ('orders'), ('orders_items'), ('orders_refunds'), ('appointments'),
+                         ('appointment_treatments'), ('employee_schedules'),
+                         ('location_schedules')) t(name),
                  (select distinct report_date, location_id from booker.orders) d
             group by all;
         """)
-        for table in ("locations", "customers", "customer_memberships"):
+        for table in ("locations", "customers", "customer_memberships", "rooms"):
             conn.execute(f"create view booker.{table}_current as select * from booker.{table}")
         return {t: conn.execute(f"select count(*) from booker.{t}").fetchone()[0]
                 for t in ("orders", "orders_items", "orders_refunds", "customers",
-                          "customer_memberships", "_loads")}
+                          "customer_memberships", "appointments", "appointment_treatments",
+                          "employee_schedules", "appointment_book", "_loads")}
 
 
 def daily_load(db: str, lookback: int) -> int:
