@@ -287,25 +287,33 @@ SUMMARY_SQL = """
     order by all"""
 
 
-def location_summary(warehouse: Warehouse) -> Table:
-    """Each location's last SUMMARY_DAYS days with loaded orders, one row, from the marts: sales
-    (the average ticket: the days' tickets weighted by their orders), the appointments' no-shows
-    and rebooked checkouts, and the staff's and rooms' utilization (Σ booked ÷ Σ available
-    minutes of those days)."""
+def location_summary(warehouse: Warehouse) -> tuple[Table, Table]:
+    """Each location's last SUMMARY_DAYS days with loaded orders, from the marts: its sales
+    (the average ticket: the days' tickets weighted by their orders), then its appointments'
+    no-shows and rebooked checkouts and the staff's and rooms' utilization (Σ booked ÷ Σ
+    available minutes of those days). Two tables: each fits a terminal of 80 columns."""
     with warehouse.connect_reader() as conn:
         rows = conn.execute(SUMMARY_SQL.format(days=SUMMARY_DAYS, **{
             name: qualified(conn, name, "metrics") for name in MARTS})).fetchall()
-    table = Table(title=f"Each location's last {SUMMARY_DAYS} loaded days at most "
-                  "(metrics.*: sales, appointments, utilization)", title_justify="left")
-    for name in ("location", "days", "orders", "net sales", "avg ticket", "refunds",
-                 "no-shows", "rebooked", "staff util", "room util"):
-        table.add_column(name, justify="left" if name == "location" else "right")
+    sales = _table(f"Sales, each location's last {SUMMARY_DAYS} loaded days at most "
+                   "(metrics.location_day_sales)",
+                   ("location", "days", "orders", "net sales", "avg ticket", "refunds"))
+    visits = _table("Their appointments and utilization (metrics.location_day_appointments, "
+                    "employee_day_utilization, room_day_utilization)",
+                    ("location", "no-shows", "rebooked", "staff util", "room util"))
     for (location, days, orders, net, ticket, refunds, booked, no_shows, checkouts, rebooked,
          staff, rooms) in rows:
-        table.add_row(str(location), str(days), f"{orders:,}", f"{net:,.2f}",
-                      _or_blank(ticket, ",.2f"), f"{refunds:,.2f}", _share(no_shows, booked),
-                      _share(rebooked, checkouts), _or_blank(staff, ".0%"),
-                      _or_blank(rooms, ".0%"))
+        sales.add_row(str(location), str(days), f"{orders:,}", f"{net:,.2f}",
+                      _or_blank(ticket, ",.2f"), f"{refunds:,.2f}")
+        visits.add_row(str(location), _share(no_shows, booked), _share(rebooked, checkouts),
+                       _or_blank(staff, ".0%"), _or_blank(rooms, ".0%"))
+    return sales, visits
+
+
+def _table(title: str, columns: tuple[str, ...]) -> Table:
+    table = Table(title=title, title_justify="left")
+    for name in columns:
+        table.add_column(name, justify="left" if name == "location" else "right")
     return table
 
 
@@ -369,7 +377,7 @@ def demo(args: argparse.Namespace) -> int:
     tally = watcher.tally
     read_back(warehouse_of(settings), tally, console)
     if built:
-        console.print(location_summary(warehouse_of(settings)))
+        console.print(*location_summary(warehouse_of(settings)))
     console.print(f"Checks: {tally.checks[True]} passed, {tally.checks[False]} failed"
                   + "".join(f"\n  failed: {name}" for name in tally.failed_checks))
     outcome = ("Done" if not failed else
