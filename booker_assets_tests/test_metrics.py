@@ -479,12 +479,12 @@ def test_a_daily_load_is_followed_by_the_marts_refresh_by_default(built, loaded_
     settings = replace(loaded.settings, lookback_days=0)
     defs = dg.Definitions.merge(make_defs(loaded.sandbox, settings, page_size=10),
                                 metrics_definitions(settings))
-    sensor = defs.get_sensor_def(SENSOR_NAME)
+    sensor = defs.resolve_sensor_def(SENSOR_NAME)
     assert sensor.default_status == dg.DefaultSensorStatus.RUNNING
     quiet = dg.evaluate_automation_conditions(defs=defs, instance=loaded.instance)
     with dg.build_sensor_context(instance=loaded.instance, definitions=defs,
                                  resources=defs.resources) as context:
-        requests = list(defs.get_sensor_def("booker_daily_loads").evaluate_tick(context)
+        requests = list(defs.resolve_sensor_def("booker_daily_loads").evaluate_tick(context)
                         .run_requests or [])
     assert requests
     for request in requests:  # as the daemon would launch them
