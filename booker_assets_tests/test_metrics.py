@@ -18,7 +18,6 @@ import pytest
 
 from booker_assets.defs.metrics import GROUP_NAME, REFRESH, SENSOR_NAME, metrics_definitions
 from booker_assets.defs.storage import DuckLake, connect_locked
-from booker_assets.sandbox import BookerSandbox
 from booker_assets_tests.conftest import (
     LOADED_DAYS,
     OBSERVED_DAYS,
@@ -27,6 +26,7 @@ from booker_assets_tests.conftest import (
     make_defs,
     make_settings,
 )
+from booker_sandbox import BookerSandbox
 
 # The sandbox's zones of the loaded locations (written here, not read through the code under
 # test): 1001 is Eastern, 1004 Pacific.

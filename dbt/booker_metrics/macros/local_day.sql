@@ -10,7 +10,7 @@
             || case when {{ zones }}.location_id is null
                     then 'booker.locations holds no row of it (a load of past days stores no location snapshot). Fix: load today''s locations (booker-assets backfill --from TODAY --to TODAY --assets locations --locations '
                          || {{ location_id }} || ', or let the daily load run), then refresh the metrics'
-                    else 'its Booker zone is none the zone reader knows (metrics.stg_location_zones). Fix: add it to booker_assets/api/zones.py'
+                    else 'its Booker zone is none the zone reader knows (metrics.stg_location_zones). Fix: add it to booker_assets/load/zones.py'
                end)
         else {{ zones }}.iana_zone end,
         {{ instant }}) as date)
