@@ -27,6 +27,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 from typing import TypeVar
 
@@ -85,6 +86,20 @@ def test_shipped_instance_counts_the_pool_per_run_and_fails_dead_runs(tmp_path: 
 def slow_sandbox() -> Iterator[BookerSandbox]:
     with BookerSandbox(SandboxSettings(latency_ms=LATENCY_MS)) as sb:
         yield sb
+
+
+@pytest.fixture
+def slow(slow_sandbox: BookerSandbox) -> BookerSandbox:
+    """The sandbox slow for each test's runs to be killed while they load."""
+    return _latency(slow_sandbox, LATENCY_MS)
+
+
+def _latency(sandbox: BookerSandbox, ms: float) -> BookerSandbox:
+    # read by the sandbox per request: the runs after the kills load at full speed (what they
+    # prove is that they run, not how long a slow Booker takes; at 0.5 s a request the re-run
+    # of three days took a minute)
+    sandbox.settings = replace(sandbox.settings, latency_ms=ms)
+    return sandbox
 
 
 @pytest.fixture(scope="module")
@@ -181,7 +196,7 @@ def _in_process_month(env: dict, log: Path, location: str, tag: dict[str, str]
 
 
 @pytest.mark.skipif(not HAS_DAEMON, reason="dagster-daemon not installed")
-def test_a_sigkilled_daemon_run_fails_and_is_rerun_once(deployment, instance):
+def test_a_sigkilled_daemon_run_fails_and_is_rerun_once(deployment, instance, slow):
     client, _, logs = deployment
     run_id = _launch(client, ALL_TABLES, {RANGE_START: "2025-03-01|1001",
                                           RANGE_END: "2025-03-03|1001"})
@@ -189,6 +204,7 @@ def test_a_sigkilled_daemon_run_fails_and_is_rerun_once(deployment, instance):
 
     os.kill(pid, signal.SIGKILL)
     t0 = time.monotonic()
+    _latency(slow, 0)
     _until("the killed run to fail", _is(instance, run_id, dg.DagsterRunStatus.FAILURE),
            RECOVERY_S, logs)
     failed = _since(t0)
@@ -206,7 +222,7 @@ def test_a_sigkilled_daemon_run_fails_and_is_rerun_once(deployment, instance):
 
 @pytest.mark.skipif(not HAS_DAEMON, reason="dagster-daemon not installed")
 def test_sigkilled_runs_launched_and_in_process_do_not_block_the_next_load(
-    deployment, instance, tmp_path
+    deployment, instance, slow, tmp_path
 ):
     """The pool's two runs: one launched by the daemon, one executed in its own process (as
     the command line and the demo execute theirs). Both killed, both fail, the load queued
@@ -230,6 +246,7 @@ def test_sigkilled_runs_launched_and_in_process_do_not_block_the_next_load(
         process.wait()
     os.kill(pid, signal.SIGKILL)
     t0 = time.monotonic()
+    _latency(slow, 0)
     _until("the launched run to fail", _is(instance, launched, dg.DagsterRunStatus.FAILURE),
            RECOVERY_S, logs)
     launched_failed = _since(t0)
