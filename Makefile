@@ -47,8 +47,11 @@ postgres-bin:
 demo: install  ## load every report for the last $(DAYS) days from the sandbox into data/booker_assets.duckdb
 	$(BIN)/python -m booker_assets.demo --days $(DAYS)
 
+# Three workers on two cores: the end-to-end tests mostly wait for servers, runs and subprocesses.
+TEST_WORKERS ?= 3
+
 test: install postgres-bin /usr/bin/chromium  ## the whole test suite, the browser test included
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q -n $(TEST_WORKERS)
 
 dev: install  ## the Dagster UI and daemon on http://127.0.0.1:$(PORT)
 	$(BIN)/dagster dev -w workspace.yaml -h 127.0.0.1 -p $(PORT)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import bisect
 import os
+import tempfile
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import date, datetime, timezone
@@ -25,6 +26,30 @@ from booker_sandbox import BookerSandbox, SandboxSettings
 SANDBOX_NOW = datetime(2025, 6, 30, 12, tzinfo=timezone.utc)
 SANDBOX_SETTINGS = SandboxSettings(start_date=date(2025, 1, 1), end_date=date(2025, 6, 30),
                                    now=SANDBOX_NOW)
+
+
+# The files of end-to-end paths (a webserver and daemon, the demo, the README's terminal, a
+# browser), slowest first: `make test` runs files side by side (pytest-xdist, --dist loadfile),
+# and one of them started last would leave every other worker idle while it runs alone.
+SLOWEST_FIRST = ("test_dead_runs.py", "test_readme.py", "test_ui.py", "test_demo.py",
+                 "test_e2e_daemon.py", "test_variants_load.py", "test_reliability.py")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    """An xdist worker is a host of its own: the state a host's processes share (the rate
+    bucket and the backfill's shared replies under ``api/ratelimit.host_dir``) lives in the
+    temporary directory, and two tests side by side must not pace or answer each other."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER")
+    if worker:
+        own = Path(tempfile.gettempdir()) / f"booker-assets-tests-{worker}"
+        own.mkdir(exist_ok=True)
+        os.environ["TMPDIR"] = str(own)  # the subprocesses' too
+        tempfile.tempdir = None  # read again from TMPDIR
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    rank = {name: n for n, name in enumerate(SLOWEST_FIRST)}
+    items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: else as found
 
 
 @pytest.fixture(autouse=True)
