@@ -123,10 +123,18 @@ def make_settings(tmp_path: Path, locations: tuple[str, ...], **overrides) -> Se
     return Settings(**(values | overrides))
 
 
+# The sandbox has no rate limit unless a test gives it one: at the deployment's default pace
+# (10 requests/s) the session's loaded warehouse alone waited ~40 s for its tokens. A test
+# about the pace sets its own.
+TEST_PACE = {"requests_per_second": 1000, "burst": 100}
+
+
 def make_defs(sandbox: BookerSandbox, settings: Settings, **resource_fields) -> dg.Definitions:
-    """The project's own definitions, with the Booker resource pointed at ``sandbox`` and the
-    sandbox's clock (it decides which days' snapshots can be observed)."""
-    booker = BookerResource(base_url=sandbox.url, **sandbox.credentials, **resource_fields)
+    """The project's own definitions, with the Booker resource pointed at ``sandbox`` (at
+    ``TEST_PACE`` unless ``resource_fields`` say otherwise) and the sandbox's clock (it decides
+    which days' snapshots can be observed)."""
+    booker = BookerResource(base_url=sandbox.url, **sandbox.credentials,
+                            **TEST_PACE | resource_fields)
     frozen = sandbox.settings.now
     return build_definitions(settings, booker, clock=lambda: frozen or datetime.now(timezone.utc))
 

@@ -22,6 +22,9 @@ from dagster_graphql import DagsterGraphQLClient
 from booker_sandbox import BookerSandbox
 
 REPO = Path(__file__).resolve().parents[1]
+# The sandbox has no rate limit: at the default pace (10 requests/s) a deployment's runs only
+# wait for tokens (conftest.TEST_PACE does the same for the tests' in-process runs).
+UNPACED_ENV = {"BOOKER_REQUESTS_PER_SECOND": "1000"}
 BIN = Path(sys.executable).parent
 HAS_DAEMON = (BIN / "dagster-daemon").exists()
 
@@ -88,7 +91,7 @@ def instance_environment(sandbox: BookerSandbox, root: Path, locations: Sequence
         "BOOKER_LOCATION_IDS": ",".join(locations),
         "BOOKER_START_DATE": "2025-01-01",
         "BOOKER_DUCKDB_PATH": str(root / "warehouse.duckdb"),
-    }
+    } | UNPACED_ENV
 
 
 @contextmanager

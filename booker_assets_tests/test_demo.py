@@ -31,7 +31,14 @@ from booker_assets.defs.partitions import RANGE_END, RANGE_START
 from booker_assets.defs.storage import connect_locked
 from booker_assets.demo import DEMO_TAG, Watcher
 from booker_assets.settings import load_settings
-from booker_assets_tests.e2e import in_progress, instance_environment, start, step_started, wait_for
+from booker_assets_tests.e2e import (
+    UNPACED_ENV,
+    in_progress,
+    instance_environment,
+    start,
+    step_started,
+    wait_for,
+)
 from booker_sandbox import BookerSandbox, SandboxSettings
 
 REPO = Path(__file__).resolve().parents[1]
@@ -45,8 +52,10 @@ def demo_environment(tmp_path: Path) -> dict[str, str]:
     home.mkdir()
     shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
     env = {k: v for k, v in os.environ.items() if not k.startswith(("BOOKER_", "DAGSTER_"))}
-    return env | {"DAGSTER_HOME": str(home),
-                  "BOOKER_DUCKDB_PATH": str(tmp_path / "data" / "booker_assets.duckdb")}
+    # the README's test runs the demo at the default pace; what this one reads is the same
+    return env | UNPACED_ENV | {
+        "DAGSTER_HOME": str(home),
+        "BOOKER_DUCKDB_PATH": str(tmp_path / "data" / "booker_assets.duckdb")}
 
 
 def killed_demos(home: str, root: Path) -> set[str]:
