@@ -9,7 +9,7 @@ extra, never different, and no record may be rejected.
 
 Property tests draw the seed with Hypothesis, per report; ``EXAMPLES`` per report run in CI
 (``HYPOTHESIS_PROFILE=thorough`` runs 200). A full Dagster backfill of every report under one
-seed compares the whole warehouse.
+seed is compared, table for table, with the session's loaded warehouse (the canonical load).
 """
 
 from __future__ import annotations
@@ -20,17 +20,15 @@ import os
 import re
 from collections.abc import Iterator
 from dataclasses import replace
-from datetime import date
-from pathlib import Path
 from typing import Any
 
+import dagster as dg
 import duckdb
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from booker_assets.api.client import BookerClient, BookerResource
-from booker_assets.catalogue.options import OPTIONS
 from booker_assets.catalogue.placing import booker_names, day_field, root_placing
 from booker_assets.catalogue.reports import (
     GROUPS,
@@ -47,11 +45,13 @@ from booker_assets.defs.storage import connect_locked, qualified
 from booker_assets.load.extract import extract
 from booker_assets.load.flatten import DRIFT, RAW
 from booker_assets_tests.conftest import (
+    LOADED_DAYS,
+    LOADED_LOCATIONS,
+    OBSERVED_DAYS,
     SANDBOX_NOW,
     SANDBOX_SETTINGS,
     load_range,
     make_defs,
-    make_settings,
 )
 from booker_sandbox import BookerSandbox
 from booker_sandbox.variants import VARIANT_KINDS
@@ -59,9 +59,8 @@ from booker_sandbox.variants import VARIANT_KINDS
 EXAMPLES = 200 if os.environ.get("HYPOTHESIS_PROFILE") == "thorough" else 12
 SHAPE_EXAMPLES = 100 if os.environ.get("HYPOTHESIS_PROFILE") == "thorough" else 3
 LOCATION = "1002"  # Central: its clocks change, so day windows are 23 and 25 hours
-# Dated reports: the spring-forward week; snapshots: days the sandbox's clock can observe.
-DATED_DAYS = [date(2025, 3, 8), date(2025, 3, 9)]
-OBSERVED_DAYS = [date(2025, 6, 29), date(2025, 6, 30)]
+# Dated reports: the spring-forward weekend (LOADED_DAYS); snapshots: days the sandbox's clock
+# can observe (OBSERVED_DAYS): the days of the session's loaded warehouse.
 ALL_ON = {"include_expired": True, "ignore_freelancers": True, "only_active_employees": True,
           "schedule_defaults": True}
 
@@ -86,8 +85,8 @@ def _load(sb: BookerSandbox, client: BookerClient, group: ReportGroup, options: 
     # weekday defaults are undated, like snapshots: only observable days get them
     dated = any(t.history == "dated" for t in group.tables) and not options.get(
         "schedule_defaults")
-    days = DATED_DAYS if dated else OBSERVED_DAYS
-    frames = extract(client.view(group.name), group, list(group.tables), LOCATION, days,
+    days = LOADED_DAYS if dated else OBSERVED_DAYS
+    frames = extract(client.view(group.name), group, list(group.tables), LOCATION, list(days),
                      {name: options.get(name, False) for name in group.options}, "keep",
                      SANDBOX_NOW)
     stored = {}
@@ -285,9 +284,6 @@ def _kept_values(table: dict) -> list[tuple[str, Any, dict]]:
 
 # ----- a full backfill of every report under variants --------------------------------------
 
-BACKFILL_LOCS = ("1001", "1002", "1003", "1004")
-BACKFILL_DAYS = (date(2025, 6, 20), date(2025, 6, 30))  # ends on days that can be observed
-
 
 def _warehouse(database: str) -> dict[str, dict]:
     stored = {}
@@ -298,20 +294,19 @@ def _warehouse(database: str) -> dict[str, dict]:
     return stored
 
 
-def _backfill(settings_dir: Path, variants: int | None) -> tuple[dict, Any]:
-    # the deployment gets weekday defaults, so that their tables are loaded too
-    settings = make_settings(settings_dir, BACKFILL_LOCS,
-                             options=dict.fromkeys(OPTIONS, False) | {"schedule_defaults": True})
-    with BookerSandbox(replace(SANDBOX_SETTINGS, variants=variants)) as sb:
-        defs = make_defs(sb, settings, requests_per_second=10_000, burst=1_000)
-        result = load_range(defs, BACKFILL_LOCS, *BACKFILL_DAYS)
-        assert result.success
-        return _warehouse(settings.duckdb_path), sb.stats.variants
-
-
-def test_a_backfill_of_every_report_under_variants_equals_the_canonical(tmp_path):
-    canonical, _ = _backfill(tmp_path / "canonical", None)
-    varied, picks = _backfill(tmp_path / "variants", 20251130)
+def test_a_backfill_of_every_report_under_variants_equals_the_canonical(loaded_warehouse,
+                                                                         tmp_path):
+    """The session's loaded warehouse is the canonical load: the same runs (its days, its
+    locations, its settings and page size) from a sandbox serving variants."""
+    settings = replace(loaded_warehouse.settings, duckdb_path=str(tmp_path / "varied.duckdb"))
+    with BookerSandbox(replace(SANDBOX_SETTINGS, variants=20251130)) as sb:
+        defs = make_defs(sb, settings, page_size=10)
+        with dg.DagsterInstance.ephemeral() as instance:
+            assert all(load_range(defs, LOADED_LOCATIONS, *days, instance=instance).success
+                       for days in (LOADED_DAYS, OBSERVED_DAYS))
+        picks = sb.stats.variants
+    canonical = _warehouse(loaded_warehouse.settings.duckdb_path)
+    varied = _warehouse(settings.duckdb_path)
     assert varied.pop("_rejects") == [] and canonical.pop("_rejects") == []
     assert all(table["rows"] for table in canonical.values()), "every table holds rows"
     assert_same_load(canonical, varied)
