@@ -8,9 +8,9 @@ import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import astuple, replace
-from datetime import date
 from pathlib import Path
 
+import dagster as dg
 import pytest
 
 from booker_assets.api.bucket import BucketState
@@ -19,29 +19,18 @@ from booker_assets.api.ratelimit import _STATE, TokenBucket
 from booker_assets.catalogue.reports import TABLES
 from booker_assets.defs.storage import connect_locked
 from booker_assets_tests.conftest import (
-    EVERY_TABLE_OPTIONS,
+    LOADED_DAYS,
+    LOADED_LOCATIONS,
+    OBSERVED_DAYS,
     SANDBOX_SETTINGS,
+    Loaded,
     assert_within_rate,
     load_range,
     make_defs,
-    make_settings,
 )
 from booker_sandbox import BookerSandbox
 
-LOCS = ("1001", "1003")
-# Ending on the sandbox clock's day: the snapshots of the last two days can be observed.
-FIRST, LAST = date(2025, 6, 28), date(2025, 6, 30)
 RATE, BURST = 20, 5
-
-
-def _load(sandbox: BookerSandbox, tmp_path, in_flight: int) -> str:
-    # with the weekday defaults too, so that the comparison covers every table
-    settings = make_settings(tmp_path / f"in_flight_{in_flight}", LOCS, options=EVERY_TABLE_OPTIONS)
-    # page_size 10: orders and customers span several pages, fetched concurrently
-    defs = make_defs(sandbox, settings, page_size=10, max_in_flight=in_flight,
-                     requests_per_second=1000, burst=100)
-    assert load_range(defs, LOCS, FIRST, LAST).success
-    return settings.duckdb_path
 
 
 def _contents(database: str) -> dict[str, list[tuple]]:
@@ -53,9 +42,18 @@ def _contents(database: str) -> dict[str, list[tuple]]:
     return tables
 
 
-def test_rows_identical_with_1_and_8_requests_in_flight(sandbox, tmp_path):
-    serial = _contents(_load(sandbox, tmp_path, in_flight=1))
-    concurrent = _contents(_load(sandbox, tmp_path, in_flight=8))
+def test_rows_identical_with_1_and_8_requests_in_flight(loaded_warehouse: Loaded, tmp_path):
+    """The session's loaded warehouse came 8 requests in flight (the resource's default; page
+    size 10: orders and customers span pages fetched side by side, every table asked): the
+    same runs one request at a time store the same rows."""
+    assert BookerResource.model_fields["max_in_flight"].default == 8
+    settings = replace(loaded_warehouse.settings, duckdb_path=str(tmp_path / "serial.duckdb"))
+    defs = make_defs(loaded_warehouse.sandbox, settings, page_size=10, max_in_flight=1)
+    with dg.DagsterInstance.ephemeral() as instance:
+        assert all(load_range(defs, LOADED_LOCATIONS, *days, instance=instance).success
+                   for days in (LOADED_DAYS, OBSERVED_DAYS))
+    serial = _contents(settings.duckdb_path)
+    concurrent = _contents(loaded_warehouse.settings.duckdb_path)
 
     assert all(serial[name] for name in TABLES), "every table should hold rows"
     for name, rows in serial.items():
