@@ -98,6 +98,19 @@ def _load(sb: BookerSandbox, client: BookerClient, group: ReportGroup, options: 
     return stored
 
 
+_CANONICAL: dict[str, dict] = {}  # each case's canonical load
+
+
+def _canonical(sb: BookerSandbox, client: BookerClient, group: ReportGroup,
+               options: dict) -> dict[str, dict]:
+    """A case's canonical load, loaded once per module: the sandbox's clock is frozen, so it
+    is the same for every example (it was loaded again for each, half of the test's time)."""
+    case = repr((group.name, options))
+    if case not in _CANONICAL:
+        _CANONICAL[case] = _load(sb, client, group, options, None)
+    return _CANONICAL[case]
+
+
 def _table(conn: duckdb.DuckDBPyConnection, name: str) -> dict:
     """A stored table's columns, their types and rows (``_loaded_at`` aside)."""
     cursor = conn.execute(f"SELECT * EXCLUDE (_loaded_at) FROM {qualified(conn, name)}")
@@ -163,7 +176,7 @@ CASES = [(group, options) for group in GROUPS
 @given(seed=st.integers(min_value=1, max_value=2**32))
 def test_every_variant_of_a_report_loads_like_the_canonical(served, group, options, seed):
     sb, client = served
-    canonical = _load(sb, client, group, options, None)
+    canonical = _canonical(sb, client, group, options)
     assert any(t["rows"] for t in canonical.values()), f"{group.name} serves nothing"
     assert_same_load(canonical, _load(sb, client, group, options, seed))
 
@@ -180,10 +193,7 @@ def test_a_field_in_any_shape_keeps_its_record_and_its_value(served, group, opti
     """Every field that places nothing, drawn in another shape (from the catalogue): the same
     rows and keys per partition, each drifted value kept exactly, the drift listed by field."""
     sb, client = served
-    case = repr((group.name, options))
-    if case not in _CANONICAL:
-        _CANONICAL[case] = _load(sb, client, group, options, None)
-    canonical = _CANONICAL[case]
+    canonical = _canonical(sb, client, group, options)
     shaped = _load(sb, client, group, options, seed, shapes=True)
     for name, want in canonical.items():
         got = shaped[name]
@@ -215,10 +225,10 @@ def test_a_placing_field_made_unreadable_rejects_its_record_and_only_it(served, 
     other row loads as in the canonical load."""
     sb, client = served
     options: dict = {}
-    canonical = _load(sb, client, group, options, None)
+    canonical = _canonical(sb, client, group, options)
     if not any(table["rows"] for table in canonical.values()):  # asked only with an option
         options = ALL_ON
-        canonical = _load(sb, client, group, options, None)
+        canonical = _canonical(sb, client, group, options)
     handle = sb.api.handle
     path = re.compile(re.sub(r"\\\{[a-z_]+\\\}", "[^/]+", re.escape(group.root.path.lower())))
 
@@ -256,8 +266,6 @@ def test_a_placing_field_made_unreadable_rejects_its_record_and_only_it(served, 
             assert len(got["rows"]) + len(got["rejects"]) == len(want["rows"]), table.name
     assert snake(field) in named, named
 
-
-_CANONICAL: dict[str, dict] = {}  # each case's canonical load, read once
 
 
 def _carried(name: str) -> set[str]:
