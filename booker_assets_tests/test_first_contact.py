@@ -30,7 +30,6 @@ from booker_sandbox.api import Reply
 
 DAY = date(2025, 3, 5)
 ORDERS = ["booker/orders", "booker/orders_items", "booker/orders_refunds"]
-FAST = {"requests_per_second": 10_000, "burst": 1_000}
 Rewrite = Callable[[str, dict], dict]  # (request path, reply body) -> reply body
 INSTANCE = dg.DagsterInstance.ephemeral()  # its event log has the events' times
 
@@ -54,7 +53,7 @@ def rewritten(rewrite: Rewrite) -> Iterator[BookerSandbox]:
 def load(sb: BookerSandbox, tmp_path, selection: list[str], days=(DAY, DAY), locations=("1001",),
          **run) -> tuple[dg.ExecuteInProcessResult, str]:
     settings = make_settings(tmp_path, locations)
-    result = load_range(make_defs(sb, settings, **FAST), list(locations), *days,
+    result = load_range(make_defs(sb, settings), list(locations), *days,
                         selection=selection, instance=INSTANCE, **run)
     return result, settings.duckdb_path
 
