@@ -29,7 +29,7 @@ import duckdb
 import pandas as pd
 
 from booker_assets.catalogue.reports import GROUP_OF, TABLES, Explode, FromRoot, PerParent, Table
-from booker_assets.defs.io_manager import insert_rows
+from booker_assets.defs.rows import insert_rows
 from booker_assets.defs.storage import qualified
 from booker_assets.load.columns import declared_columns, kept_columns
 from booker_assets.load.extract import (
