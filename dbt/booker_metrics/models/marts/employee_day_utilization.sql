@@ -9,11 +9,7 @@ with scheduled as (
 ),
 
 booked as (
-    select location_id, employee_id, appointment_date as work_date,
-           sum(booked_minutes)::bigint as booked_minutes
-    from {{ ref('stg_appointment_lines') }}
-    where employee_id is not null
-    group by all
+    {{ booked_minutes_by('employee_id', 'work_date') }}
 )
 
 select

@@ -34,11 +34,7 @@ available as (
 ),
 
 booked as (
-    select location_id, room_id, appointment_date as room_date,
-           sum(booked_minutes)::bigint as booked_minutes
-    from {{ ref('stg_appointment_lines') }}
-    where room_id is not null
-    group by all
+    {{ booked_minutes_by('room_id', 'room_date') }}
 )
 
 select
