@@ -54,6 +54,7 @@ POLL_SECONDS = 0.3
 SUMMARY_DAYS = 7  # the last loaded days the per-location summary adds up
 _SKIPPED = "Dependencies for step "
 TABLES_REPORT = {table.name: group.name for group in GROUPS for table in group.tables}
+NAME_WIDTH = max(map(len, TABLES_REPORT))  # the stored lines' columns line up
 
 
 def table_counts(warehouse: Warehouse) -> dict[str, int]:
@@ -166,7 +167,7 @@ class Watcher:
         table = self.tally.add(entry.dagster_event)
         if table and self.tally.partitions[table] == self.per_table:
             self.progress.console.print(
-                f"  stored booker.{table:<22} {self.tally.rows[table]:>8,} rows   "
+                f"  stored booker.{table:<{NAME_WIDTH}} {self.tally.rows[table]:>8,} rows   "
                 f"report {TABLES_REPORT[table]}: {self.tally.requests[table]:,} requests")
             self.progress.advance(self.bar)
 
