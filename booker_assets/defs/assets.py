@@ -23,6 +23,7 @@ import pydantic
 
 from booker_assets.api.client import BookerClient, BookerResource
 from booker_assets.api.shared_replies import SharedReplies, store_for
+from booker_assets.api.view import ReportView
 from booker_assets.catalogue.options import OPTIONS, table_options
 from booker_assets.catalogue.reports import GROUPS, ReportGroup, Table
 from booker_assets.defs.checks import evaluations_after_failure
@@ -221,9 +222,10 @@ def _materialize(
             continue
         if len(done[name]) == len(slices):  # every location of this report is fetched
             group, tables = wanted[name]
-            # The report's fetches read each location's record: it is cached now, so naming
-            # the locations costs no request (nor a retry counted by no report).
-            names = names or _location_names(client, slices)
+            # Named through this report's view: a location whose record no fetch has read yet
+            # (a report that needs no zone can finish first) costs a request, and any retry
+            # of it is then counted in this report's figures, not lost between reports.
+            names = names or _location_names(views[name], slices)
             yield from _outputs(context, tables, done.pop(name), slices, _own(group, options),
                                 views[name].stats.snapshot(), names)
             stored.update(dg.AssetKey([GROUP_NAME, t.name]) for t in tables)
@@ -324,11 +326,11 @@ def _backfill_replies(context: dg.AssetExecutionContext,
     return SharedReplies(backfill, client.base_url, store=store_for(client.budget))
 
 
-def _location_names(client: BookerClient, slices: Mapping[str, list[date]]) -> dict[str, str]:
+def _location_names(view: ReportView, slices: Mapping[str, list[date]]) -> dict[str, str]:
     """"1001 Café Lumière Spa & Salon" for the UI; the partition keys stay ids."""
     names = {}
     for location in slices:
-        record = client.location(location)
+        record = view.location(location)
         names[location] = f"{location} {record.get('BusinessName') or ''}".strip()
     return names
 
