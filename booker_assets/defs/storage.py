@@ -621,7 +621,8 @@ def _ledgered(conn: duckdb.DuckDBPyConnection, live_db: str, live: _Tables,
     (a removed location) leaves the counts apart: ``_check_counts`` then asks for the whole
     file."""
     changed = []
-    for schema in sorted({schema for schema, table in live if table == "_loads"}):
+    schemas = sorted({schema for schema, table in live if table == "_loads"})
+    for schema in schemas:
         for table in ("_loads", "_schema_version"):
             if (schema, table) in live and live[schema, table] != spare.get((schema, table)):
                 raise _WholeCopy(f"{schema}.{table} changed shape")
@@ -641,7 +642,7 @@ def _ledgered(conn: duckdb.DuckDBPyConnection, live_db: str, live: _Tables,
     for select in changed:
         conn.execute(f"INSERT INTO _changed {select}")
     ledgered = set()
-    for schema in sorted({schema for schema, table in live if table == "_loads"}):
+    for schema in schemas:
         ledgered |= {(schema, table) for table in LEDGERS if (schema, table) in live}
         for (name,) in conn.execute(
                 f"SELECT DISTINCT table_name FROM {_name(live_db, schema, '_loads')}").fetchall():
@@ -658,7 +659,7 @@ def _differ(one: str, other: str, select: str) -> str:
 
 
 def _copy_slices(conn: duckdb.DuckDBPyConnection, schema: str, table: str, source: str,
-                 target: str) -> int:
+                 target: str) -> None:
     """The changed slices of ``table``: deleted from the spare, copied from the live file."""
     # the ledger's and the rejects' slices are those of each row's table_name; a table's,
     # those of its name
@@ -669,15 +670,14 @@ def _copy_slices(conn: duckdb.DuckDBPyConnection, schema: str, table: str, sourc
         "SELECT count(*), min(report_date), max(report_date) FROM _changed c WHERE"
         f" c.schema_name = $schema{'' if ledger else mine}", params).fetchall()
     if not count:
-        return 0
+        return
     # the days as constants: DuckDB then skips the row groups whose days lie outside them
     days = f" AND x.report_date BETWEEN DATE '{first}' AND DATE '{last}'" if first else ""
     slices = (f"c.schema_name = $schema{mine} AND x.report_date = c.report_date"
               " AND x.location_id IS NOT DISTINCT FROM c.location_id")
     conn.execute(f"DELETE FROM {target} x USING _changed c WHERE {slices}{days}", params)
-    return conn.execute(f"INSERT INTO {target} SELECT * FROM {source} x WHERE EXISTS"
-                        f" (SELECT 1 FROM _changed c WHERE {slices}){days}", params
-                        ).fetchall()[0][0]
+    conn.execute(f"INSERT INTO {target} SELECT * FROM {source} x WHERE EXISTS"
+                 f" (SELECT 1 FROM _changed c WHERE {slices}){days}", params)
 
 
 def _check_counts(conn: duckdb.DuckDBPyConnection, live_db: str,
