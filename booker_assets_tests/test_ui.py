@@ -42,8 +42,8 @@ from booker_assets_tests.conftest import load_range
 from booker_assets_tests.test_demo import demo_environment
 from booker_sandbox import DEMO_CREDENTIALS
 
-playwright = pytest.importorskip("playwright.sync_api")  # a dev dependency: make install has it
-Page, expect = playwright.Page, playwright.expect
+sync_api = pytest.importorskip("playwright.sync_api")  # a dev dependency: make install has it
+Page, expect = sync_api.Page, sync_api.expect
 
 REPO = Path(__file__).resolve().parents[1]
 DAGSTER = Path(sys.executable).with_name("dagster")
@@ -83,10 +83,29 @@ def browser_type_launch_args(browser_type_launch_args: dict) -> dict:
     return {**browser_type_launch_args, "executable_path": CHROMIUM, "args": CHROMIUM_ARGS}
 
 
-@pytest.fixture(scope="session")
-def browser_context_args(browser_context_args: dict, dagster_dev: str) -> dict:
-    return {**browser_context_args, "base_url": dagster_dev,
-            "viewport": {"width": 1600, "height": 1000}, "timezone_id": "UTC"}
+# pytest-playwright's playwright and browser live for the session, and while Playwright runs
+# its event loop stays the thread's running loop (it runs in a greenlet): every later test
+# file on the same xdist worker then fails at asyncio.run() (Dagster's automation-condition
+# evaluation calls it). Here they live for this file and stop with it; the plugin's page,
+# context and artifacts fixtures use them.
+@pytest.fixture(scope="module")
+def playwright() -> Iterator[sync_api.Playwright]:
+    with sync_api.sync_playwright() as pw:
+        yield pw
+
+
+@pytest.fixture(scope="module")
+def browser(playwright: sync_api.Playwright,
+            browser_type_launch_args: dict) -> Iterator[sync_api.Browser]:
+    browser = playwright.chromium.launch(**browser_type_launch_args)
+    yield browser
+    browser.close()
+
+
+@pytest.fixture(scope="module")
+def browser_context_args(dagster_dev: str) -> dict:
+    return {"base_url": dagster_dev, "viewport": {"width": 1600, "height": 1000},
+            "timezone_id": "UTC"}
 
 
 @pytest.fixture
@@ -144,7 +163,7 @@ def _stop(process: subprocess.Popen) -> None:
     process.wait()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def environment(tmp_path_factory) -> dict[str, str]:
     env = demo_environment(tmp_path_factory.mktemp("ui"))
     with open(Path(env["DAGSTER_HOME"]) / "dagster.yaml", "a") as instance_yaml:
@@ -158,7 +177,7 @@ def _location_partitions(env: dict[str, str]) -> dg.PartitionsDefinition:
     return orders.partitions_def.get_partitions_def_for_dimension("location")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def dagster_dev(environment: dict[str, str]) -> Iterator[str]:
     home = Path(environment["DAGSTER_HOME"])
     log = home / "dagster_dev.log"
@@ -204,7 +223,7 @@ def dagster_dev(environment: dict[str, str]) -> Iterator[str]:
         print(f"\ndagster dev stopped in {time.monotonic() - stopping:.1f} s")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="module")
 def instance(environment: dict[str, str], dagster_dev: str) -> Iterator[dg.DagsterInstance]:
     """The server's own instance (SQLite under DAGSTER_HOME), read from the test."""
     with dg.DagsterInstance.from_config(environment["DAGSTER_HOME"]) as shared:
