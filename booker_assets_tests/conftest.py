@@ -31,8 +31,8 @@ SANDBOX_SETTINGS = SandboxSettings(start_date=date(2025, 1, 1), end_date=date(20
 # The files of end-to-end paths (a webserver and daemon, the demo, the README's terminal, a
 # browser), slowest first: `make test` runs files side by side (pytest-xdist, --dist loadfile),
 # and one of them started last would leave every other worker idle while it runs alone.
-SLOWEST_FIRST = ("test_dead_runs.py", "test_readme.py", "test_ui.py", "test_demo.py",
-                 "test_e2e_daemon.py", "test_variants_load.py", "test_reliability.py")
+SLOWEST_FIRST = ("test_dead_runs.py", "test_readme.py", "test_ui.py", "test_e2e_daemon.py",
+                 "test_variants_load.py", "test_reliability.py")
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -94,6 +94,18 @@ def instance_environment(sandbox: BookerSandbox, root: Path, locations: Sequence
     } | UNPACED_ENV
 
 
+def demo_environment(tmp_path: Path) -> dict[str, str]:
+    """The user's shell with no Booker account (the embedded sandbox), the shipped instance
+    settings in a DAGSTER_HOME and a database of its own under ``tmp_path``."""
+    home = tmp_path / "dagster_home"
+    home.mkdir()
+    shutil.copy(REPO / "dagster.yaml", home / "dagster.yaml")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("BOOKER_", "DAGSTER_"))}
+    return env | UNPACED_ENV | {
+        "DAGSTER_HOME": str(home),
+        "BOOKER_DUCKDB_PATH": str(tmp_path / "data" / "booker_assets.duckdb")}
+
+
 @contextmanager
 def webserver_and_daemon(
     environment: dict, logs_dir: Path, deadline: float, keep_running: Collection[str] = ()

@@ -11,8 +11,8 @@ its ``dagster/max_runtime`` tag) has passed.
 - a launched run and an in-process run SIGKILLed while both are in progress: both fail and the
   load queued behind them completes.
 
-With no daemon, two demos SIGKILLed do not block the next one: ``test_demo.py`` kills two
-before the demo it checks.
+With no daemon, two demos SIGKILLed do not block the next one: ``test_readme.py`` kills two
+before the README's ``make demo``.
 
 Bounds are generous (a loaded 2-core host triples start-up times); each test prints what it
 measured, seconds after the signal (``pytest -s`` shows them).

@@ -39,7 +39,7 @@ from booker_assets.definitions import build_definitions
 from booker_assets.defs.storage import connect_locked
 from booker_assets.settings import SANDBOX_BASE_URL, load_settings
 from booker_assets_tests.conftest import load_range
-from booker_assets_tests.test_demo import demo_environment
+from booker_assets_tests.e2e import demo_environment
 from booker_sandbox import DEMO_CREDENTIALS
 
 sync_api = pytest.importorskip("playwright.sync_api")  # a dev dependency: make install has it
