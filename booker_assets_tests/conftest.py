@@ -12,6 +12,7 @@ from pathlib import Path
 
 import dagster as dg
 import pytest
+from xdist.scheduler import LoadScopeScheduling
 
 from booker_assets.api.client import BookerResource
 from booker_assets.catalogue.options import OPTIONS
@@ -47,9 +48,36 @@ def pytest_configure(config: pytest.Config) -> None:
         tempfile.tempdir = None  # read again from TMPDIR
 
 
+# The files whose tests read the session's loaded warehouse (``loaded_warehouse``): one xdist
+# work unit, so that one worker builds it once (~30 s each time), not each worker that runs one.
+WAREHOUSE_FILES = frozenset({"test_assets.py", "test_concurrency.py", "test_metrics.py",
+                             "test_variants_load.py"})
+WAREHOUSE_UNIT = "the files of loaded_warehouse"
+
+
+class FilesAndWarehouseScheduling(LoadScopeScheduling):
+    """xdist's ``--dist loadfile`` (a work unit per file), the WAREHOUSE_FILES one unit."""
+
+    def _split_scope(self, nodeid: str) -> str:  # how LoadFileScheduling itself is written
+        path = nodeid.split("::", 1)[0]
+        return WAREHOUSE_UNIT if Path(path).name in WAREHOUSE_FILES else path
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log) -> LoadScopeScheduling | None:
+    if config.getvalue("dist") == "loadfile":
+        return FilesAndWarehouseScheduling(config, log)
+    return None  # xdist's own
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     rank = {name: n for n, name in enumerate(SLOWEST_FIRST)}
     items.sort(key=lambda item: rank.get(item.path.name, len(rank)))  # stable: else as found
+    readers = {item.path.name for item in items
+               if "loaded_warehouse" in getattr(item, "fixturenames", ())}
+    if missing := sorted(readers - WAREHOUSE_FILES):  # each would build it once more
+        raise pytest.UsageError(f"conftest.WAREHOUSE_FILES lacks {missing}: they use "
+                                f"loaded_warehouse")
 
 
 @pytest.fixture(autouse=True)
