@@ -132,10 +132,15 @@ def loaded_warehouse(sandbox: BookerSandbox, tmp_path_factory) -> Iterator[Loade
                              options=EVERY_TABLE_OPTIONS)
     defs = make_defs(sandbox, settings, page_size=10)
     with dg.DagsterInstance.ephemeral() as instance:
-        results = [load_range(defs, LOADED_LOCATIONS, *days, instance=instance)
-                   for days in (LOADED_DAYS, OBSERVED_DAYS)]
-        assert all(r.success for r in results)
+        assert load_warehouse_days(defs, instance)
         yield Loaded(settings, sandbox, instance)
+
+
+def load_warehouse_days(defs: dg.Definitions, instance: dg.DagsterInstance) -> bool:
+    """The loaded warehouse's runs with ``defs``: LOADED_DAYS, then OBSERVED_DAYS, over
+    LOADED_LOCATIONS. Whether both succeeded."""
+    return all(load_range(defs, LOADED_LOCATIONS, *days, instance=instance).success
+               for days in (LOADED_DAYS, OBSERVED_DAYS))
 
 
 def make_settings(tmp_path: Path, locations: tuple[str, ...], **overrides) -> Settings:

@@ -19,13 +19,10 @@ from booker_assets.api.ratelimit import _STATE, TokenBucket
 from booker_assets.catalogue.reports import TABLES
 from booker_assets.defs.storage import connect_locked
 from booker_assets_tests.conftest import (
-    LOADED_DAYS,
-    LOADED_LOCATIONS,
-    OBSERVED_DAYS,
     SANDBOX_SETTINGS,
     Loaded,
     assert_within_rate,
-    load_range,
+    load_warehouse_days,
     make_defs,
 )
 from booker_sandbox import BookerSandbox
@@ -50,8 +47,7 @@ def test_rows_identical_with_1_and_8_requests_in_flight(loaded_warehouse: Loaded
     settings = replace(loaded_warehouse.settings, duckdb_path=str(tmp_path / "serial.duckdb"))
     defs = make_defs(loaded_warehouse.sandbox, settings, page_size=10, max_in_flight=1)
     with dg.DagsterInstance.ephemeral() as instance:
-        assert all(load_range(defs, LOADED_LOCATIONS, *days, instance=instance).success
-                   for days in (LOADED_DAYS, OBSERVED_DAYS))
+        assert load_warehouse_days(defs, instance)
     serial = _contents(settings.duckdb_path)
     concurrent = _contents(loaded_warehouse.settings.duckdb_path)
 

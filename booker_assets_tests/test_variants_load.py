@@ -46,11 +46,10 @@ from booker_assets.load.extract import extract
 from booker_assets.load.flatten import DRIFT, RAW
 from booker_assets_tests.conftest import (
     LOADED_DAYS,
-    LOADED_LOCATIONS,
     OBSERVED_DAYS,
     SANDBOX_NOW,
     SANDBOX_SETTINGS,
-    load_range,
+    load_warehouse_days,
     make_defs,
 )
 from booker_sandbox import BookerSandbox
@@ -267,7 +266,6 @@ def test_a_placing_field_made_unreadable_rejects_its_record_and_only_it(served, 
     assert snake(field) in named, named
 
 
-
 def _carried(name: str) -> set[str]:
     """Columns a table's rows take from their parent: the record's own value is only kept."""
     return {column for source in TABLES[name].sources
@@ -310,8 +308,7 @@ def test_a_backfill_of_every_report_under_variants_equals_the_canonical(loaded_w
     with BookerSandbox(replace(SANDBOX_SETTINGS, variants=20251130)) as sb:
         defs = make_defs(sb, settings, page_size=10)
         with dg.DagsterInstance.ephemeral() as instance:
-            assert all(load_range(defs, LOADED_LOCATIONS, *days, instance=instance).success
-                       for days in (LOADED_DAYS, OBSERVED_DAYS))
+            assert load_warehouse_days(defs, instance)
         picks = sb.stats.variants
     canonical = _warehouse(loaded_warehouse.settings.duckdb_path)
     varied = _warehouse(settings.duckdb_path)
