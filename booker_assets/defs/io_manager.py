@@ -287,7 +287,7 @@ def _write_table(conn: duckdb.DuckDBPyConnection, schema: str, part: TableSlice)
     view = f"{table}_current"
     if part.entity_key and table_columns(conn, schema, view) != table_columns(conn, schema, table):
         _create_current_view(conn, schema, table, part.entity_key)
-    for temp in STAGED:  # the next table of the report stages its own
+    for temp in (*STAGED, "_slice", "_rejects"):  # the next table of the report stages its own
         conn.execute(f"DROP TABLE temp.{temp}")
     return added
 

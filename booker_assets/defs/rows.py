@@ -18,9 +18,7 @@ from booker_assets.load.flatten import DRIFT, RAW, Column
 from booker_assets.load.frames import BASE_COLUMNS
 
 _BASE_TYPES = {c.name: c.type for c in BASE_COLUMNS}
-
-
-STAGED = ("_typed", "_frame", "_slice", "_rejects")  # the temp tables of one write
+STAGED = ("_typed", "_frame")  # the temp tables rows are staged in
 
 
 def insert_rows(conn: duckdb.DuckDBPyConnection, schema: str, table: str, frame: pd.DataFrame,
@@ -38,7 +36,7 @@ def insert_rows(conn: duckdb.DuckDBPyConnection, schema: str, table: str, frame:
 
 
 def stage_rows(conn: duckdb.DuckDBPyConnection, frame: pd.DataFrame,
-                columns: Sequence[Column]) -> None:
+               columns: Sequence[Column]) -> None:
     """Rows as the typed temp table ``_typed``: one scan of the DataFrame, cast to the
     declared types (the loader already read every value into its type)."""
     frame = _with_loaded_at(frame)
@@ -67,7 +65,7 @@ def _with_loaded_at(frame: pd.DataFrame) -> pd.DataFrame:
 
 
 def ensure_columns(conn: duckdb.DuckDBPyConnection, schema: str, table: str,
-                    declared: Sequence[Column]) -> list[str]:
+                   declared: Sequence[Column]) -> list[str]:
     """Create the table with every declared column, or add the columns it lacks (declared
     ones, and those the data brought, typed as they arrived). Returns the added names."""
     staged = conn.execute("SELECT column_name, column_type FROM (DESCRIBE _frame)").fetchall()
